@@ -1,0 +1,39 @@
+# Two commands: `make demo` and `make test`. Both create .venv and install on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo demo-fast test bench lint devhost clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+node_modules/.bin/azurite: package.json
+	npm install --no-audit --no-fund --silent
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) -m demo
+
+demo-fast: $(STAMP)
+	$(PY) -m demo --fast
+
+test: $(STAMP) node_modules/.bin/azurite
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+devhost: $(STAMP)
+	$(PY) -m devhost
+
+clean:
+	rm -rf $(VENV) node_modules .local out

@@ -1,0 +1,58 @@
+"""Time as a dependency, so the demo and tests can run schedules on simulated time."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from core.types import utc
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class ManualClock:
+    """Simulated time that moves only when told to; thread-safe and never goes backwards."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = utc(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise ValueError("a clock cannot go backwards")
+        with self._lock:
+            self._now += delta
+            return self._now
+
+    def set(self, moment: datetime) -> datetime:
+        moment = utc(moment)
+        with self._lock:
+            if moment < self._now:
+                raise ValueError(f"a clock cannot go backwards: {moment} < {self._now}")
+            self._now = moment
+            return self._now
+
+
+class ScaledClock:
+    """Simulated time that runs `speed` times faster than the wall clock from `start`."""
+
+    def __init__(self, start: datetime, speed: float, wall: Clock | None = None) -> None:
+        self._wall = wall or SystemClock()
+        self._origin_wall = self._wall.now()
+        self._origin = utc(start)
+        self._speed = speed
+
+    def now(self) -> datetime:
+        elapsed = (self._wall.now() - self._origin_wall).total_seconds()
+        return self._origin + timedelta(seconds=elapsed * self._speed)

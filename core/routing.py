@@ -1,0 +1,15 @@
+"""Bus topology: one topic, one subscription per consumer, filtered on the message subject (= event type).
+
+The same table provisions Azure (see infra/) and the local SQLite bus, so both route identically.
+"""
+from __future__ import annotations
+
+TOPIC = "mlops-events"
+
+SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "run-check": ("mlops.check.requested.v1",),
+    "alerts": ("mlops.incident.changed.v1",),
+    "retrain": ("mlops.drift.detected.v1", "mlops.retrain.requested.v1"),
+    "deploy": ("mlops.retrain.completed.v1", "mlops.challenger.accepted.v1"),
+    "audit": (),  # empty filter: every event, for the audit trail
+}

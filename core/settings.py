@@ -1,0 +1,38 @@
+"""App settings from the environment (Functions app settings, local.settings.json, or the shell).
+
+Read only by bootstrap. Each Azure adapter is chosen when its setting is present; otherwise the
+embedded default runs. Identity-based connections only: no keys or connection strings here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    data_dir: Path = Field(Path(".local"), alias="MLOPS_DATA_DIR",
+                           description="Folder of the embedded defaults: queue, state, telemetry, registry.")
+    monitors_dir: Path = Field(Path("monitors/examples"), alias="MLOPS_MONITORS_DIR",
+                               description="Folder of monitor spec YAML files, one per monitored endpoint.")
+    check_schedule: str = Field("0 */5 * * * *", alias="CHECK_SCHEDULE")
+    environment: str = Field("local", alias="MLOPS_ENVIRONMENT")
+
+    # Azure adapters: each is used when its setting is present.
+    servicebus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")
+    tables_endpoint: str | None = Field(None, alias="MLOPS_TABLES_ENDPOINT")
+    blob_endpoint: str | None = Field(None, alias="MLOPS_BLOB_ENDPOINT")
+    log_analytics_workspace_id: str | None = Field(None, alias="LOG_ANALYTICS_WORKSPACE_ID")
+    azureml_subscription_id: str | None = Field(None, alias="AZUREML_SUBSCRIPTION_ID")
+    azureml_resource_group: str | None = Field(None, alias="AZUREML_RESOURCE_GROUP")
+    azureml_workspace: str | None = Field(None, alias="AZUREML_WORKSPACE")
+
+    max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
+    duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
+
+    @property
+    def azureml_configured(self) -> bool:
+        return bool(self.azureml_subscription_id and self.azureml_resource_group and self.azureml_workspace)
