@@ -10,7 +10,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Mapping
 
 from core.errors import MalformedEvent, UnknownEventType
@@ -99,7 +99,7 @@ def new_event(type_: str, data: Mapping[str, Any], *, id: str | None = None, sub
     _check_required(kind, data)
     plain = json.loads(json.dumps(_finite(data), default=_json_default, allow_nan=False))
     return Envelope(id=id or str(uuid.uuid4()), type=type_, source=source, subject=subject,
-                    time=_iso(time or datetime.now(timezone.utc)), data=plain,
+                    time=_iso(time or datetime.now(UTC)), data=plain,
                     correlationid=correlationid, causationid=causationid)
 
 
@@ -166,7 +166,7 @@ def _parse_time(text: str) -> datetime:
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("event times must be timezone-aware")
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _json_default(value: Any) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     monitors_dir: Path = Field(Path("monitors/examples"), alias="MLOPS_MONITORS_DIR",
                                description="Folder of monitor spec YAML files, one per monitored endpoint.")
     check_schedule: str = Field("0 */5 * * * *", alias="CHECK_SCHEDULE")
+    track_schedule: str = Field("30 * * * * *", alias="TRACK_SCHEDULE")
+    clock: str = Field("real", alias="MLOPS_CLOCK", description="real, or sim:START[@SPEED] for simulated time.")
+    instance: str = Field("local", alias="WEBSITE_INSTANCE_ID")
+    webhook_url: str | None = Field(None, alias="MLOPS_WEBHOOK_URL")
+    webhook_format: str = Field("json", alias="MLOPS_WEBHOOK_FORMAT")
     environment: str = Field("local", alias="MLOPS_ENVIRONMENT")
 
     # Azure adapters: each is used when its setting is present.
@@ -32,6 +37,19 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
+
+    @model_validator(mode="after")
+    def _complete_groups(self) -> "Settings":
+        """A half-configured Azure adapter is a start-up error naming the missing setting."""
+        group = {"AZUREML_SUBSCRIPTION_ID": self.azureml_subscription_id,
+                 "AZUREML_RESOURCE_GROUP": self.azureml_resource_group, "AZUREML_WORKSPACE": self.azureml_workspace}
+        given = [k for k, v in group.items() if v]
+        if given and len(given) != len(group):
+            missing = ", ".join(k for k, v in group.items() if not v)
+            raise ValueError(f"Azure ML is half configured: {', '.join(given)} set but {missing} missing")
+        if self.webhook_format not in ("json", "teams", "slack"):
+            raise ValueError(f"MLOPS_WEBHOOK_FORMAT must be json, teams or slack, not {self.webhook_format!r}")
+        return self
 
     @property
     def azureml_configured(self) -> bool:

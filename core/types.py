@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # pandas stays out of the cold-start path
@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pandas stays out of the cold-start path
 def utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: times are UTC and timezone-aware")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def parse_time(text: str) -> datetime:
@@ -65,7 +65,7 @@ class Window:
         return {"start": iso(self.start), "end": iso(self.end)}
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
@@ -118,7 +118,7 @@ class RunRef:
     external_id: str | None = None
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

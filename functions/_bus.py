@@ -1,0 +1,33 @@
+"""The one way a Service Bus trigger consumes an event: decode, skip duplicates, handle, record.
+
+A permanent error (malformed or unknown event, invalid data) must not be retried: it is dead-lettered
+with its reason. Retryable errors propagate so the host abandons the message and it comes back.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import azure.functions as func
+
+from core.errors import PermanentError
+
+log = logging.getLogger("mlops.bus")
+
+
+def consume(msg: func.ServiceBusMessage, consumer: str, handler: Callable[..., object]) -> None:
+    import bootstrap
+    from core.records import already_processed, mark_processed
+    from core.servicebus import from_function_message
+
+    box = bootstrap.container()
+    try:
+        envelope = from_function_message(msg)
+        if already_processed(box.store, consumer, envelope.id):
+            log.info("%s: %s %s already processed, skipped", consumer, envelope.type, envelope.id)
+            return
+        handler(envelope, box)
+    except PermanentError as exc:
+        box.reject(msg, consumer, exc)
+        return
+    mark_processed(box.store, consumer, envelope.id, box.clock.now())

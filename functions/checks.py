@@ -1,0 +1,37 @@
+"""Checks: the Service Bus consumer that runs one check, and the HTTP routes to request and read one."""
+import azure.functions as func
+
+from core.routing import TOPIC
+from functions._bus import consume
+from functions._http import guarded, json_body, json_response, require_str
+
+bp = func.Blueprint()
+
+
+@bp.service_bus_topic_trigger(arg_name="msg", topic_name=TOPIC, subscription_name="run-check",
+                              connection="ServiceBusConnection")
+def run_check(msg: func.ServiceBusMessage) -> None:
+    consume(msg, "run-check", lambda envelope, box: box.run_check(envelope))
+
+
+@bp.route(route="checks", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@guarded
+def request_check(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/checks {"monitor": "...", "window": {"start": ISO, "end": ISO}?} -> 202 with the check id."""
+    import bootstrap
+    from functions._parse import optional_window
+
+    body = json_body(req)
+    monitor = require_str(body, "monitor")
+    window = optional_window(body)
+    accepted = bootstrap.container().request_check(monitor, window)
+    url = f"/api/checks/{accepted['check_id']}"
+    return json_response({**accepted, "status_url": url}, 202, {"Location": url})
+
+
+@bp.route(route="checks/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@guarded
+def get_check(req: func.HttpRequest) -> func.HttpResponse:
+    import bootstrap
+
+    return json_response(bootstrap.container().get_check(req.route_params["id"]))

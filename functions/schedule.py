@@ -1,0 +1,15 @@
+"""Timer: every CHECK_SCHEDULE, ask for a check of every due window of every monitor."""
+import logging
+
+import azure.functions as func
+
+bp = func.Blueprint()
+log = logging.getLogger("mlops.schedule")
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%CHECK_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def schedule_checks(timer: func.TimerRequest) -> None:
+    import bootstrap
+
+    requested = bootstrap.container().schedule_checks()
+    log.info("schedule_checks: %d check(s) requested%s", len(requested), " (past due)" if timer.past_due else "")
