@@ -87,7 +87,7 @@ class Envelope:
 def event_id(*parts: object) -> str:
     """A stable id from the event's cause: the same parts always give the same id."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-    return str(uuid.UUID(digest[:32]))
+    return str(uuid.UUID(hex=digest[:32], version=5))
 
 
 def new_event(type_: str, data: Mapping[str, Any], *, id: str | None = None, subject: str = "",
@@ -173,13 +173,10 @@ def _json_default(value: Any) -> Any:
     """numpy scalars and datetimes become plain JSON; anything else is a bug in the caller."""
     if isinstance(value, datetime):
         return _iso(value)
+    if getattr(value, "ndim", 0) > 0 and hasattr(value, "tolist"):
+        return _finite(value.tolist())
     if hasattr(value, "item") and callable(value.item):
-        item = value.item()
-        if isinstance(item, float) and not math.isfinite(item):
-            return None
-        return item
-    if hasattr(value, "tolist"):
-        return value.tolist()
+        return _finite(value.item())
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
@@ -191,6 +188,6 @@ def _finite(value: Any) -> Any:
         return {str(k): _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and not hasattr(value, "__len__"):
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
         return _finite(value.item())
     return value
