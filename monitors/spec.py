@@ -1,0 +1,307 @@
+"""Monitor specs: one YAML file per monitored endpoint, validated with pydantic.
+
+Errors name the file, the field path and the line, found by composing the YAML node tree and walking it
+along pydantic's error location.
+"""
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from core.errors import NotFound, ValidationFailed
+from core.types import Severity
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "health")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'90s', '15m', '1h', '1d', '2w' (or a number of seconds, or a timedelta) -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. '30m', '1h', '1d')")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EndpointSpec(_Strict):
+    name: str = Field(min_length=1)
+    deployment: str | None = None
+
+
+class ModelSpec(_Strict):
+    name: str = Field(min_length=1)
+
+
+class FeatureSpec(_Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["numeric", "categorical"]
+    method: str | None = None  # an evidently stattest id: ks, wasserstein, psi, jensenshannon, chisquare, z, ...
+    threshold: float | None = None
+
+
+class PredictionSpec(_Strict):
+    column: str = Field(min_length=1)
+    kind: Literal["score", "class", "value"]
+
+
+class LabelSpec(_Strict):
+    column: str = Field(min_length=1)
+    task: Literal["classification", "regression"]
+    lag: Duration = timedelta(0)  # labels arrive this long after the request; performance looks back by it
+
+
+class ReferenceSpec(_Strict):
+    uri: str = Field(min_length=1)  # a path relative to the spec file, or azureml:name:version
+
+
+class WindowSpec(_Strict):
+    size: Duration = timedelta(days=1)
+    lateness: Duration = timedelta(0)  # how long after a window's end its telemetry is complete
+    origin: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("window size must be positive")
+        return value
+
+    @field_validator("origin")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class DataDriftSignal(_Strict):
+    enabled: bool = True
+    policy: Literal["calibrated", "evidently"] = "calibrated"
+    fwer: float = Field(0.01, gt=0, lt=1)  # family-wise false alarm rate across features (calibrated)
+    effect_floor: float | None = Field(None, ge=0)  # one floor for every feature; None: the engine's defaults
+    effect_floors: dict[str, float] = Field(default_factory=dict)  # per feature, overrides effect_floor
+    share: float = Field(0.5, gt=0, le=1)  # evidently policy: share of drifted features that means drift
+    resamples: int = Field(200, ge=20)
+
+
+class PredictionDriftSignal(_Strict):
+    enabled: bool = True
+    method: str | None = None
+    threshold: float | None = None
+
+
+class DataQualitySignal(_Strict):
+    enabled: bool = True
+    max_missing_rate: float = Field(0.1, ge=0, le=1)
+    max_type_error_rate: float = Field(0.01, ge=0, le=1)
+    max_out_of_range_rate: float = Field(0.05, ge=0, le=1)
+    max_unseen_rate: float = Field(0.05, ge=0, le=1)
+    max_rejected_rate: float = Field(0.01, ge=0, le=1)
+    allow_extra_columns: bool = True
+
+
+class PerformanceSignal(_Strict):
+    enabled: bool = True
+    metric: Literal["auc", "accuracy", "f1", "log_loss", "mae", "rmse"] | None = None
+    min: float | None = None  # floor for higher-is-better metrics (auc, accuracy, f1)
+    max: float | None = None  # ceiling for lower-is-better metrics (log_loss, mae, rmse)
+    max_drop: float = Field(0.05, ge=0)  # relative degradation vs the reference's own performance
+    min_labels: int = Field(30, ge=1)
+
+
+class HealthSignal(_Strict):
+    enabled: bool = True
+    max_error_rate: float = Field(0.05, ge=0, le=1)
+    max_p95_latency_ms: float = Field(1000.0, gt=0)
+
+
+class Signals(_Strict):
+    data_drift: DataDriftSignal = DataDriftSignal()
+    prediction_drift: PredictionDriftSignal = PredictionDriftSignal()
+    data_quality: DataQualitySignal = DataQualitySignal()
+    performance: PerformanceSignal = PerformanceSignal()
+    health: HealthSignal = HealthSignal()
+
+
+class AlertSpec(_Strict):
+    consecutive: int = Field(1, ge=1)  # breaching windows in a row before an incident opens
+    resolve_after: int = Field(1, ge=1)  # clean windows in a row before it resolves
+    cooldown: Duration = timedelta(0)  # after a resolution, no new incident of that signal for this long
+    severity: dict[Literal["data_drift", "prediction_drift", "data_quality", "performance", "health"],
+                   Severity] = Field(default_factory=dict)
+
+    def severity_of(self, signal: str) -> Severity:
+        default = Severity.CRITICAL if signal in ("health", "performance") else Severity.WARNING
+        return self.severity.get(signal, default)  # type: ignore[call-overload]
+
+
+class RetrainSpec(_Strict):
+    on_drift: bool = False
+
+
+class MonitorSpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    endpoint: EndpointSpec
+    model: ModelSpec
+    features: list[FeatureSpec] = Field(min_length=1)
+    prediction: PredictionSpec | None = None
+    label: LabelSpec | None = None
+    reference: ReferenceSpec
+    window: WindowSpec = WindowSpec()
+    schedule: str | None = None  # NCRONTAB (six fields); None: the app-wide CHECK_SCHEDULE
+    signals: Signals = Signals()
+    alert: AlertSpec = AlertSpec()
+    retrain: RetrainSpec = RetrainSpec()
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, features: list[FeatureSpec]) -> list[FeatureSpec]:
+        names = [f.name for f in features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature names must be unique; repeated: {', '.join(dupes)}")
+        return features
+
+    @field_validator("schedule")
+    @classmethod
+    def _ncrontab(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 6:
+            raise ValueError(f"schedule must be NCRONTAB with six fields (sec min hour day month dow): {value!r}")
+        return value
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        return self._source.parent if self._source else Path.cwd()
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {f.name: f.kind for f in self.features}
+
+
+def parse_spec(text: str, source: str | Path = "<spec>") -> MonitorSpec:
+    """YAML text -> MonitorSpec; any problem raises ValidationFailed naming source, field and line."""
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ValidationFailed(f"{source}:{line} not valid YAML: {exc}", field=None) from exc
+    if not isinstance(raw, dict):
+        raise ValidationFailed(f"{source}: line 1: a monitor spec must be a YAML mapping", field=None)
+    try:
+        spec = MonitorSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(exc, node, source) from exc
+    if isinstance(source, Path):
+        spec._source = source.resolve()
+    return spec
+
+
+def load_spec(path: str | Path) -> MonitorSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationFailed(f"{path}: cannot read spec: {exc.strerror}", field=None) from exc
+    return parse_spec(text, path)
+
+
+def _explain(exc: ValidationError, node: yaml.Node | None, source: str | Path) -> ValidationFailed:
+    lines = []
+    first_field = None
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if not (isinstance(p, str) and "[" in p)]  # drop union tags
+        field = ".".join(str(p) for p in loc) or "<root>"
+        first_field = first_field or field
+        lines.append(f"{source}: line {line_of(node, loc)}: {field}: {error['msg']}")
+    return ValidationFailed("\n".join(lines), field=first_field)
+
+
+def line_of(node: yaml.Node | None, loc: list[Any]) -> int:
+    """1-based line of the deepest node along `loc` (a missing key points at its parent mapping)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        child = _child(node, part)
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == str(part):
+                return value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return node.value[part]
+    return None
+
+
+class SpecRepository:
+    """The monitor specs in one folder (*.yaml, *.yml), by monitor name; re-read when files change."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._seen: dict[Path, tuple[float, MonitorSpec]] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self._load_all())
+
+    def all(self) -> list[MonitorSpec]:
+        specs = self._load_all()
+        return [specs[name] for name in sorted(specs)]
+
+    def get(self, name: str) -> MonitorSpec:
+        spec = self._load_all().get(name)
+        if spec is None:
+            raise NotFound(f"no monitor {name!r} in {self.directory}")
+        return spec
+
+    def _load_all(self) -> dict[str, MonitorSpec]:
+        by_name: dict[str, MonitorSpec] = {}
+        for path in sorted([*self.directory.glob("*.yaml"), *self.directory.glob("*.yml")]):
+            spec = self._load(path)
+            if spec.name in by_name:
+                raise ValidationFailed(f"{path}: monitor name {spec.name!r} is used by another spec too",
+                                       field="name")
+            by_name[spec.name] = spec
+        return by_name
+
+    def _load(self, path: Path) -> MonitorSpec:
+        mtime = path.stat().st_mtime
+        cached = self._seen.get(path)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        spec = load_spec(path)
+        self._seen[path] = (mtime, spec)
+        return spec
