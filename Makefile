@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 node_modules/.bin/azurite: package.json
-	npm install --no-audit --no-fund --silent
+	npm ci --no-audit --no-fund --silent
 	@touch $@
 
 demo: $(STAMP)

