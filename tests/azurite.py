@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ class AzuriteEndpoints:
         from azure.core.credentials import AzureNamedKeyCredential
 
         return AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY)
+
+
+def unique_name(prefix: str) -> str:
+    """A fresh table/container name, so tests sharing one Azurite never see each other's data."""
+    return f"{prefix}{uuid.uuid4().hex[:16]}"
 
 
 def _free_ports(count: int) -> list[int]:

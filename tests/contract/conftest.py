@@ -1,12 +1,11 @@
 """Fixtures shared by the contract suites: Azurite for the Azure Storage adapters, and each store."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.azurite import AzuriteEndpoints, AzuriteUnavailable, running_azurite
+from tests.azurite import AzuriteEndpoints, AzuriteUnavailable, running_azurite, unique_name
 
 
 @pytest.fixture(scope="session")
@@ -17,11 +16,6 @@ def azurite() -> Iterator[AzuriteEndpoints]:
             yield endpoints
     except AzuriteUnavailable as exc:
         pytest.fail(f"Azurite is required for the Azure Storage contract tests: {exc}", pytrace=False)
-
-
-def unique_name(prefix: str) -> str:
-    """A fresh table/container name per test, so tests sharing one Azurite never see each other's data."""
-    return f"{prefix}{uuid.uuid4().hex[:16]}"
 
 
 @pytest.fixture(params=["sqlite", "tables"])

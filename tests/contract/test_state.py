@@ -1,7 +1,9 @@
 """One contract for every StateStore adapter: SQLite, and Table Storage through the real SDK on Azurite."""
 from __future__ import annotations
 
+import json
 import multiprocessing
+import socket
 import threading
 from collections.abc import Callable
 
@@ -178,3 +180,78 @@ def test_sqlite_loses_no_update_across_processes_and_threads(tmp_path):
 def test_sqlite_documents_survive_reopening(tmp_path):
     SqliteStateStore(tmp_path / "state.db").insert("run", "r1", NESTED)
     assert SqliteStateStore(tmp_path / "state.db").get("run", "r1").data == NESTED
+
+
+# --- Table Storage: service errors map onto the retry / never-retry tree (fake transport at the network edge)
+
+class _ScriptedTransport:
+    """An azure.core transport answering every entity request with one status; table creation succeeds."""
+
+    def __init__(self, status: int, code: str) -> None:
+        self.status, self.code = status, code
+
+    def send(self, request, **kwargs):
+        import requests
+        from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+        creating_table = request.method == "POST" and request.url.rstrip("/").endswith("/Tables")
+        status = 201 if creating_table else self.status
+        error = {"odata.error": {"code": self.code, "message": {"lang": "en-US", "value": "scripted"}}}
+        body = json.dumps({"TableName": "t"} if creating_table else error)
+        raw = requests.Response()
+        raw.status_code, raw._content, raw.url, raw.reason = status, body.encode(), request.url, "scripted"
+        raw._content_consumed = True  # the body is already read, as after a real exchange
+        raw.headers["Content-Type"] = "application/json;odata=minimalmetadata"
+        return RestRequestsTransportResponse(request=request, internal_response=raw)
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def sleep(self, duration: float) -> None: ...
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args) -> None: ...
+
+
+def _table_store(transport=None, endpoint: str = "http://127.0.0.1:1/devstoreaccount1"):
+    from azure.data.tables import TableClient
+
+    from core.state_tables import TableStateStore
+    from tests.azurite import DEV_ACCOUNT, DEV_KEY
+
+    def factory() -> TableClient:
+        from azure.core.credentials import AzureNamedKeyCredential
+
+        extra = {"transport": transport} if transport else {}
+        return TableClient(endpoint, "state", credential=AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY),
+                           retry_total=0, **extra)
+
+    return TableStateStore(endpoint, table="state", table_client_factory=factory)
+
+
+@pytest.mark.parametrize(("status", "code", "expected"), [
+    (503, "ServerBusy", "RetryableError"),
+    (500, "InternalError", "RetryableError"),
+    (429, "TooManyRequests", "RetryableError"),
+    (412, "UpdateConditionNotSatisfied", "ConcurrencyConflict"),
+    (400, "InvalidInput", "PermanentError"),
+    (403, "AuthorizationPermissionMismatch", "PermanentError"),
+])
+def test_table_service_errors_are_classified(status, code, expected):
+    from core import errors
+
+    store = _table_store(_ScriptedTransport(status, code))
+    with pytest.raises(getattr(errors, expected)) as info:
+        store.replace("watermark", "m1", {"w": 1}, 'W/"datetime\'2013-04-01T00%3A00%3A00Z\'"')
+    assert isinstance(info.value, errors.RetryableError) == (expected != "PermanentError")
+    assert "watermark" in str(info.value)
+
+
+def test_unreachable_table_storage_is_retryable():
+    from core.errors import RetryableError
+
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}/devstoreaccount1"
+        with pytest.raises(RetryableError):
+            _table_store(endpoint=endpoint).get("watermark", "m1")
