@@ -1,0 +1,93 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.records import INCIDENT
+from core.state_sqlite import SqliteStateStore
+from core.types import Finding, Severity, Window
+from monitors.alerts import AlertPolicy
+from monitors.spec import AlertSpec
+
+START = datetime(2013, 4, 1, tzinfo=UTC)
+
+
+def window(i: int) -> Window:
+    return Window(START + timedelta(hours=i), START + timedelta(hours=i + 1))
+
+
+def drift(breached: bool, feature: str = "distance", severity=Severity.WARNING) -> list[Finding]:
+    return [Finding("data_drift", feature, 0.3 if breached else 0.01, 0.1, breached, severity, method="wasserstein"),
+            Finding("data_drift", "dataset", 1.0 if breached else 0.0, None, breached, method="calibrated")]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteStateStore(tmp_path / "state.sqlite")
+    yield s
+    s.close()
+
+
+def run(policy, store, pattern: str, first: int = 0, findings=drift):
+    """Feed one window per character ('x' breaching, '.' clean); returns (window index, status) per change."""
+    out = []
+    for i, mark in enumerate(pattern, start=first):
+        for change in policy.apply(store, "m", window(i), findings(mark == "x"), check_id=f"c{i}"):
+            out.append((i, change.status))
+    return out
+
+
+def test_an_incident_opens_after_n_consecutive_breaching_windows_and_resolves_once(store):
+    policy = AlertPolicy(AlertSpec(consecutive=3, resolve_after=2))
+    assert run(policy, store, "xx.xxxxx..x..") == [(5, "opened"), (9, "resolved")]
+    (key, doc), = store.list(INCIDENT)
+    assert doc.data["status"] == "resolved" and doc.data["windows"] == 5  # 3 to open + 2 confirming
+    assert doc.data["opened_window"] == window(5).to_json() and doc.data["resolved_window"] == window(9).to_json()
+    assert [h["status"] for h in doc.data["history"]] == ["opened", "resolved"]
+
+
+def test_cooldown_holds_back_a_new_episode_then_a_second_incident_opens(store):
+    policy = AlertPolicy(AlertSpec(consecutive=1, resolve_after=1, cooldown=timedelta(hours=3)))
+    changes = run(policy, store, "x.xxxxx")
+    # resolved at the end of window 1 (02:00): windows starting before 05:00 cannot open one
+    assert changes == [(0, "opened"), (1, "resolved"), (5, "opened")]
+    assert len(store.list(INCIDENT)) == 2
+
+
+def test_updated_only_when_the_evidence_changes_in_kind(store):
+    policy = AlertPolicy(AlertSpec(consecutive=1))
+    seq = [drift(True), drift(True), drift(True, "carrier"), drift(True, "carrier")]
+    statuses = [[c.status for c in policy.apply(store, "m", window(i), f, check_id=f"c{i}")]
+                for i, f in enumerate(seq)]
+    assert statuses == [["opened"], [], ["updated"], []]
+    (_, doc), = store.list(INCIDENT)
+    assert doc.data["breached"] == ["carrier", "dataset"] and doc.data["windows"] == 4
+
+
+def test_reapplying_a_window_returns_the_same_changes_and_older_windows_are_ignored(store):
+    policy = AlertPolicy(AlertSpec(consecutive=1))
+    first = policy.apply(store, "m", window(5), drift(True), check_id="c5")
+    again = policy.apply(store, "m", window(5), drift(True), check_id="c5")
+    assert [c.to_json() for c in again] == [c.to_json() for c in first] and first[0].status == "opened"
+    assert policy.apply(store, "m", window(4), drift(False), check_id="c4") == []
+    assert len(store.list(INCIDENT)) == 1
+
+
+def test_signals_are_independent_and_no_data_keeps_the_streak(store):
+    policy = AlertPolicy(AlertSpec(consecutive=2, severity={"health": Severity.CRITICAL}))
+    unknown = [Finding("health", "error_rate", None, 0.05, False, details={"insufficient": True})]
+    bad = [Finding("health", "error_rate", 0.2, 0.05, True)]
+    assert policy.apply(store, "m", window(0), bad + drift(False), check_id="c0") == []
+    assert policy.apply(store, "m", window(1), unknown, check_id="c1") == []  # no data: streak of 1 kept
+    (change,) = policy.apply(store, "m", window(2), bad + drift(False), check_id="c2")
+    assert (change.signal, change.status, change.severity) == ("health", "opened", Severity.CRITICAL)
+    assert change.evidence[0]["statistic"] == 0.2 and change.incident["windows"] == 2
+
+
+def test_incident_ids_are_deterministic_per_monitor_signal_and_window(tmp_path):
+    ids = []
+    for name in ("a", "b"):
+        store = SqliteStateStore(tmp_path / f"{name}.sqlite")
+        (change,) = AlertPolicy(AlertSpec()).apply(store, "m", window(0), drift(True), check_id="c0")
+        ids.append(change.incident_id)
+        store.close()
+    assert ids[0] == ids[1]

@@ -1,0 +1,122 @@
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.types import EndpointRef, Severity, TelemetryBatch, Window
+from monitors.signals.health import HealthEvaluator
+from monitors.signals.performance import PerformanceEvaluator
+from monitors.signals.quality import DataQualityEvaluator, quality_summary
+
+WINDOW = Window(datetime(2013, 4, 1, tzinfo=UTC), datetime(2013, 4, 2, tzinfo=UTC))
+KINDS = {"distance": "numeric", "carrier": "categorical"}
+
+
+def batch(frame: pd.DataFrame, rejected=None, window=WINDOW) -> TelemetryBatch:
+    return TelemetryBatch(EndpointRef("flights"), window, frame, rejected or {})
+
+
+def by_name(findings):
+    return {f.name: f for f in findings}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    rng = np.random.default_rng(0)
+    n = 2000
+    score = rng.uniform(size=n)
+    return pd.DataFrame({
+        "distance": rng.uniform(100, 2000, n),
+        "carrier": rng.choice(["AA", "UA", "DL"], n),
+        "score": score,
+        "delayed": (rng.uniform(size=n) < score).astype(int),  # a model with real skill
+    })
+
+
+def test_quality_counts_bad_rows_instead_of_crashing(reference):
+    fitted = DataQualityEvaluator(KINDS, max_missing_rate=0.1).fit(reference)
+    current = pd.DataFrame({
+        "distance": [500, "far", None, None, 5000, 700, 800, 900, 1000, 1100],  # type error, 2 missing, 1 high
+        "carrier": ["AA", "UA", "ZZ", None, "AA", "AA", "DL", "UA", "QQ", "AA"],
+        "surprise": range(10),
+    })
+    found = by_name(fitted.evaluate(batch(current, rejected={"bad_json": 5})))
+    assert found["missing_rate:distance"].statistic == pytest.approx(0.2)
+    assert found["missing_rate:distance"].breached and found["missing_rate:distance"].severity is Severity.WARNING
+    assert found["type_error_rate:distance"].statistic == pytest.approx(0.1)
+    assert found["type_error_rate:distance"].details["examples"] == ["far"]
+    assert found["out_of_range_rate:distance"].statistic == pytest.approx(0.1)
+    assert found["unseen_rate:carrier"].statistic == pytest.approx(0.2)
+    assert found["unseen_rate:carrier"].details["examples"] == ["QQ", "ZZ"]
+    assert found["extra_columns"].details["columns"] == ["surprise"] and not found["extra_columns"].breached
+    assert found["rejected_rate"].statistic == pytest.approx(5 / 15) and found["rejected_rate"].breached
+    summary = quality_summary(list(found.values()))
+    assert summary["rejected_rows"] == 5 and summary["unseen_rate"]["carrier"] == pytest.approx(0.2)
+
+
+def test_quality_reports_missing_columns_and_is_clean_on_clean_data(reference):
+    fitted = DataQualityEvaluator(KINDS).fit(reference)
+    found = by_name(fitted.evaluate(batch(reference[["carrier"]].head(100))))
+    assert found["missing_columns"].breached and found["missing_columns"].details["columns"] == ["distance"]
+    clean = fitted.evaluate(batch(reference.head(500)))
+    assert not [f.name for f in clean if f.breached]
+
+
+def test_quality_treats_integer_categories_alike_whatever_the_dtype():
+    ref = pd.DataFrame({"hour": [1, 2, 3, 4]})
+    fitted = DataQualityEvaluator({"hour": "categorical"}).fit(ref)
+    current = pd.DataFrame({"hour": [1.0, 2.0, None, 3.0]})  # NaN upcasts ints to floats
+    assert by_name(fitted.evaluate(batch(current)))["unseen_rate:hour"].statistic == 0.0
+
+
+def test_health_error_rate_and_p95_latency():
+    fitted = HealthEvaluator(max_error_rate=0.05, max_p95_latency_ms=200).fit()
+    frame = pd.DataFrame({"status_code": [200] * 90 + [500] * 6 + [400] * 4,
+                          "latency_ms": list(range(100))})
+    found = by_name(fitted.evaluate(batch(frame)))
+    assert found["error_rate"].statistic == pytest.approx(0.06) and found["error_rate"].breached
+    assert found["error_rate"].details["client_error_rate"] == pytest.approx(0.04)
+    assert found["p95_latency_ms"].statistic == pytest.approx(94.05) and not found["p95_latency_ms"].breached
+    assert found["error_rate"].severity is Severity.CRITICAL
+
+
+def test_health_without_telemetry_columns_says_so():
+    found = by_name(HealthEvaluator().fit().evaluate(batch(pd.DataFrame({"x": [1, 2]}))))
+    assert found["error_rate"].details["insufficient"] and not found["error_rate"].breached
+
+
+def perf(**kw) -> PerformanceEvaluator:
+    return PerformanceEvaluator("score", "score", "delayed", "classification", **kw)
+
+
+def test_performance_drop_against_the_reference_alarms(reference):
+    fitted = perf(max_drop=0.05).fit(reference)
+    assert 0.7 < fitted.baseline < 0.9  # the reference's own AUC
+    broken = reference.head(500).copy()
+    broken["score"] = np.random.default_rng(1).uniform(size=500)  # the model lost its skill
+    (finding,) = fitted.evaluate(batch(broken))
+    assert finding.name == "auc" and finding.breached
+    assert finding.statistic < finding.threshold == pytest.approx(fitted.baseline * 0.95)
+    assert set(finding.details["metrics"]) == {"auc", "accuracy", "f1", "log_loss"}
+    (healthy,) = fitted.evaluate(batch(reference.tail(500)))
+    assert not healthy.breached
+
+
+def test_performance_with_few_labels_says_so_instead_of_alarming(reference):
+    fitted = perf(min_labels=30).fit(reference)
+    few = reference.head(200).copy()
+    few.loc[few.index[20:], "delayed"] = np.nan  # labels not arrived yet
+    few["score"] = 1 - few["score"]  # would be a disaster if judged
+    (finding,) = fitted.evaluate(batch(few))
+    assert not finding.breached and finding.details["insufficient"]
+    assert "only 20 labelled rows" in finding.details["note"]
+
+
+def test_performance_regression_floor_from_the_spec():
+    ref = pd.DataFrame({"y": np.arange(100.0), "pred": np.arange(100.0) + 1})
+    fitted = PerformanceEvaluator("pred", "value", "y", "regression", ceiling=1.5, max_drop=10).fit(ref)
+    cur = pd.DataFrame({"y": np.arange(50.0), "pred": np.arange(50.0) + 2})
+    (finding,) = fitted.evaluate(batch(cur, window=Window(WINDOW.start, WINDOW.start + timedelta(hours=1))))
+    assert finding.name == "rmse" and finding.statistic == pytest.approx(2.0)
+    assert finding.threshold == 1.5 and finding.breached and finding.details["reasons"] == ["spec limit"]
