@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import NotFound, ValidationFailed
+from core.errors import ConfigurationError, NotFound, ValidationFailed
 from core.state_tables import translate_azure_error
 
 if TYPE_CHECKING:
@@ -96,6 +96,9 @@ class BlobReportStore:
         if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", container):
             raise ValidationFailed(f"container name {container!r} must be 3-63 lowercase letters, digits, '-'",
                                    field="container")
+        if credential is None and not account_url.lower().startswith("https://"):
+            raise ConfigurationError(f"blob endpoint {account_url!r} must be https:// for identity-based access "
+                                     "(MLOPS_BLOB_ENDPOINT)")
         self.account_url, self.container = account_url.rstrip("/"), container
         self._credential = credential
         self._client: ContainerClient | None = None

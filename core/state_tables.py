@@ -18,7 +18,15 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from core.errors import ConcurrencyConflict, MlopsError, NotFound, PermanentError, RetryableError, ValidationFailed
+from core.errors import (
+    ConcurrencyConflict,
+    ConfigurationError,
+    MlopsError,
+    NotFound,
+    PermanentError,
+    RetryableError,
+    ValidationFailed,
+)
 from core.ports import Doc
 from core.state_sqlite import check_name, dump_document, prefix_upper_bound
 
@@ -94,6 +102,9 @@ class TableStateStore:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", table):
             raise ValidationFailed(f"table name {table!r} must be 3-63 letters/digits, starting with a letter",
                                    field="table")
+        if credential is None and not endpoint.lower().startswith("https://"):
+            raise ConfigurationError(f"tables endpoint {endpoint!r} must be https:// for identity-based access "
+                                     "(MLOPS_TABLES_ENDPOINT)")
         self.endpoint, self.table = endpoint.rstrip("/"), table
         self._credential = credential
         self._factory = table_client_factory

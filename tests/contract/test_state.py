@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +258,23 @@ def test_unreachable_table_storage_is_retryable():
         endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}/devstoreaccount1"
         with pytest.raises(RetryableError):
             _table_store(endpoint=endpoint).get("watermark", "m1")
+
+
+def test_identity_based_adapters_need_https_and_name_the_setting():
+    from core.errors import ConfigurationError
+    from core.reports import BlobReportStore
+    from core.state_tables import TableStateStore
+
+    with pytest.raises(ConfigurationError, match="MLOPS_TABLES_ENDPOINT"):
+        TableStateStore("http://example.table.core.windows.net")
+    with pytest.raises(ConfigurationError, match="MLOPS_BLOB_ENDPOINT"):
+        BlobReportStore("http://example.blob.core.windows.net")
+
+
+def test_importing_the_adapters_loads_no_azure_sdk():
+    """The Functions app imports these at start; the SDKs load on first use only."""
+    code = ("import sys, core.state_sqlite, core.state_tables, core.reports; "
+            "print(sorted(m for m in sys.modules if m.startswith('azure')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
