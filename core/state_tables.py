@@ -102,7 +102,7 @@ class TableStateStore:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", table):
             raise ValidationFailed(f"table name {table!r} must be 3-63 letters/digits, starting with a letter",
                                    field="table")
-        if credential is None and not endpoint.lower().startswith("https://"):
+        if credential is None and table_client_factory is None and not endpoint.lower().startswith("https://"):
             raise ConfigurationError(f"tables endpoint {endpoint!r} must be https:// for identity-based access "
                                      "(MLOPS_TABLES_ENDPOINT)")
         self.endpoint, self.table = endpoint.rstrip("/"), table
