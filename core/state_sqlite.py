@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-from core.errors import ConcurrencyConflict, NotFound, ValidationFailed
+from core.errors import ConcurrencyConflict, NotFound, RetryableError, ValidationFailed
 from core.ports import Doc
 
 _SCHEMA = """
@@ -26,7 +26,6 @@ CREATE TABLE IF NOT EXISTS docs (
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID
 """
-_BUSY_TIMEOUT_S = 30.0
 
 
 def dump_document(data: Mapping[str, Any]) -> str:
@@ -63,8 +62,9 @@ def prefix_upper_bound(prefix: str) -> str | None:
 class SqliteStateStore:
     """(kind, key) -> JSON document with a fresh random etag per write."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -78,25 +78,32 @@ class SqliteStateStore:
         if conn is not None and self._local.pid == os.getpid():
             return conn
         # isolation_level=None: autocommit, each statement is its own transaction.
-        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")
         self._local.conn, self._local.pid = conn, os.getpid()
         with self._lock:
             self._connections.append(conn)
         return conn
 
+    def _execute(self, sql: str, args: tuple | list) -> sqlite3.Cursor:
+        try:
+            return self._conn().execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            # Only lock contention outlasting the busy timeout is worth a retry; anything else is a bug.
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise RetryableError(f"state database {self.path} is busy: {exc}") from exc
+            raise
+
     def get(self, kind: str, key: str) -> Doc | None:
         check_name(kind, key)
-        row = self._conn().execute("SELECT data, etag FROM docs WHERE kind=? AND key=?", (kind, key)).fetchone()
+        row = self._execute("SELECT data, etag FROM docs WHERE kind=? AND key=?", (kind, key)).fetchone()
         return Doc(json.loads(row[0]), row[1]) if row else None
 
     def insert(self, kind: str, key: str, data: Mapping[str, Any]) -> str:
         check_name(kind, key)
         text, etag = dump_document(data), uuid.uuid4().hex
         try:
-            self._conn().execute("INSERT INTO docs (kind, key, data, etag) VALUES (?, ?, ?, ?)",
-                                 (kind, key, text, etag))
+            self._execute("INSERT INTO docs (kind, key, data, etag) VALUES (?, ?, ?, ?)", (kind, key, text, etag))
         except sqlite3.IntegrityError as exc:
             raise ConcurrencyConflict(f"{kind} {key!r} already exists") from exc
         return etag
@@ -104,8 +111,8 @@ class SqliteStateStore:
     def replace(self, kind: str, key: str, data: Mapping[str, Any], etag: str) -> str:
         check_name(kind, key)
         text, new_etag = dump_document(data), uuid.uuid4().hex
-        cur = self._conn().execute("UPDATE docs SET data=?, etag=? WHERE kind=? AND key=? AND etag=?",
-                                   (text, new_etag, kind, key, etag))
+        cur = self._execute("UPDATE docs SET data=?, etag=? WHERE kind=? AND key=? AND etag=?",
+                            (text, new_etag, kind, key, etag))
         if cur.rowcount == 1:
             return new_etag
         if self.get(kind, key) is None:
@@ -116,9 +123,9 @@ class SqliteStateStore:
         """Delete a document; deleting one that is already gone is not an error."""
         check_name(kind, key)
         if etag is None:
-            self._conn().execute("DELETE FROM docs WHERE kind=? AND key=?", (kind, key))
+            self._execute("DELETE FROM docs WHERE kind=? AND key=?", (kind, key))
             return
-        cur = self._conn().execute("DELETE FROM docs WHERE kind=? AND key=? AND etag=?", (kind, key, etag))
+        cur = self._execute("DELETE FROM docs WHERE kind=? AND key=? AND etag=?", (kind, key, etag))
         if cur.rowcount == 0 and self.get(kind, key) is not None:
             raise ConcurrencyConflict(f"{kind} {key!r} changed since etag {etag}")
 
@@ -129,7 +136,7 @@ class SqliteStateStore:
         upper = prefix_upper_bound(prefix)
         if upper is not None:
             sql, args = sql + " AND key<?", [*args, upper]
-        rows = self._conn().execute(sql + " ORDER BY key", args).fetchall()
+        rows = self._execute(sql + " ORDER BY key", args).fetchall()
         return [(key, Doc(json.loads(data), etag)) for key, data, etag in rows]
 
     def close(self) -> None:

@@ -38,7 +38,6 @@ _ESCAPED = re.compile(r"%([0-9A-F]{2})")
 _MAX_KEY_CHARS = 1024
 _CHUNK_CHARS = 16_000  # <= 32,000 UTF-16 code units = 64,000 bytes, under the 64 KiB property limit
 _MAX_PARTS = 14  # an entity holds at most 1 MiB in all
-_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 def encode_key(text: str) -> str:
@@ -54,7 +53,7 @@ def translate_azure_error(exc: Exception, what: str) -> MlopsError:
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
     status = getattr(exc, "status_code", None)
-    if isinstance(exc, ServiceRequestError) or status in _RETRYABLE_STATUS:
+    if isinstance(exc, ServiceRequestError) or status in (408, 429) or (status or 0) >= 500:
         return RetryableError(f"{what}: storage unavailable ({status or type(exc).__name__}): {exc}")
     if status == 412:
         return ConcurrencyConflict(f"{what}: changed since it was read (412)")

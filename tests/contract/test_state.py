@@ -278,3 +278,19 @@ def test_importing_the_adapters_loads_no_azure_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_sqlite_lock_held_past_the_busy_timeout_is_retryable_and_loses_nothing(tmp_path):
+    import sqlite3
+
+    from core.errors import RetryableError
+
+    store = SqliteStateStore(tmp_path / "state.db", busy_timeout_s=0.1)
+    blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process mid-write
+    with pytest.raises(RetryableError, match="busy"):
+        store.insert("inbox", "c/m1", {"n": 1})
+    blocker.execute("COMMIT")
+    blocker.close()
+    store.insert("inbox", "c/m1", {"n": 1})  # the retry succeeds
+    assert store.get("inbox", "c/m1").data == {"n": 1}
