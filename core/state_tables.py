@@ -3,11 +3,11 @@
 Layout: PartitionKey = encoded kind, RowKey = encoded key, the document as JSON text in string
 properties `doc0..docN` (a string property holds at most 64 KiB) and `parts` = N + 1.
 
-Keys: Table Storage forbids / \\ # ? and control characters in keys, so each such character and
-`%` itself become `%XX`. The code is reversible and prefix-preserving (a key starts with a prefix
-exactly when its encoding starts with the prefix's encoding), so `list(kind, prefix)` is a range
-query on RowKey; it is not order-preserving (`%2F` sorts before `&`), so `list` sorts the decoded
-keys before returning them.
+Keys: Table Storage forbids / \\ # ? and control characters in keys, and `%` and `'` in keys break
+some of its operations (URL and OData quoting), so each of those and the escape `!` itself become
+`!XX` (hex). The code is reversible and prefix-preserving (a key starts with a prefix exactly when
+its encoding starts with the prefix's encoding), so `list(kind, prefix)` is a range query on
+RowKey; it is not order-preserving (`!2F` sorts before `&`), so `list` sorts the decoded keys.
 
 The SDK is imported lazily: this module is imported by the Functions app at start.
 """
@@ -33,15 +33,15 @@ from core.state_sqlite import check_name, dump_document, prefix_upper_bound
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-_FORBIDDEN = re.compile(r"[%/\\#?\x00-\x1f\x7f-\x9f]")
-_ESCAPED = re.compile(r"%([0-9A-F]{2})")
+_FORBIDDEN = re.compile(r"[!%'/\\#?\x00-\x1f\x7f-\x9f]")
+_ESCAPED = re.compile(r"!([0-9A-F]{2})")
 _MAX_KEY_CHARS = 1024
 _CHUNK_CHARS = 16_000  # <= 32,000 UTF-16 code units = 64,000 bytes, under the 64 KiB property limit
 _MAX_PARTS = 14  # an entity holds at most 1 MiB in all
 
 
 def encode_key(text: str) -> str:
-    return _FORBIDDEN.sub(lambda m: f"%{ord(m.group()):02X}", text)
+    return _FORBIDDEN.sub(lambda m: f"!{ord(m.group()):02X}", text)
 
 
 def decode_key(text: str) -> str:

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import ConcurrencyConflict, NotFound, ValidationFailed
 from core.state_sqlite import SqliteStateStore
 
-AWKWARD_KEYS = ["a/b", "a/b/c", "a:b", "a#1", "a?q=1", "a b", "a%2F", "a\\x", "añ", "a😀", "a~", "a.",
-                "ab", "a", "b/a", "é/ü", "a/\t"]
+AWKWARD_KEYS = ["a/b", "a/b/c", "a:b", "a#1", "a?q=1", "a b", "a%2F", "a!2F", "it's", "a''", "a\\x", "añ", "a😀",
+                "a~", "a.", "ab", "a", "b/a", "é/ü", "a/\t"]
 NESTED = {"window": {"start": "2013-04-01T00:00:00Z", "end": "2013-04-02T00:00:00Z"},
           "findings": [{"name": "dep_delay", "statistic": 0.12, "drift": True, "tags": ["a", None]}],
           "count": 3, "ratio": 0.5, "note": "ünïcode ✓ and \"quotes\""}
@@ -87,7 +89,7 @@ def test_list_by_prefix_in_key_order_with_awkward_keys(state_store):
     everything = state_store.list("claim")
     assert [key for key, _ in everything] == sorted(AWKWARD_KEYS)
     assert all(doc.data["key"] == key for key, doc in everything)
-    for prefix in ["a/", "a/b", "a", "a%", "a\\", "é/", "a😀", "a~", "a.", "zzz", "a/\t"]:
+    for prefix in ["a/", "a/b", "a", "a%", "a!", "a'", "a\\", "é/", "a😀", "a~", "a.", "zzz", "a/\t"]:
         listed = [key for key, _ in state_store.list("claim", prefix)]
         assert listed == sorted(k for k in AWKWARD_KEYS if k.startswith(prefix)), prefix
 
@@ -113,6 +115,17 @@ def test_non_json_documents_are_refused_naming_the_field(state_store, bad):
         state_store.insert("check", "bad", bad)
     assert info.value.field == "data"
     assert state_store.get("check", "bad") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text())
+def test_table_key_encoding_is_reversible_safe_and_prefix_preserving(key, prefix):
+    from core.state_tables import decode_key, encode_key
+
+    encoded = encode_key(key)
+    assert decode_key(encoded) == key
+    assert not set(encoded) & set("/\\#?%'") and all(ord(c) > 0x1F and not 0x7F <= ord(c) <= 0x9F for c in encoded)
+    assert encoded.startswith(encode_key(prefix)) == key.startswith(prefix)
 
 
 def _race(workers: int, attempt: Callable[[int], str]) -> tuple[list[int], list[int]]:
