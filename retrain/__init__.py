@@ -1,0 +1,1 @@
+"""Retraining and redeployment: pipeline, runners, gate, registry, deployers, local endpoint, handlers."""

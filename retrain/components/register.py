@@ -1,0 +1,50 @@
+"""register: package the model with its metrics and lineage; with --registry, register it locally.
+
+In Azure ML the package (the `registered` output) is registered by the runner through the model
+registry, because a pipeline step has no workspace credentials of its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from _lib import META_FILE, MODEL_FILE, InputError, fail, write_json
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("model", "metrics", "name", "lineage", "registered"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--registry", help="folder of a local model registry")
+    args = parser.parse_args(argv)
+    try:
+        lineage = json.loads(args.lineage)
+        if not isinstance(lineage, dict) or not lineage.get("run_id"):
+            raise InputError("--lineage must be a JSON object with a run_id")
+        if not (Path(args.model) / MODEL_FILE).exists():
+            raise InputError(f"--model: no {MODEL_FILE} in {args.model}")
+        metrics = json.loads((Path(args.metrics) / "metrics.json").read_text())
+    except (InputError, json.JSONDecodeError, FileNotFoundError) as exc:
+        fail(exc)
+    meta = json.loads((Path(args.model) / META_FILE).read_text())
+    lineage = {**lineage, "training_window": meta.get("training_window"), "training_rows": meta["training_rows"],
+               "rule": meta.get("rule"), "holdout_window": metrics.get("holdout_window")}
+    package = Path(args.registered)
+    shutil.copytree(args.model, package / "model", dirs_exist_ok=True)
+    write_json(package / "lineage.json", lineage)
+    write_json(package / "metrics.json", metrics["flat"])
+    result = {"name": args.name, "version": None}
+    if args.registry:
+        from retrain.registry import LocalModelRegistry  # the local runner puts the repo on PYTHONPATH
+
+        version = LocalModelRegistry(args.registry).register(
+            args.name, package / "model", metrics=metrics["flat"], lineage=lineage)
+        result["version"] = version.version
+    write_json(package / "registered.json", result)
+    print(f"register: {args.name} version {result['version']}")
+
+
+if __name__ == "__main__":
+    main()

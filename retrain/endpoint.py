@@ -1,0 +1,199 @@
+"""The local endpoint: an HTTP scoring server on loopback with Azure ML online endpoint semantics.
+
+POST /score  {"input_data": {"columns": [...], "data": [[...], ...]}, "request_ids": [...]}
+  -> {"predictions": [...], "scores": [...], "deployments": [...], "model_versions": [...], "status_codes": [...]}
+GET /health  -> {"status": "ok", "traffic": {...}}
+
+Each row is routed to a deployment by the traffic split, deterministically from a hash of its request id
+(so a replay routes the same way), scored by that deployment's model, and logged as a RequestRecord
+with the injected clock's time. The header `azureml-model-deployment` pins a deployment, as in Azure.
+Faults configured on a model (error rate, extra latency) apply to every deployment serving it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.clock import Clock
+from core.errors import ValidationFailed
+from core.telemetry import RequestRecord, TelemetrySink
+from retrain.deploy import EndpointStateFile, parse_model
+
+MAX_BODY = 16 * 1024 * 1024
+
+
+def bucket(request_id: str, salt: str = "") -> float:
+    """A stable number in [0, 1) per request id."""
+    digest = hashlib.sha256(f"{salt}{request_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def route(request_id: str, traffic: dict[str, int]) -> str:
+    point, total = bucket(request_id) * 100, 0
+    live = [(name, share) for name, share in sorted(traffic.items()) if share > 0]
+    for name, share in live:
+        total += share
+        if point < total:
+            return name
+    return live[-1][0]
+
+
+def parse_body(body: bytes) -> tuple[list[str], list[list[Any]], list[str]]:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(f"body is not JSON: {exc}", field="body") from exc
+    data = doc.get("input_data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict):
+        raise ValidationFailed("input_data must be an object with columns and data", field="input_data")
+    columns, rows, ids = data.get("columns"), data.get("data"), doc.get("request_ids")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ValidationFailed("input_data.columns must be a list of names", field="input_data.columns")
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+        raise ValidationFailed("input_data.data must be rows with one value per column", field="input_data.data")
+    if not isinstance(ids, list) or len(ids) != len(rows) or not all(isinstance(i, str) and i for i in ids):
+        raise ValidationFailed("request_ids must be one non-empty string per row", field="request_ids")
+    return columns, rows, ids
+
+
+class LocalEndpoint:
+    def __init__(self, name: str, state_path: str | Path, registry: Any, sink: TelemetrySink, clock: Clock,
+                 *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.name, self.registry, self.sink, self.clock = name, registry, sink, clock
+        self.state = EndpointStateFile(state_path)
+        self._models: dict[str, tuple[Any, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "LocalEndpoint":
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"endpoint {self.name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "LocalEndpoint":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def traffic(self) -> tuple[dict[str, int], dict[str, str], dict[str, dict]]:
+        state = self.state.read()
+        ep = state["endpoints"].get(self.name, {})
+        models = {name: d["model"] for name, d in ep.get("deployments", {}).items()}
+        return dict(ep.get("traffic", {})), models, state.get("faults", {})
+
+    def score(self, columns: list[str], rows: list[list[Any]], ids: list[str],
+              pinned: str | None = None) -> tuple[int, dict[str, Any]]:
+        traffic, models, faults = self.traffic()
+        if pinned is not None and pinned not in models:
+            return 404, {"error": f"no deployment {pinned!r} on {self.name}"}
+        if not any(share > 0 for share in traffic.values()) and pinned is None:
+            return 503, {"error": f"endpoint {self.name} has no deployment taking traffic"}
+        chosen = [pinned or route(rid, traffic) for rid in ids]
+        out: dict[str, list] = {k: [None] * len(ids) for k in
+                                ("predictions", "scores", "deployments", "model_versions", "status_codes")}
+        records: list[RequestRecord] = []
+        for deployment in sorted(set(chosen)):
+            index = [i for i, d in enumerate(chosen) if d == deployment]
+            model = models[deployment]
+            records += self._score_group(deployment, model, faults.get(model, {}), columns,
+                                         [rows[i] for i in index], [ids[i] for i in index], index, out)
+        self.sink.write(records)
+        ok = any(code == 200 for code in out["status_codes"])
+        return (200 if ok or not ids else 500), out
+
+    def _score_group(self, deployment: str, model_ref: str, fault: dict, columns: list[str], rows: list[list[Any]],
+                     ids: list[str], index: list[int], out: dict[str, list]) -> list[RequestRecord]:
+        import pandas as pd
+
+        started = time.perf_counter()
+        model, features = self._model(model_ref)
+        failing = [bucket(rid, "fault:") < fault.get("error_rate", 0.0) for rid in ids]
+        frame = pd.DataFrame(rows, columns=columns)
+        missing = [f for f in features if f not in frame.columns]
+        if missing:
+            raise ValidationFailed(f"input_data.columns lacks feature(s) {', '.join(missing)}",
+                                   field="input_data.columns")
+        from retrain.components._lib import feature_frame
+
+        scores = model.predict_proba(feature_frame(frame, features))[:, 1] if rows else []
+        if fault.get("extra_latency_ms"):
+            time.sleep(fault["extra_latency_ms"] / 1000.0)
+        latency = (time.perf_counter() - started) * 1000.0
+        now = self.clock.now()
+        records = []
+        for k, i in enumerate(index):
+            code = 500 if failing[k] else 200
+            score = None if failing[k] else float(scores[k])
+            prediction = None if failing[k] else int(score >= 0.5)
+            for key, value in (("predictions", prediction), ("scores", score), ("deployments", deployment),
+                               ("model_versions", model_ref), ("status_codes", code)):
+                out[key][i] = value
+            records.append(RequestRecord(time=now, request_id=ids[k], endpoint=self.name, deployment=deployment,
+                                         model_version=model_ref, inputs=dict(zip(columns, rows[k], strict=True)),
+                                         prediction=prediction, score=score, latency_ms=latency, status_code=code))
+        return records
+
+    def _model(self, model_ref: str) -> tuple[Any, dict[str, str]]:
+        with self._lock:
+            if model_ref not in self._models:
+                version = parse_model(model_ref)
+                path = Path(self.registry.get(version.name, version.version)["path"])
+                features = json.loads((path / "meta.json").read_text())["features"]
+                self._models[model_ref] = (self.registry.load_model(version), features)
+            return self._models[model_ref]
+
+
+def _handler_for(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: a replay reuses one connection
+
+        def do_GET(self) -> None:
+            if self.path != "/health":
+                return self._send(404, {"error": f"no route GET {self.path}"})
+            traffic, models, _ = endpoint.traffic()
+            self._send(200, {"status": "ok", "endpoint": endpoint.name, "traffic": traffic, "models": models})
+
+        def do_POST(self) -> None:
+            if self.path != "/score":
+                return self._send(404, {"error": f"no route POST {self.path}"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                return self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            body = self.rfile.read(length)
+            try:
+                columns, rows, ids = parse_body(body)
+                code, result = endpoint.score(columns, rows, ids, self.headers.get("azureml-model-deployment"))
+            except ValidationFailed as exc:
+                return self._send(400, {"error": str(exc), "field": exc.field})
+            self._send(code, result)
+
+        def _send(self, code: int, doc: dict[str, Any]) -> None:
+            payload = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Sequence[Any]) -> None:
+            """Requests are logged as telemetry, not to stderr."""
+
+    return Handler

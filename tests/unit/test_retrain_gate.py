@@ -1,0 +1,102 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from retrain.gate import EvalReport, GatePolicy, decide
+from retrain.policy import RetrainPolicy, enough_rows, last_data_end, may_start
+
+
+def report(auc, rows=1000, slices=None, log_loss=0.5):
+    return EvalReport({"auc": auc, "rows": rows, "log_loss": log_loss}, slices or {})
+
+
+POLICY = GatePolicy(min_improvement=0.005, max_slice_regression=0.02, min_holdout_rows=200, min_slice_rows=50)
+
+
+def test_better_challenger_is_accepted_with_its_numbers():
+    decision = decide(report(0.70), report(0.72), POLICY)
+    assert decision.accepted
+    assert decision.numbers["improvement"] == pytest.approx(0.02)
+    assert decision.numbers["champion"] == 0.70 and decision.numbers["challenger"] == 0.72
+
+
+def test_worse_or_barely_better_challenger_is_rejected():
+    assert not decide(report(0.72), report(0.70), POLICY).accepted
+    barely = decide(report(0.70), report(0.703), POLICY)
+    assert not barely.accepted
+    assert "less than the required" in barely.reasons[0]
+
+
+def test_a_slice_regression_beyond_tolerance_rejects_an_overall_winner():
+    champion = report(0.70, slices={"origin=JFK": {"auc": 0.75, "rows": 300},
+                                    "origin=EWR": {"auc": 0.70, "rows": 300}})
+    challenger = report(0.73, slices={"origin=JFK": {"auc": 0.72, "rows": 300},
+                                      "origin=EWR": {"auc": 0.80, "rows": 300}})
+    decision = decide(champion, challenger, POLICY)
+    assert not decision.accepted
+    assert any("origin=JFK" in r for r in decision.reasons)
+    assert decision.numbers["slices"]["origin=JFK"] == pytest.approx(0.03)
+
+
+def test_small_slices_do_not_veto():
+    champion = report(0.70, slices={"origin=LGA": {"auc": 0.9, "rows": 10}})
+    challenger = report(0.73, slices={"origin=LGA": {"auc": 0.5, "rows": 10}})
+    assert decide(champion, challenger, POLICY).accepted
+
+
+def test_no_champion_accepts_and_too_small_holdout_rejects():
+    assert decide(None, report(0.6), POLICY).accepted
+    small = decide(report(0.5), report(0.9, rows=50), POLICY)
+    assert not small.accepted and "fewer than 200" in small.reasons[0]
+
+
+def test_lower_is_better_metrics_are_compared_the_right_way():
+    policy = GatePolicy(primary_metric="log_loss", min_improvement=0.01, min_holdout_rows=0)
+    assert decide(report(0.7, log_loss=0.50), report(0.7, log_loss=0.45), policy).accepted
+    assert not decide(report(0.7, log_loss=0.45), report(0.7, log_loss=0.50), policy).accepted
+
+
+def test_reports_round_trip_through_the_evaluate_steps_flat_metrics():
+    flat = {"challenger/auc": 0.7, "challenger/rows": 500.0, "challenger/slice/origin/JFK/auc": 0.8,
+            "challenger/slice/dest/A%2FB/rows": 3.0, "champion/auc": 0.6, "holdout_rows": 500.0}
+    rep = EvalReport.from_flat(flat, "challenger")
+    assert rep.overall == {"auc": 0.7, "rows": 500.0} and rep.rows == 500
+    assert rep.slices == {"origin=JFK": {"auc": 0.8}, "dest=A/B": {"rows": 3.0}}
+    assert EvalReport.from_flat(flat, "champion").overall == {"auc": 0.6}
+    assert EvalReport.from_flat({"challenger/auc": 0.7}, "champion") is None
+
+
+NOW = datetime(2013, 6, 1, tzinfo=timezone.utc)
+
+
+def run(run_id, state, submitted=None, window_end=None):
+    doc = {"run_id": run_id, "state": state}
+    if submitted:
+        doc["submitted_at"] = submitted.isoformat()
+    if window_end:
+        doc["window"] = {"start": (window_end - timedelta(days=30)).isoformat(), "end": window_end.isoformat()}
+    return doc
+
+
+def test_policy_blocks_while_a_run_is_active_and_names_it():
+    decision = may_start([run("a", "canary", NOW - timedelta(days=30))], NOW, RetrainPolicy())
+    assert not decision.allowed and decision.active_run == "a"
+    assert may_start([run("a", "requested")], NOW, RetrainPolicy(), run_id="a").allowed
+
+
+def test_policy_cooldown_and_daily_cap():
+    policy = RetrainPolicy(cooldown=timedelta(days=7), max_per_day=1)
+    recent = [run("a", "promoted", NOW - timedelta(days=3))]
+    assert "cooldown" in may_start(recent, NOW, policy).reasons[0]
+    assert may_start([run("a", "promoted", NOW - timedelta(days=8))], NOW, policy).allowed
+    capped = may_start([run("a", "rejected", NOW - timedelta(hours=2))], NOW,
+                       RetrainPolicy(cooldown=timedelta(0), max_per_day=1))
+    assert not capped.allowed and "daily cap" in capped.reasons[0]
+    assert may_start([run("a", "skipped")], NOW, policy).allowed  # a skipped request never ran
+
+
+def test_policy_needs_enough_new_labelled_rows():
+    assert not enough_rows(10, RetrainPolicy(min_new_labelled_rows=100)).allowed
+    assert enough_rows(100, RetrainPolicy(min_new_labelled_rows=100)).allowed
+    end = NOW - timedelta(days=10)
+    assert last_data_end([run("a", "promoted", NOW - timedelta(days=9), end), run("b", "skipped")]) == end
