@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 _FORBIDDEN = re.compile(r"[!%'/\\#?\x00-\x1f\x7f-\x9f]")
 _ESCAPED = re.compile(r"!([0-9A-F]{2})")
-_MAX_KEY_CHARS = 1024
+_MAX_KEY_BYTES = 1024  # 1 KiB of UTF-16: 512 BMP characters after encoding
 _CHUNK_CHARS = 16_000  # <= 32,000 UTF-16 code units = 64,000 bytes, under the 64 KiB property limit
 _MAX_PARTS = 14  # an entity holds at most 1 MiB in all
 
@@ -72,8 +72,10 @@ def translate_azure_error(exc: Exception, what: str) -> MlopsError:
 
 def _entity(kind: str, key: str, data: Mapping[str, Any]) -> dict[str, Any]:
     pk, rk = encode_key(kind), encode_key(key)
-    if len(rk) > _MAX_KEY_CHARS or len(pk) > _MAX_KEY_CHARS:
-        raise ValidationFailed(f"{kind} key {key[:80]!r}... is longer than Table Storage allows", field="key")
+    for field, encoded, text in (("kind", pk, kind), ("key", rk, key)):
+        if len(encoded.encode("utf-16-le")) > _MAX_KEY_BYTES:
+            raise ValidationFailed(f"{field} {text[:60]!r}... is over Table Storage's 1 KiB key limit once "
+                                   f"escaped ({len(encoded)} characters)", field=field)
     text = dump_document(data)
     parts = [text[i:i + _CHUNK_CHARS] for i in range(0, len(text), _CHUNK_CHARS)] or [""]
     if len(parts) > _MAX_PARTS:

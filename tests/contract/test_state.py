@@ -307,3 +307,15 @@ def test_sqlite_lock_held_past_the_busy_timeout_is_retryable_and_loses_nothing(t
     blocker.close()
     store.insert("inbox", "c/m1", {"n": 1})  # the retry succeeds
     assert store.get("inbox", "c/m1").data == {"n": 1}
+
+
+def test_table_keys_over_the_service_limit_are_refused_naming_the_field(azurite):
+    from core.state_tables import TableStateStore
+    from tests.azurite import unique_name
+
+    store = TableStateStore(azurite.table_endpoint, credential=azurite.credential, table=unique_name("state"))
+    store.insert("check", "k" * 512, {"fits": True})
+    with pytest.raises(ValidationFailed) as info:
+        store.insert("check", "/" * 171, {"fits": False})  # 513 characters once escaped
+    assert info.value.field == "key"
+    assert [len(key) for key, _ in store.list("check")] == [512]
