@@ -1,0 +1,142 @@
+"""`python -m monitors check|init|backfill`: drift checks for people and CI pipelines.
+
+Exit codes: 0 ok, 1 drift found with --fail-on-drift, 2 bad usage or unreadable input (stderr says why).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.errors import ValidationFailed
+from core.types import EndpointRef, TelemetryBatch, Window
+
+USAGE_ERROR, DRIFT = 2, 1
+# The CLI has no telemetry window; findings still need one to describe where they came from.
+_NOMINAL = Window(datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC))
+
+
+class UsageError(Exception):
+    """Bad arguments or unreadable input: exit 2 with the message on stderr."""
+
+
+def read_table(path: str | Path):
+    import pandas as pd
+
+    path = Path(path)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if path.suffix.lower() == ".csv" or suffixes.endswith(".csv.gz"):
+            return pd.read_csv(path)
+    except (OSError, ValueError) as exc:  # pandas' and pyarrow's parser errors are ValueErrors
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    raise UsageError(f"{path}: unsupported file type (use .parquet or .csv)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m monitors", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="compare a current data set with a reference")
+    check.add_argument("--reference", required=True, help="reference data (.parquet or .csv)")
+    check.add_argument("--current", required=True, help="current data (.parquet or .csv)")
+    check.add_argument("--spec", help="monitor spec YAML (features, methods, thresholds, policy)")
+    check.add_argument("--format", choices=("json", "table"), default="json")
+    check.add_argument("--report", help="also write an evidently HTML report here")
+    check.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifted")
+    init = sub.add_parser("init", help="infer a starting monitor spec from reference data")
+    init.add_argument("--reference", required=True)
+    init.add_argument("--out", required=True)
+    init.add_argument("--name", help="monitor name (default: from the reference file name)")
+    init.add_argument("--endpoint", help="Azure ML online endpoint name (default: the monitor name)")
+    init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    sub.add_parser("backfill", help="request checks for past windows (see: backfill --help)", add_help=False)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["backfill"]:
+        from monitors.backfill import main as backfill
+
+        return backfill(argv[1:])
+    args = parser().parse_args(argv)  # exits 2 on bad usage
+    try:
+        if args.command == "init":
+            from monitors.spec_init import write_spec
+
+            path = write_spec(args.reference, args.out, name=args.name, endpoint=args.endpoint, force=args.force)
+            print(f"wrote {path}: review the features, prediction and label before use", file=sys.stderr)
+            return 0
+        return run_check_command(args)
+    except (UsageError, ValidationFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    from monitors.spec import load_spec
+
+    spec = load_spec(args.spec) if args.spec else None
+    reference, current = read_table(args.reference), read_table(args.current)
+    result, kinds = compare_frames(reference, current, spec)
+    if args.report:
+        from monitors.report import render_html
+
+        Path(args.report).write_bytes(render_html(reference, current, spec, kinds=kinds))
+    print(json.dumps(result, allow_nan=False) if args.format == "json" else table(result))
+    return DRIFT if args.fail_on_drift and result["dataset_drift"] else 0
+
+
+def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Data drift and data quality of `current` against `reference`, as the CLI's JSON document."""
+    from monitors.report import result_document
+    from monitors.signals.quality import DataQualityEvaluator
+    from monitors.signals.suite import data_drift_evaluator
+
+    if spec is not None:
+        kinds = spec.kinds
+        drift = data_drift_evaluator(spec)
+        q = spec.signals.data_quality
+        known = {c.column for c in (spec.prediction, spec.label) if c is not None}
+        quality = DataQualityEvaluator(kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate,
+                                       q.max_unseen_rate, q.max_rejected_rate, q.allow_extra_columns,
+                                       frozenset(known))
+    else:
+        from monitors.drift.profile import infer_kinds
+        from monitors.signals.data_drift import DataDriftEvaluator
+
+        kinds = infer_kinds(reference)
+        if not kinds:
+            raise UsageError("no column of the reference can be monitored (only ids, timestamps or free text)")
+        drift = DataDriftEvaluator(kinds)
+        skipped = frozenset(str(c) for c in reference.columns if c not in kinds)  # ids, timestamps: not "extra"
+        quality = DataQualityEvaluator(kinds, known_columns=skipped)
+    missing = [c for c in kinds if c not in current]
+    if len(missing) == len(kinds):
+        raise UsageError(f"the current data has none of the monitored columns ({', '.join(list(kinds)[:5])}...)")
+    batch = TelemetryBatch(EndpointRef("cli"), _NOMINAL, current)
+    findings = drift.fit(reference).evaluate(batch) + quality.fit(reference).evaluate(batch)
+    return result_document(findings, rows=len(current), reference_rows=len(reference)), kinds
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [("feature", "kind", "method", "statistic", "p_value", "threshold", "drifted")]
+    for f in result["features"]:
+        rows.append((f["name"], f["kind"] or "", f["method"] or "", _fmt(f["statistic"]), _fmt(f["p_value"]),
+                     _fmt(f["threshold"]), "DRIFT" if f["drifted"] else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    verdict = "DRIFT" if result["dataset_drift"] else "no drift"
+    lines.append(f"\ndataset: {verdict} (policy {result['policy']}, drift share {_fmt(result['drift_share'])})")
+    quality = result["quality"]
+    lines.append(f"quality: {quality['rows']} rows; breached: {', '.join(quality['breached']) or 'none'}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,134 @@
+"""Data drift as an Evaluator: the drift engine per feature plus a dataset-level verdict.
+
+The reference profile comes from the on-disk ProfileCache (built once per reference fingerprint and
+feature set); the calibrator caches its resampled null distributions beside it. Per-feature findings are
+`breached` when the dataset policy counts that feature as drifted, so the alert policy sees one answer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.types import Finding, Severity, TelemetryBatch
+
+SIGNAL = "data_drift"
+DATASET = "dataset"
+
+
+def reference_profile(reference, kinds: Mapping[str, str], methods: Mapping[str, str] | None,
+                      profiles: Any = None, fingerprint: str = ""):
+    """The cached profile (keyed by fingerprint, kinds and methods) or, without a cache, a fresh one."""
+    from monitors.drift.profile import build_profile
+
+    methods = dict(methods) if methods else None
+    if profiles is not None and fingerprint:
+        return profiles.get_or_build(fingerprint, lambda: reference, dict(kinds), methods)
+    return build_profile(reference, dict(kinds), methods=methods, fingerprint=fingerprint)
+
+
+@dataclass(frozen=True)
+class DataDriftEvaluator:
+    kinds: Mapping[str, str]
+    methods: Mapping[str, str] = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    policy: str = "calibrated"  # calibrated | evidently
+    fwer: float = 0.01
+    effect_floors: Mapping[str, float] | None = None
+    share: float = 0.5
+    resamples: int = 200
+    profiles: Any = None  # monitors.drift.profile.ProfileCache, or None to build in memory
+    fingerprint: str = ""
+    calibration_dir: Path | None = None
+    severity: Severity = Severity.WARNING
+    name: str = SIGNAL
+
+    def fit(self, reference) -> "FittedDataDrift":
+        columns = [c for c in self.kinds if c in reference]
+        kinds = {c: self.kinds[c] for c in columns}
+        methods = {c: m for c, m in self.methods.items() if c in kinds}
+        profile = reference_profile(reference, kinds, methods, self.profiles, self.fingerprint)
+        calibrator = None
+        if self.policy == "calibrated":
+            from monitors.drift.verdict import Calibrator
+
+            cache_dir = self.calibration_dir
+            if cache_dir is None and self.profiles is not None and getattr(self.profiles, "root", None):
+                cache_dir = Path(self.profiles.root) / "calibration"
+            calibrator = Calibrator(profile, reference[columns], resamples=self.resamples, seed=0,
+                                    cache_dir=cache_dir)
+        return FittedDataDrift(self, profile, calibrator, tuple(columns))
+
+
+@dataclass(frozen=True)
+class FittedDataDrift:
+    config: DataDriftEvaluator
+    profile: Any
+    calibrator: Any
+    columns: tuple[str, ...]
+
+    def evaluate(self, current: TelemetryBatch) -> list[Finding]:
+        from monitors.drift.engine import compare
+        from monitors.drift.verdict import evidently_verdict
+
+        cfg, frame = self.config, current.frame
+        present = [c for c in self.columns if c in frame]
+        if len(frame) == 0 or not present:
+            why = "no rows in the window" if len(frame) == 0 else "no monitored feature in the telemetry"
+            return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})]
+        thresholds = {c: t for c, t in cfg.thresholds.items() if c in present} or None
+        features = compare(self.profile, frame[present], thresholds=thresholds)
+        if self.calibrator is not None:
+            verdict = self.calibrator.verdict(features, len(frame), fwer=cfg.fwer, effect_floors=cfg.effect_floors)
+        else:
+            verdict = evidently_verdict(features, share=cfg.share)
+        drifted = set(verdict.drifted_features)
+        found = [_feature_finding(f, f.name in drifted, cfg.severity) for f in features]
+        found.append(Finding(SIGNAL, DATASET, float(verdict.drift_share), cfg.share if verdict.policy == "evidently"
+                             else None, bool(verdict.drift), cfg.severity if verdict.drift else Severity.INFO,
+                             method=verdict.policy,
+                             details={"policy": verdict.policy, "drifted_features": sorted(drifted),
+                                      "features": len(features), "rows": len(frame),
+                                      "verdict": _plain(verdict.details)}))
+        return found
+
+
+def _feature_finding(fd: Any, breached: bool, severity: Severity) -> Finding:
+    return Finding(SIGNAL, fd.name, _num(fd.statistic), _num(fd.threshold), breached,
+                   severity if breached else Severity.INFO, method=fd.method, p_value=_num(fd.p_value),
+                   details={"kind": fd.kind, "effect": _num(fd.effect), "threshold_exceeded": bool(fd.drifted),
+                            "reference_rows": int(fd.reference_rows), "current_rows": int(fd.current_rows)})
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _plain(value: Any) -> Any:
+    """Verdict details as plain JSON (numpy scalars, tuples and dataclasses flattened)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "to_json"):
+        return _plain(value.to_json())
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return _plain(value.item())
+    if isinstance(value, float):
+        return _num(value)
+    return value if isinstance(value, (str, int, bool, type(None))) else str(value)
+
+
+def drift_summary(findings: list[Finding], signal: str = SIGNAL) -> dict[str, Any]:
+    """Findings -> the CLI/report shape: dataset_drift, drift_share, policy, features[...]."""
+    dataset = next((f for f in findings if f.signal == signal and f.name == DATASET), None)
+    features = [{"name": f.name, "kind": f.details.get("kind"), "method": f.method, "statistic": f.statistic,
+                 "p_value": f.p_value, "threshold": f.threshold, "drifted": f.breached}
+                for f in findings if f.signal == signal and f.name != DATASET]
+    return {"dataset_drift": bool(dataset and dataset.breached),
+            "drift_share": dataset.statistic if dataset and dataset.statistic is not None else 0.0,
+            "policy": dataset.details.get("policy", dataset.method) if dataset else None,
+            "features": features}

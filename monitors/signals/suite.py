@@ -1,0 +1,77 @@
+"""The evaluators a monitor spec asks for, built and fitted together on its reference."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.ports import Evaluator, FittedEvaluator
+from monitors.signals.data_drift import DataDriftEvaluator
+from monitors.signals.health import HealthEvaluator
+from monitors.signals.performance import PerformanceEvaluator
+from monitors.signals.prediction import PredictionDriftEvaluator
+from monitors.signals.quality import TELEMETRY_COLUMNS, DataQualityEvaluator
+
+if TYPE_CHECKING:
+    from monitors.spec import MonitorSpec
+
+
+@dataclass(frozen=True)
+class Suite:
+    current: tuple[Evaluator, ...]  # evaluated on the check's window
+    performance: Evaluator | None  # evaluated on the window shifted back by the label lag
+
+
+@dataclass(frozen=True)
+class FittedSuite:
+    fingerprint: str
+    current: tuple[FittedEvaluator, ...]
+    performance: FittedEvaluator | None
+    reference_rows: int
+
+
+def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str = "",
+                calibration_dir: Path | None = None) -> Suite:
+    sig, sev = spec.signals, spec.alert.severity_of
+    evaluators: list[Evaluator] = []
+    if sig.data_drift.enabled:
+        evaluators.append(data_drift_evaluator(spec, profiles=profiles, fingerprint=fingerprint,
+                                               calibration_dir=calibration_dir))
+    if sig.prediction_drift.enabled and spec.prediction:
+        evaluators.append(PredictionDriftEvaluator(
+            spec.prediction.column, spec.prediction.kind, sig.prediction_drift.method, sig.prediction_drift.threshold,
+            profiles=profiles, fingerprint=fingerprint, severity=sev("prediction_drift")))
+    if sig.data_quality.enabled:
+        q = sig.data_quality
+        known = TELEMETRY_COLUMNS | {c.column for c in (spec.prediction, spec.label) if c is not None}
+        evaluators.append(DataQualityEvaluator(
+            spec.kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate, q.max_unseen_rate,
+            q.max_rejected_rate, q.allow_extra_columns, frozenset(known), severity=sev("data_quality")))
+    if sig.health.enabled:
+        evaluators.append(HealthEvaluator(sig.health.max_error_rate, sig.health.max_p95_latency_ms,
+                                          severity=sev("health")))
+    performance = None
+    if sig.performance.enabled and spec.prediction and spec.label:
+        p = sig.performance
+        performance = PerformanceEvaluator(spec.prediction.column, spec.prediction.kind, spec.label.column,
+                                           spec.label.task, p.metric, p.min, p.max, p.max_drop, p.min_labels,
+                                           severity=sev("performance"))
+    return Suite(tuple(evaluators), performance)
+
+
+def data_drift_evaluator(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str = "",
+                         calibration_dir: Path | None = None) -> DataDriftEvaluator:
+    dd = spec.signals.data_drift
+    floors = {name: dd.effect_floor for name in spec.kinds} if dd.effect_floor is not None else {}
+    floors.update(dd.effect_floors)
+    return DataDriftEvaluator(
+        spec.kinds, methods={f.name: f.method for f in spec.features if f.method},
+        thresholds={f.name: f.threshold for f in spec.features if f.threshold is not None},
+        policy=dd.policy, fwer=dd.fwer, effect_floors=floors or None, share=dd.share, resamples=dd.resamples,
+        profiles=profiles, fingerprint=fingerprint, calibration_dir=calibration_dir,
+        severity=spec.alert.severity_of("data_drift"))
+
+
+def fit_suite(suite: Suite, reference, fingerprint: str = "") -> FittedSuite:
+    return FittedSuite(fingerprint, tuple(e.fit(reference) for e in suite.current),
+                       suite.performance.fit(reference) if suite.performance else None, len(reference))
