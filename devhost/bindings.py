@@ -121,8 +121,8 @@ def _load(fn: Any, settings: Mapping[str, str]) -> Function:
     if kind == HTTP:
         methods = raw.get("methods")
         return HttpFunction(**common, route=Route.parse(raw.get("route") or name),
-                            methods=frozenset(str(m).upper() for m in methods) if methods else None,
-                            auth_level=str(raw.get("authLevel") or "function").lower())
+                            methods=frozenset(_text(m).upper() for m in methods) if methods else None,
+                            auth_level=_text(raw.get("authLevel") or "function").lower())
     raise ConfigurationError(f"{where}: devhost does not run {kind!r} triggers (timer, Service Bus and HTTP only)")
 
 
@@ -130,7 +130,7 @@ def _bus_function(common: dict[str, Any], raw: Mapping[str, Any], settings: Mapp
                   where: str) -> BusFunction:
     if raw.get("isSessionsEnabled"):
         raise ConfigurationError(f"{where}: session-enabled Service Bus triggers are not supported by devhost")
-    if str(raw.get("cardinality") or "one").lower() != "one":
+    if _text(raw.get("cardinality") or "one").lower() != "one":
         raise ConfigurationError(f"{where}: batch (cardinality many) Service Bus triggers are not supported")
     if raw.get("queueName"):
         queue = resolve(raw["queueName"], settings, where)
@@ -158,6 +158,11 @@ def _check_parameters(name: str, user: Callable[..., Any], arg: str) -> None:
     unbound = [p for p, spec in params.items() if p != arg and spec.default is inspect.Parameter.empty]
     if unbound:
         raise ConfigurationError(f"function {name!r}: parameters {unbound} are bound to nothing devhost provides")
+
+
+def _text(value: Any) -> str:
+    """Binding enums (AuthLevel, HttpMethod, Cardinality) by their value, as function.json writes them."""
+    return str(getattr(value, "value", value))
 
 
 async def _await(awaitable: Any) -> Any:

@@ -92,8 +92,15 @@ class LockRenewer:
 
     def _run(self) -> None:
         half = self.bus.lock_duration / 2
-        while not self._done.wait(_RENEW_POLL_S):
-            if self.clock.now() < self.locked_until - half:
+        wait, last_sim, last_wall = 0.005, self.clock.now(), time.monotonic()  # first: measure the rate
+        while not self._done.wait(wait):
+            now, wall = self.clock.now(), time.monotonic()
+            # A simulated clock may run many times faster than the wall: poll often enough to see the
+            # renewal point (a quarter of the half-lock in simulated time) coming.
+            rate = (now - last_sim).total_seconds() / max(wall - last_wall, 1e-6)
+            wait = min(_RENEW_POLL_S, max(0.002, half.total_seconds() / 4 / rate)) if rate > 0 else _RENEW_POLL_S
+            last_sim, last_wall = now, wall
+            if now < self.locked_until - half:
                 continue
             try:
                 self.locked_until = self.bus.renew_lock(self.token)

@@ -377,3 +377,100 @@ def test_sigterm_lets_a_short_handler_finish_and_complete(tmp_path):
     assert (tmp_path / "finished").read_text() == "job-1"
     assert bus.counts("work")["active"] == 0 and bus.counts("work")["locked"] == 0
     assert "outcome=completed" in output
+
+
+# --- route templates and what devhost refuses to run ------------------------------------------
+@pytest.mark.parametrize("template, path, expected", [
+    ("checks/{id}", "checks/abc", {"id": "abc"}),
+    ("Checks/{id}", "checks/abc", {"id": "abc"}),  # literals match case-insensitively
+    ("checks/{id:int}", "checks/12", {"id": "12"}),
+    ("checks/{id:int}", "checks/1x", None),
+    ("checks/{id:int:min(10)}", "checks/9", None),
+    ("runs/{id:guid}", "runs/6f9619ff-8b86-d011-b42d-00c04fc964ff", {"id": "6f9619ff-8b86-d011-b42d-00c04fc964ff"}),
+    ("runs/{id:alpha}", "runs/abc1", None),
+    ("items/{name?}", "items", {}),
+    ("items/{name?}", "items/x", {"name": "x"}),
+    ("files/{*path}", "files/a/b/c.txt", {"path": "a/b/c.txt"}),
+    ("checks/{id}", "checks/1/extra", None),
+    ("checks/{id}", "checks", None),
+])
+def test_route_templates(template, path, expected):
+    from devhost.routes import Route
+
+    assert Route.parse(template).match(path.split("/")) == expected
+
+
+@pytest.mark.parametrize("template, words", [
+    ("checks/{id:regexish}", "unsupported constraint"),
+    ("checks/x{id}", "not a literal or a single"),
+    ("{*rest}/tail", "catch-all parameter must be the last"),
+    ("{a?}/b", "optional parameters must come last"),
+])
+def test_bad_route_templates_fail_at_start(template, words):
+    from devhost.routes import Route
+
+    with pytest.raises(ConfigurationError, match=words):
+        Route.parse(template)
+
+
+def test_literal_routes_win_over_parameters(bus, clock, tmp_path):
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="checks/{id}")
+    def by_id(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("by_id")
+
+    @app.route(route="checks/latest")
+    def latest(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("latest")
+
+    host = make_host(app, bus, clock, tmp_path)
+    assert host.keys is None  # no route needs a key: no keys file is created
+    assert host.call_http("GET", "/api/checks/latest").get_body() == b"latest"
+    assert host.call_http("GET", "/api/checks/7").get_body() == b"by_id"
+
+
+def test_batch_session_and_output_bindings_are_refused_with_the_function_name(bus, clock, tmp_path):
+    batch = func.FunctionApp()
+
+    @batch.service_bus_queue_trigger(arg_name="msgs", queue_name="q", connection="c",
+                                     cardinality=func.Cardinality.MANY)
+    def many(msgs) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="'many'.*batch"):
+        make_host(batch, bus, clock, tmp_path)
+
+    output = func.FunctionApp()
+
+    @output.timer_trigger(arg_name="tick", schedule="0 * * * * *")
+    @output.service_bus_queue_output(arg_name="out", queue_name="q", connection="c")
+    def emits(tick, out: func.Out[str]) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="'emits'.*serviceBus.*'out'"):
+        make_host(output, bus, clock, tmp_path)
+
+
+def test_lock_renewal_keeps_up_with_a_fast_simulated_clock(tmp_path):
+    from core.clock import ScaledClock
+
+    fast = ScaledClock(START, speed=600)  # the 60 s lock lasts 0.1 s of wall time
+    bus = SqliteBus(tmp_path / "bus.sqlite", clock=fast, lock_duration=timedelta(seconds=60))
+    provision(bus)
+    host = DevHost(bus_app(lambda msg: time.sleep(0.6)), bus=bus, clock=fast, keys_path=tmp_path / "keys.json")
+    bus.send(TOPIC, check_requested())
+    assert host.drain() == 1
+    assert bus.counts(f"{TOPIC}/subscriptions/run-check") == {"active": 0, "scheduled": 0, "locked": 0,
+                                                              "dead_lettered": 0}
+    bus.close()
+
+
+def test_async_functions_are_awaited(bus, clock, tmp_path):
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="ping")
+    async def ping(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("pong")
+
+    assert make_host(app, bus, clock, tmp_path).call_http("GET", "/api/ping").get_body() == b"pong"
