@@ -133,3 +133,10 @@ def test_repository_refuses_two_specs_with_one_name(tmp_path):
     write(tmp_path, GOOD, "b.yaml")
     with pytest.raises(ValidationFailed, match="used by another spec"):
         SpecRepository(tmp_path).names()
+
+
+def test_the_example_specs_load():
+    repo = SpecRepository(Path(__file__).resolve().parents[2] / "monitors" / "examples")
+    assert "flights-delay" in repo.names()
+    spec = repo.get("flights-delay")
+    assert spec.retrain.on_drift and spec.label.lag == timedelta(days=1)
