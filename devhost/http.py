@@ -114,7 +114,8 @@ class HttpServer:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         gateway.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="devhost-http", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="devhost-http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
