@@ -1,0 +1,1 @@
+"""Telemetry sources: the local SQLite store and Azure Monitor Logs, both ending in one columnar converter."""

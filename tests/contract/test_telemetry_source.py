@@ -1,0 +1,244 @@
+"""One contract, two TelemetrySources: the local SQLite store and Log Analytics through the real SDK (offline)."""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from contextlib import closing, contextmanager
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from core.errors import PermanentError, TelemetryUnavailable
+from core.telemetry import LabelRecord, RequestRecord
+from core.telemetry_store import SqliteTelemetryStore, micros
+from core.types import EndpointRef, Window
+from monitors.telemetry.local import LocalTelemetrySource
+from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
+from tests.contract.loganalytics_fake import FakeCredential, FakeLogAnalytics
+
+T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+HOUR = Window(T0, T0 + timedelta(hours=1))
+EP = EndpointRef("flights-delay")
+FEATURES = {"distance": "numeric", "dep_delay": "numeric", "origin": "categorical"}
+
+
+def record(i: int, at: datetime, endpoint: str = EP.name, **inputs) -> RequestRecord:
+    values = {"distance": 100.0 + i, "dep_delay": float(i % 7), "origin": ["JFK", "LGA", "EWR"][i % 3], **inputs}
+    return RequestRecord(time=at, request_id=f"req-{i}", endpoint=endpoint, deployment="blue", model_version="3",
+                         inputs=values, prediction=float(i % 2), score=0.25, latency_ms=12.5, status_code=200)
+
+
+class LocalHarness:
+    name = "local"
+
+    def __init__(self, tmp_path) -> None:
+        self.store = SqliteTelemetryStore(tmp_path / "telemetry.sqlite", busy_timeout_s=2.0)
+
+    def add(self, records):
+        self.store.write(records)
+
+    def add_labels(self, labels):
+        self.store.write_labels(labels)
+
+    def add_raw_inputs(self, request_id: str, at: datetime, inputs_text: str) -> None:
+        """A row written by a foreign or buggy writer: inputs text is whatever it is."""
+        with closing(sqlite3.connect(self.store.path)) as db, db:
+            db.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       (micros(at), request_id, EP.name, "blue", "3", inputs_text, "1", 0.5, 10.0, 200))
+
+    def source(self, max_rows: int = 500_000):
+        return LocalTelemetrySource(self.store, FEATURES)
+
+    @contextmanager
+    def _locked(self, seconds: float | None):
+        """Another process holds the store exclusively, for `seconds` or for the whole block."""
+        db = sqlite3.connect(self.store.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.execute("BEGIN EXCLUSIVE")
+        db.execute("UPDATE requests SET latency_ms = latency_ms WHERE 0")  # takes the write lock on the WAL
+        if seconds is not None:
+            threading.Timer(seconds, db.close).start()
+        try:
+            yield
+        finally:
+            if seconds is None:
+                db.close()
+
+    def transient_fault(self):
+        return self._locked(0.3)  # the store is busy for a moment (a writer), then answers
+
+    def incomplete_answer(self):
+        self.store.busy_timeout_s = 0.2
+        return self._locked(None)  # the store stays locked past the busy timeout
+
+    def queries(self):
+        return None
+
+
+class LogAnalyticsHarness:
+    name = "loganalytics"
+
+    def __init__(self, tmp_path) -> None:
+        self.fake = FakeLogAnalytics("ws-1")
+
+    def add(self, records):
+        self.fake.add(records)
+
+    def add_labels(self, labels):
+        self.fake.add_labels(labels)
+
+    def add_raw_inputs(self, request_id: str, at: datetime, inputs_text: str) -> None:
+        self.fake.add_raw({"TimeGenerated": at.isoformat(), "RequestId": request_id, "Endpoint": EP.name,
+                           "Deployment": "blue", "ModelVersion": "3", "Inputs": inputs_text, "Prediction": 1,
+                           "Score": 0.5, "LatencyMs": 10.0, "StatusCode": 200})
+
+    def source(self, max_rows: int = 500_000):
+        self.fake.row_cap = max_rows
+        return LogAnalyticsTelemetrySource("ws-1", credential=FakeCredential(), transport=self.fake,
+                                           features=FEATURES, max_rows_per_query=max_rows,
+                                           retry_backoff_factor=0.01, now=lambda: T0 + timedelta(days=3))
+
+    @contextmanager
+    def transient_fault(self):
+        self.fake.fail_next(429, {"Retry-After": "0.3"})
+        yield
+
+    @contextmanager
+    def incomplete_answer(self):
+        self.fake.fail_next(200, body="partial", kind="rows")
+        yield
+
+    def queries(self):
+        return self.fake.data_queries()
+
+
+@pytest.fixture(params=[LocalHarness, LogAnalyticsHarness], ids=lambda h: h.name)
+def harness(request, tmp_path):
+    return request.param(tmp_path)
+
+
+def test_empty_window_gives_an_empty_batch_with_the_schema(harness):
+    harness.add([record(1, T0 - timedelta(minutes=1))])
+    batch = harness.source().fetch(EP, HOUR)
+    assert batch.rows == 0 and batch.rejected == {}
+    for column in ("request_id", "time", "latency_ms", "status_code", "prediction", "score", "label", *FEATURES):
+        assert column in batch.frame.columns
+
+
+def test_normal_window_returns_its_rows_in_time_order_half_open(harness):
+    rows = [record(i, T0 + timedelta(minutes=59 - i)) for i in range(60)]
+    harness.add(rows + [record(100, HOUR.end), record(101, T0 - timedelta(microseconds=1)),
+                        record(102, T0 + timedelta(minutes=5), endpoint="other-endpoint")])
+    batch = harness.source().fetch(EP, HOUR)
+    frame = batch.frame
+    assert batch.rows == 60
+    assert set(frame.request_id) == {f"req-{i}" for i in range(60)}
+    assert frame.time.is_monotonic_increasing and str(frame.time.dt.tz) == "UTC"
+    first = frame.iloc[0]  # req-59 at T0
+    assert first.request_id == "req-59" and first.time == T0
+    assert (first.distance, first.dep_delay, first.origin) == (159.0, 3.0, "EWR")
+    assert (first.prediction, first.score, first.latency_ms, first.status_code) == (1.0, 0.25, 12.5, 200)
+    assert first.deployment == "blue" and first.model_version == "3"
+
+
+def test_large_window_is_read_in_slices_without_gaps_or_duplicates(harness):
+    # Skewed: most traffic in one minute, many rows on the same instants, rows exactly on likely slice borders.
+    busy = [record(i, T0 + timedelta(minutes=30, seconds=i % 20)) for i in range(300)]
+    quiet = [record(1000 + i, T0 + timedelta(minutes=6 * i)) for i in range(10)]
+    harness.add(busy + quiet)
+    batch = harness.source(max_rows=40).fetch(EP, HOUR)
+    assert batch.rows == 310
+    assert batch.frame.request_id.is_unique
+    queries = harness.queries()
+    if queries is not None:  # Log Analytics: several bounded queries, each under the cap
+        assert len(queries) > 8
+        assert all("timespan" in q and "TimeGenerated >= datetime(" in q["query"] for q in queries)
+
+
+def test_an_incomplete_answer_raises_rather_than_returning_a_short_batch(harness):
+    harness.add([record(i, T0 + timedelta(minutes=i)) for i in range(10)])
+    source = harness.source()
+    with harness.incomplete_answer(), pytest.raises(TelemetryUnavailable):
+        source.fetch(EP, HOUR)
+    assert source.fetch(EP, HOUR).rows == 10  # and the next attempt gets everything
+
+
+def test_a_transient_refusal_is_waited_out(harness):
+    harness.add([record(i, T0 + timedelta(minutes=i)) for i in range(10)])
+    source = harness.source()
+    started = time.monotonic()
+    with harness.transient_fault():
+        batch = source.fetch(EP, HOUR)
+    assert batch.rows == 10
+    assert time.monotonic() - started >= 0.25  # the refusal was honoured, not raced through
+
+
+def test_bad_rows_are_counted_by_reason_with_examples_and_never_abort(harness):
+    harness.add([record(i, T0 + timedelta(minutes=i)) for i in range(20)])
+    harness.add([record(50, T0 + timedelta(minutes=21), dep_delay=float("nan")),
+                 record(51, T0 + timedelta(minutes=22), distance="far"),
+                 record(52, T0 + timedelta(minutes=23), origin={"nested": 1})])
+    at = T0 + timedelta(minutes=24)
+    harness.add_raw_inputs("req-60", at, '{"distance": 1.0, "dep_delay": ')
+    harness.add_raw_inputs("req-61", at, json.dumps({"distance": 1.0, "origin": "JFK"}))
+    harness.add_raw_inputs("req-62", at, "[1, 2]")
+    harness.add_raw_inputs("req-63", at, json.dumps({"distance": "Infinity", "dep_delay": 1, "origin": "JFK"}))
+    batch = harness.source().fetch(EP, HOUR)
+    assert batch.rows == 20
+    assert batch.rejected == {"non_finite": 2, "wrong_type": 3, "unparsable_json": 1, "missing_feature": 1}
+    assert len(batch.rejected_examples) == 5
+    by_id = {e["request_id"]: e for e in batch.rejected_examples}
+    assert "dep_delay" in by_id["req-50"]["detail"] and "distance" in by_id["req-51"]["detail"]
+    assert not set(batch.frame.request_id) & {"req-50", "req-51", "req-52", "req-60", "req-61", "req-62"}
+
+
+def test_late_labels_are_joined_when_they_arrive(harness):
+    harness.add([record(i, T0 + timedelta(minutes=i)) for i in range(5)])
+    source = harness.source()
+    before = source.fetch(EP, HOUR)
+    assert before.frame.label.isna().all()
+    harness.add_labels([LabelRecord("req-1", 1, T0 + timedelta(days=1)),
+                        LabelRecord("req-3", 0, T0 + timedelta(days=1))])
+    harness.add_labels([LabelRecord("req-3", 1, T0 + timedelta(days=2))])  # a correction: the latest wins
+    labels = source.fetch(EP, HOUR).frame.set_index("request_id").label
+    assert labels["req-1"] == 1 and labels["req-3"] == 1
+    assert math.isnan(labels["req-0"]) and math.isnan(labels["req-4"])
+
+
+# --- Log Analytics specifics: retries, KQL safety, auth ---------------------------------------------------------
+
+def la_source(fake: FakeLogAnalytics, **kwargs) -> LogAnalyticsTelemetrySource:
+    return LogAnalyticsTelemetrySource("ws-1", credential=FakeCredential(), transport=fake, features=FEATURES,
+                                       retry_backoff_factor=0.01, now=lambda: T0 + timedelta(days=3), **kwargs)
+
+
+def test_retry_after_is_honoured_and_server_errors_surface_as_retryable():
+    fake = FakeLogAnalytics("ws-1")
+    fake.add([record(i, T0 + timedelta(minutes=i)) for i in range(3)])
+    fake.fail_next(429, {"Retry-After": "0.4"}, kind="rows")
+    assert la_source(fake).fetch(EP, HOUR).rows == 3
+    (t_429, status, _), (t_next, _, _) = [e for e in fake.log if "| count" not in e[2]["query"]]
+    assert status == 429 and t_next - t_429 >= 0.39
+    fake.outage = True
+    with pytest.raises(TelemetryUnavailable, match="503"):
+        la_source(fake).fetch(EP, HOUR)
+    assert sum(1 for _, s, _ in fake.log if s == 503) == 5  # first try + 4 retries, then give up
+
+
+def test_a_bad_query_is_permanent_and_names_the_status():
+    fake = FakeLogAnalytics("ws-1")
+    fake.fail_next(400, body={"error": {"code": "BadArgumentError", "message": "Syntax error"}})
+    with pytest.raises(PermanentError, match="400"):
+        la_source(fake).fetch(EP, HOUR)
+
+
+def test_endpoint_names_are_escaped_in_kql():
+    fake = FakeLogAnalytics("ws-1")
+    tricky = 'x" or 1==1 //'
+    fake.add([record(1, T0, endpoint=tricky), record(2, T0)])
+    batch = la_source(fake).fetch(EndpointRef(tricky), HOUR)
+    assert list(batch.frame.request_id) == ["req-1"]
+    assert '\\"' in fake.log[-1][2]["query"]
