@@ -69,7 +69,7 @@ class InFlight:
         except LockLost as exc:
             # Lock expired (the message will be redelivered) or the function settled it itself.
             return f"{action} failed: {exc}"
-        return f"dead-lettered({reason})" if action == "dead_letter" else f"{action}d"
+        return {"complete": "completed", "abandon": "abandoned"}.get(action, f"dead-lettered({reason})")
 
 
 class LockRenewer:

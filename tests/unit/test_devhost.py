@@ -474,3 +474,21 @@ def test_async_functions_are_awaited(bus, clock, tmp_path):
         return func.HttpResponse("pong")
 
     assert make_host(app, bus, clock, tmp_path).call_http("GET", "/api/ping").get_body() == b"pong"
+
+
+def test_one_log_line_per_invocation_with_its_outcome(bus, clock, tmp_path, caplog):
+    attempts = []
+
+    def flaky(msg):
+        attempts.append(msg.delivery_count)
+        if len(attempts) == 1:
+            raise RuntimeError("first try fails")
+
+    host = make_host(bus_app(flaky), bus, clock, tmp_path)
+    bus.send(TOPIC, check_requested())
+    with caplog.at_level("INFO", logger="devhost"):
+        host.drain()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("invoked")]
+    assert len(lines) == 2
+    assert "consumer trigger=serviceBus" in lines[0] and "delivery=1 outcome=abandoned" in lines[0]
+    assert "delivery=2 outcome=completed" in lines[1] and "duration_ms=" in lines[1]
