@@ -1,0 +1,242 @@
+"""PipelineRunner contract: the local runner on real data, and the Azure ML runner through a fake MLClient.
+
+The fake stands in for MLClient's operations only (jobs, models); the entities it receives are real
+azure-ai-ml objects built by our pipeline code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.errors import ValidationFailed
+from core.types import ModelVersion, RunRef, RunState
+from retrain.local_runner import LocalPipelineRunner, step_arguments
+from retrain.registry import LocalModelRegistry
+from retrain.steps import STEPS, WIRING
+from tests.unit._retrain_data import FEATURES, LABEL, months
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("retrain-data")
+    months(1, 3, 6000).to_parquet(root / "reference.parquet")
+    (root / "recent").mkdir()
+    months(4, 5, 5000, seed=1).to_parquet(root / "recent" / "part-0.parquet")
+    return root
+
+
+def request(data: Path, **extra):
+    return {"model_name": "flights", "features": FEATURES, "label": LABEL, "time_column": "time",
+            "reference": str(data / "reference.parquet"), "recent": str(data / "recent"), "rule": "reference+recent",
+            "holdout_days": 10, "slices": ["origin"], "endpoint": "flights-ep",
+            "window": {"start": "2013-04-01T00:00:00Z", "end": "2013-06-01T00:00:00Z"}, **extra}
+
+
+@pytest.fixture(scope="module")
+def finished(data, tmp_path_factory):
+    """One real run prep -> train -> evaluate -> register, shared by the assertions below."""
+    runner = LocalPipelineRunner(tmp_path_factory.mktemp("runner"))
+    ref = runner.submit(request(data), idempotency_key="drift:incident-1")
+    return runner, ref, runner.wait(ref, timeout=240)
+
+
+@pytest.mark.slow
+def test_local_run_trains_evaluates_and_registers_a_version_with_lineage(finished):
+    runner, ref, status = finished
+    assert status.state is RunState.SUCCEEDED, status.error
+    assert status.steps == {"prep": "succeeded", "train": "succeeded", "evaluate": "succeeded",
+                            "register": "succeeded"}
+    assert status.model == ModelVersion("flights", "1")
+    assert 0.55 < status.metrics["challenger/auc"] < 0.95
+    assert status.metrics["challenger/slice/origin/JFK/rows"] > 0
+    assert status.metrics["holdout_rows"] == status.metrics["challenger/rows"]
+    meta = LocalModelRegistry(runner.registry_root).get("flights", "1")
+    assert meta["run_id"] == ref.run_id
+    lineage = meta["lineage"]
+    assert lineage["data_window"] == {"start": "2013-04-01T00:00:00Z", "end": "2013-06-01T00:00:00Z"}
+    assert lineage["training_window"]["start"].startswith("2013-01")
+    assert lineage["holdout_window"]["end"].startswith("2013-05-31")
+    assert lineage["training_rows"] > 8000
+    model = LocalModelRegistry(runner.registry_root).load_model(ModelVersion("flights", "1"))
+    assert hasattr(model, "predict_proba")
+    assert "train: fitted on" in runner.log(ref, "train")
+
+
+@pytest.mark.slow
+def test_a_resubmission_returns_the_same_run_and_starts_nothing(finished, data):
+    runner, ref, _ = finished
+    again = runner.submit(request(data), idempotency_key="drift:incident-1")
+    assert again == ref
+    assert len(list((runner.root / "runs").iterdir())) == 1
+    assert LocalModelRegistry(runner.registry_root).versions("flights") == [ModelVersion("flights", "1")]
+
+
+def test_a_failing_step_reports_which_step_and_why(data, tmp_path):
+    runner = LocalPipelineRunner(tmp_path)
+    ref = runner.submit(request(data, rule="everything"), idempotency_key="bad-rule")
+    status = runner.wait(ref, timeout=120)
+    assert status.state is RunState.FAILED
+    assert status.failed_step == "prep"
+    assert "--rule 'everything'" in status.error
+    assert status.steps["train"] == "queued"
+    assert LocalModelRegistry(runner.registry_root).latest("flights") is None
+
+
+def test_a_bad_request_is_refused_before_anything_runs(data, tmp_path):
+    runner = LocalPipelineRunner(tmp_path)
+    with pytest.raises(ValidationFailed, match="label"):
+        runner.submit({**request(data), "label": ""}, idempotency_key="k")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_whose_runner_process_died_is_reported_failed(tmp_path):
+    runner = LocalPipelineRunner(tmp_path)
+    folder = tmp_path / "runs" / "run-orphan"
+    folder.mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps({"state": "running", "steps": {"prep": "running"},
+                                                    "pid": 2**22 + 7}))
+    status = runner.status(RunRef("run-orphan", "local"))
+    assert status.state is RunState.FAILED and "exited" in status.error
+
+
+# --- Azure ML: the pipeline definition and the runner through MLClient's operations --------------------------
+
+def arguments():
+    args = step_arguments({"model_name": "flights", "features": FEATURES, "label": LABEL,
+                           "reference": "azureml:flights-reference:1", "recent": "azureml://datastores/x/paths/r/",
+                           "slices": ["origin"], "run_id": "r1"}, Path("unused"))
+    args.pop("registry")
+    return args
+
+
+def test_pipeline_definition_validates_offline_and_wires_each_step_to_the_previous_outputs():
+    from retrain.pipeline import build_pipeline_job
+
+    job = build_pipeline_job(arguments(), compute="cpu-cluster", name="mlops-retrain-abc")
+    result = job._validate()
+    assert result.passed, result.error_messages
+    assert set(job.jobs) == {s.name for s in STEPS}
+    for (step, port), (source, output) in WIRING.items():
+        binding = job.jobs[step].inputs[port]._data
+        assert str(binding) == f"${{{{parent.jobs.{source}.outputs.{output}}}}}", (step, port, binding)
+    assert str(job.jobs["prep"].inputs["reference"]._data) == "${{parent.inputs.reference}}"
+    assert job.inputs["reference"].path == "azureml:flights-reference:1"
+    assert str(job.jobs["evaluate"].inputs["champion"]._data) == "${{parent.inputs.champion}}"
+    with_champion = build_pipeline_job({**arguments(), "champion": "azureml:flights:3"})
+    assert with_champion.inputs["champion"].path == "azureml:flights:3"
+    assert "--features '${{inputs.features}}'" in job.jobs["train"].component.command
+    assert set(job.outputs) == {"metrics", "registered"}
+
+
+def test_pipeline_refuses_text_that_the_step_command_cannot_carry():
+    from retrain.pipeline import build_pipeline_job
+
+    with pytest.raises(ValidationFailed, match="label"):
+        build_pipeline_job({**arguments(), "label": "it's"})
+
+
+class Obj:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class FakeJobs:
+    def __init__(self, root: Path):
+        self.root, self.jobs, self.created, self.children = root, {}, [], {}
+
+    def get(self, name):
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if name not in self.jobs:
+            raise ResourceNotFoundError(f"job {name} not found")
+        return self.jobs[name]
+
+    def create_or_update(self, job, **kwargs):
+        self.created.append((job, kwargs))
+        self.jobs[job.name] = Obj(name=job.name, status="Queued", tags=job.tags, studio_url="https://ml/x")
+        return self.jobs[job.name]
+
+    def list(self, parent_job_name=None):
+        return self.children.get(parent_job_name, [])
+
+    def download(self, name, output_name, download_path):
+        folder = Path(download_path) / "named-outputs" / output_name
+        folder.mkdir(parents=True, exist_ok=True)
+        if output_name == "metrics":
+            (folder / "metrics.json").write_text(json.dumps({"flat": {"challenger/auc": 0.71}}))
+        else:
+            (folder / "lineage.json").write_text(json.dumps({"run_id": "r1", "parent": "flights:1"}))
+            (folder / "metrics.json").write_text(json.dumps({"challenger/auc": 0.71}))
+
+
+class FakeModels:
+    def __init__(self):
+        self.registered = []
+
+    def list(self, name):
+        return [m for m in self.registered if m.name == name]
+
+    def create_or_update(self, model):
+        model.version = str(len(self.list(model.name)) + 1)
+        self.registered.append(model)
+        return model
+
+
+@pytest.fixture
+def ml_client(tmp_path):
+    return Obj(jobs=FakeJobs(tmp_path), models=FakeModels())
+
+
+def test_azureml_runner_submits_a_real_pipeline_job_once_per_idempotency_key(ml_client):
+    from azure.ai.ml.entities import PipelineJob
+
+    from retrain.azureml_runner import AzureMLPipelineRunner, azureml_job_name
+
+    runner = AzureMLPipelineRunner(ml_client, compute="cpu-cluster")
+    req = {"model_name": "flights", "features": FEATURES, "label": LABEL, "reference": "azureml:ref:1",
+           "run_id": "r1"}
+    first = runner.submit(req, idempotency_key="http:abc")
+    second = runner.submit(req, idempotency_key="http:abc")
+    assert first == second == RunRef("r1", "azureml", azureml_job_name("http:abc"))
+    assert len(ml_client.jobs.created) == 1
+    job, kwargs = ml_client.jobs.created[0]
+    assert isinstance(job, PipelineJob) and job.name == azureml_job_name("http:abc")
+    assert job._validate().passed and kwargs == {"experiment_name": "mlops-retrain"}
+    assert job.tags["model_name"] == "flights"
+
+
+def test_azureml_runner_maps_states_reports_the_failed_step_and_registers_on_success(ml_client):
+    from azure.ai.ml.entities import Model
+
+    from retrain.azureml_runner import AzureMLPipelineRunner
+
+    runner = AzureMLPipelineRunner(ml_client)
+    ref = runner.submit({"model_name": "flights", "features": FEATURES, "label": LABEL,
+                         "reference": "azureml:ref:1", "run_id": "r1"}, idempotency_key="k")
+    name = ref.external_id
+    assert runner.status(ref).state is RunState.QUEUED
+    ml_client.jobs.jobs[name].status = "Running"
+    ml_client.jobs.children[name] = [Obj(name="a", display_name="prep", status="Completed"),
+                                     Obj(name="b", display_name="train", status="Running")]
+    running = runner.status(ref)
+    assert running.state is RunState.RUNNING and running.steps == {"prep": "succeeded", "train": "running"}
+    ml_client.jobs.jobs[name].status = "Completed"
+    done = runner.status(ref)
+    assert done.state is RunState.SUCCEEDED and done.model == ModelVersion("flights", "1")
+    assert done.metrics == {"challenger/auc": 0.71}
+    (model,) = ml_client.models.registered
+    assert isinstance(model, Model) and model.path == f"azureml://jobs/{name}/outputs/registered/paths/model/"
+    assert model.tags["run_id"] == "r1" and json.loads(model.properties["lineage"])["parent"] == "flights:1"
+    runner._finished.clear()
+    assert runner.status(ref).model == ModelVersion("flights", "1")  # registering again finds the same version
+    assert len(ml_client.models.registered) == 1
+
+    failing = runner.submit({"model_name": "flights", "features": FEATURES, "label": LABEL,
+                             "reference": "azureml:ref:1", "run_id": "r2"}, idempotency_key="k2")
+    ml_client.jobs.jobs[failing.external_id].status = "Failed"
+    ml_client.jobs.children[failing.external_id] = [Obj(name="c", display_name="prep", status="Completed"),
+                                                    Obj(name="d", display_name="train", status="Failed")]
+    failed = runner.status(failing)
+    assert failed.state is RunState.FAILED and failed.failed_step == "train" and "train" in failed.error
