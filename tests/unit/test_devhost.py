@@ -492,3 +492,21 @@ def test_one_log_line_per_invocation_with_its_outcome(bus, clock, tmp_path, capl
     assert len(lines) == 2
     assert "consumer trigger=serviceBus" in lines[0] and "delivery=1 outcome=abandoned" in lines[0]
     assert "delivery=2 outcome=completed" in lines[1] and "duration_ms=" in lines[1]
+
+
+def test_devhost_command_fails_at_start_naming_a_missing_setting(tmp_path):
+    (tmp_path / "needs_setting.py").write_text(textwrap.dedent("""
+        import azure.functions as func
+        app = func.FunctionApp()
+
+        @app.timer_trigger(arg_name="tick", schedule="%NOPE_SCHEDULE%")
+        def tick(tick: func.TimerRequest) -> None:
+            pass
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "NOPE_SCHEDULE"}
+    env.update(PYTHONPATH=str(ROOT), MLOPS_DATA_DIR=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-m", "devhost", "--app", "needs_setting:app", "--no-http",
+                           "--host-json", str(ROOT / "host.json")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2
+    assert "'NOPE_SCHEDULE' is not set (used by function 'tick')" in done.stderr
