@@ -28,3 +28,21 @@ def months(first: int, last: int, rows: int, seed: int = 0):
     month = frame["time"].dt.month
     part = frame[(month >= first) & (month <= last)]
     return part.sample(n=min(rows, len(part)), random_state=seed).sort_values("time").reset_index(drop=True)
+
+
+def register_model(registry, first: int, last: int, rows: int = 3000, seed: int = 0, run_id: str = "seed"):
+    """Train in-process (no pipeline) and register: a quick real model for endpoint and deployer tests."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import joblib
+
+    from retrain.components._lib import build_model, feature_frame
+
+    frame = months(first, last, rows, seed)
+    model = build_model(FEATURES, random_state=seed).fit(feature_frame(frame, FEATURES), frame[LABEL])
+    with tempfile.TemporaryDirectory() as tmp:
+        joblib.dump(model, Path(tmp) / "model.joblib")
+        (Path(tmp) / "meta.json").write_text(json.dumps({"features": FEATURES, "label": LABEL}))
+        return registry.register("flights", tmp, metrics={}, lineage={"run_id": run_id})
