@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,6 +237,35 @@ def test_publisher_routes_envelopes_through_provisioned_subscriptions(bus: Sqlit
     assert got.message.subject == "mlops.retrain.requested.v1"
     assert bus.counts(f"{TOPIC}/subscriptions/audit")["active"] == 1
     assert bus.counts(f"{TOPIC}/subscriptions/run-check")["active"] == 0
+
+
+def test_threads_sharing_one_bus_and_threads_with_their_own_claim_each_message_once(tmp_path: Path) -> None:
+    shared = SqliteBus(tmp_path / "bus.db")
+    shared.ensure_queue("q")
+    for i in range(200):
+        shared.send("q", msg(f"m{i}"))
+    own = [SqliteBus(tmp_path / "bus.db") for _ in range(2)]
+    done: list[tuple[str, int]] = []
+    errors: list[BaseException] = []
+
+    def consume(bus: SqliteBus) -> None:
+        try:
+            while batch := bus.receive("q", max_messages=3):
+                for r in batch:
+                    bus.complete(r.lock_token)
+                    done.append((r.message.message_id, r.delivery_count))
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume, args=(bus,)) for bus in [shared] * 4 + own]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert sorted(done) == sorted((f"m{i}", 1) for i in range(200))
+    for bus in [shared, *own]:
+        bus.close()
 
 
 class BusMachine(RuleBasedStateMachine):
