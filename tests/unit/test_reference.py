@@ -1,0 +1,107 @@
+"""Reference data from a path or an Azure ML data asset; the fingerprint follows the content."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+
+from core.errors import NotFound, ValidationFailed
+from monitors.reference import AzureMLDataReference, FileReference, load_reference
+
+
+def write(path, rows: int, value: float = 1.0):
+    pd.DataFrame({"distance": [value] * rows, "origin": ["JFK"] * rows}).to_parquet(path)
+    return path
+
+
+def test_file_fingerprint_changes_with_content_and_only_with_content(tmp_path):
+    path = write(tmp_path / "ref.parquet", 10)
+    ref = load_reference("ref.parquet", base_dir=tmp_path)
+    first = ref.fingerprint
+    assert isinstance(ref, FileReference) and ref.frame().shape == (10, 2)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # touched, same bytes: same fingerprint
+    assert ref.fingerprint == first
+    write(path, 10, value=2.0)
+    assert ref.fingerprint != first
+    assert ref.frame()["distance"].iloc[0] == 2.0  # the cached frame was not served stale
+
+
+def test_a_folder_reference_reads_every_file_and_fingerprints_them_all(tmp_path):
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    write(folder / "a.parquet", 3)
+    pd.DataFrame({"distance": [5.0], "origin": ["LGA"]}).to_csv(folder / "b.csv", index=False)
+    ref = load_reference(str(folder), base_dir=tmp_path / "elsewhere")
+    assert len(ref.frame()) == 4
+    before = ref.fingerprint
+    (folder / "b.csv").write_text("distance,origin\n6.0,EWR\n")
+    assert ref.fingerprint != before
+
+
+def test_missing_or_unsupported_references_name_the_field(tmp_path):
+    with pytest.raises(ValidationFailed) as missing:
+        load_reference("nope.parquet", base_dir=tmp_path)
+    assert missing.value.field == "reference.uri"
+    (tmp_path / "ref.xlsx").write_bytes(b"x")
+    with pytest.raises(ValidationFailed, match="unsupported format"):
+        load_reference("ref.xlsx", base_dir=tmp_path).frame()
+    with pytest.raises(ValidationFailed, match="azureml:<name>:<version>"):
+        load_reference("azureml:flights", base_dir=tmp_path, ml_client=object())
+
+
+@dataclass
+class Data:  # the fields of azure.ai.ml.entities.Data this code reads
+    id: str
+    name: str
+    version: str
+    path: str
+
+
+class FakeDataOperations:
+    def __init__(self) -> None:
+        self.assets: dict[str, Data] = {}
+        self.calls = 0
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Data:
+        self.calls += 1
+        if label == "latest":
+            versions = [a for a in self.assets.values() if a.name == name]
+            if not versions:
+                raise ResourceNotFoundError(f"{name} not found")
+            return max(versions, key=lambda a: int(a.version))
+        if f"{name}:{version}" not in self.assets:
+            raise ResourceNotFoundError(f"{name}:{version} not found")
+        return self.assets[f"{name}:{version}"]
+
+    def add(self, name: str, version: str, path) -> None:
+        asset_id = f"/subscriptions/s/resourceGroups/rg/workspaces/w/data/{name}/versions/{version}"
+        self.assets[f"{name}:{version}"] = Data(asset_id, name, version, str(path))
+
+
+class FakeMLClient:
+    def __init__(self) -> None:
+        self.data = FakeDataOperations()
+
+
+def test_azureml_asset_versions_have_their_own_fingerprints_and_latest_follows(tmp_path):
+    client = FakeMLClient()
+    client.data.add("flights-ref", "1", write(tmp_path / "v1.parquet", 5))
+    client.data.add("flights-ref", "2", write(tmp_path / "v2.parquet", 7))
+    v1 = load_reference("azureml:flights-ref:1", base_dir=tmp_path, ml_client=client)
+    latest = load_reference("azureml:flights-ref@latest", base_dir=tmp_path, ml_client=client)
+    assert isinstance(v1, AzureMLDataReference)
+    assert len(v1.frame()) == 5 and len(latest.frame()) == 7
+    assert v1.fingerprint != latest.fingerprint
+    before = latest.fingerprint
+    client.data.add("flights-ref", "3", write(tmp_path / "v3.parquet", 9))
+    assert latest.fingerprint != before and len(latest.frame()) == 9
+    assert load_reference("azureml:flights-ref:1", base_dir=tmp_path, ml_client=client).fingerprint == v1.fingerprint
+
+
+def test_a_missing_azureml_asset_is_not_found(tmp_path):
+    ref = load_reference("azureml:nothing:4", base_dir=tmp_path, ml_client=FakeMLClient())
+    with pytest.raises(NotFound, match="azureml:nothing:4"):
+        ref.frame()
