@@ -1,0 +1,1 @@
+"""Monitors: specs, telemetry windows, reference profiles, evaluators, alert policy and the check handler."""
