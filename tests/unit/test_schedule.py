@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -65,7 +66,10 @@ class FakeCheck:
     def __call__(self, envelope: Envelope) -> None:
         window = Window(parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"]))
         monitor = envelope.data["monitor"]
-        if not claim_window(self.store, monitor, window, self.owner, self.clock.now()):
+        # One owner per invocation: claim_window lets an owner retake its own running claim (its redelivery
+        # after a crash), so two concurrent deliveries in one instance must not share an owner.
+        owner = f"{self.owner}/{uuid.uuid4()}"
+        if not claim_window(self.store, monitor, window, owner, self.clock.now()):
             return
         try:
             if self.outage:
@@ -75,12 +79,12 @@ class FakeCheck:
             complete_window(self.store, monitor, window, event_id("check", monitor, window.key()),
                             origin=MONITOR.origin, size=MONITOR.window)
         except RetryableError:
-            self._release(monitor, window)
+            self._release(monitor, window, owner)
             raise
 
-    def _release(self, monitor: str, window: Window) -> None:
+    def _release(self, monitor: str, window: Window, owner: str) -> None:
         doc = self.store.get(CLAIM, f"{monitor}/{window.key()}")
-        if doc and doc.data["state"] == "running" and doc.data["owner"] == self.owner:
+        if doc and doc.data["state"] == "running" and doc.data["owner"] == owner:
             with contextlib.suppress(ConcurrencyConflict):  # taken over meanwhile: the new owner finishes it
                 self.store.delete(CLAIM, f"{monitor}/{window.key()}", doc.etag)
 
@@ -183,3 +187,15 @@ def test_a_new_monitor_starts_at_its_latest_due_window_not_at_its_origin(store):
         ("2024-02-29T22:00:00Z", "2024-02-29T23:00:00Z")]
     window = Window(parse_time("2024-02-29T22:00:00Z"), parse_time("2024-02-29T23:00:00Z"))
     assert published[0].id == event_id("check.requested", "flights", window.key())  # as monitors.check uses
+
+
+def test_backfill_runs_every_whole_window_of_the_range_in_order(capsys):
+    from monitors.backfill import backfill, main
+
+    seen: list[Window] = []
+    results = backfill("monitors/examples/flights-delay.yaml", parse_time("2013-03-01T06:00:00Z"),
+                       parse_time("2013-03-05T00:00:00Z"), lambda w: seen.append(w) or {"window": w.to_json()})
+    assert [w.start.day for w in seen] == [2, 3, 4]  # daily grid; the partial first day is left out
+    assert results[0] == {"window": {"start": "2013-03-02T00:00:00Z", "end": "2013-03-03T00:00:00Z"}}
+    assert main(["--spec", "monitors/examples/flights-delay.yaml", "--from", "yesterday", "--to", "x"]) == 2
+    assert "--from 'yesterday'" in capsys.readouterr().err
