@@ -43,6 +43,11 @@ def count_query(table: str, endpoint: EndpointRef, start: datetime, end: datetim
     return _requests(table, endpoint, start, end) + "\n| count"
 
 
+def health_query(table: str, endpoint: EndpointRef, start: datetime, end: datetime) -> str:
+    return (_requests(table, endpoint, start, end) + "\n| summarize Requests = count(), "
+            "Errors = countif(StatusCode >= 500), P95 = percentile(LatencyMs, 95)")
+
+
 def rows_query(table: str, labels_table: str, endpoint: EndpointRef, start: datetime, end: datetime) -> str:
     """Requests of [start, end) with their latest label; labels arrive later, so the timespan reaches past end."""
     return (

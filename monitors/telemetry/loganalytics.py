@@ -18,6 +18,7 @@ from urllib.parse import quote
 import msgspec
 
 from core.errors import PermanentError, TelemetryUnavailable
+from core.telemetry import DeploymentHealth
 from core.telemetry_store import gc_paused
 from core.types import EndpointRef, TelemetryBatch, Window
 from monitors.telemetry import kql
@@ -121,10 +122,25 @@ class LogAnalyticsTelemetrySource:
         return build_batch(endpoint, window, columns, self.features)
 
     def count(self, endpoint: EndpointRef, window: Window) -> int:
+        result = self._small_query(kql.count_query(self.table, endpoint, window.start, window.end), window)
+        return int(result.tables[0].rows[0][0]) if result.tables and result.tables[0].rows else 0
+
+    def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
+        """HealthReader: request count, server errors and p95 latency of one deployment, computed by the service."""
+        window = Window(since, until)
+        result = self._small_query(kql.health_query(self.table, EndpointRef(endpoint, deployment), since, until),
+                                   window)
+        requests, errors, p95 = result.tables[0].rows[0] if result.tables[0].rows else (0, 0, None)
+        requests, errors = int(requests or 0), int(errors or 0)
+        p95 = float(p95) if requests and p95 not in (None, "NaN") else None
+        return DeploymentHealth(requests=requests, errors=errors, error_rate=errors / requests if requests else 0.0,
+                                p95_latency_ms=p95)
+
+    def _small_query(self, query: str, window: Window) -> Any:
+        """A query with a one-row answer, through the SDK's own query_workspace; a partial answer is refused."""
         from azure.core.exceptions import AzureError, HttpResponseError
         from azure.monitor.query import LogsQueryPartialResult
 
-        query = kql.count_query(self.table, endpoint, window.start, window.end)
         self.queries += 1
         try:
             result = self._client.query_workspace(self.workspace_id, query, timespan=(window.start, window.end),
@@ -134,8 +150,8 @@ class LogAnalyticsTelemetrySource:
         except AzureError as exc:
             raise TelemetryUnavailable(f"Log Analytics cannot be reached: {exc}") from exc
         if isinstance(result, LogsQueryPartialResult):
-            raise TelemetryUnavailable(f"Log Analytics answered the row count only partly: {result.partial_error}")
-        return int(result.tables[0].rows[0][0]) if result.tables and result.tables[0].rows else 0
+            raise TelemetryUnavailable(f"Log Analytics answered only partly: {result.partial_error}")
+        return result
 
     def _read(self, endpoint: EndpointRef, piece: Window) -> list[QueryColumns]:
         answer = self._query(kql.rows_query(self.table, self.labels_table, endpoint, piece.start, piece.end),

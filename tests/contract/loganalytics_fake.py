@@ -109,6 +109,13 @@ class FakeLogAnalytics(HttpTransport):
         deployment = _DEPLOYMENT.search(query)
         hits = [r for r in self.rows if start <= parse_time(r["TimeGenerated"]) < end and r["Endpoint"] == endpoint
                 and (deployment is None or r["Deployment"] == _unescape(deployment.group(1)))]
+        if "summarize Requests = count()" in query:
+            latencies = sorted(r["LatencyMs"] for r in hits)
+            p95 = _quantile(latencies, 0.95) if latencies else "NaN"
+            errors = sum(r["StatusCode"] >= 500 for r in hits)
+            return {"tables": [{"name": "PrimaryResult", "columns": [
+                {"name": "Requests", "type": "long"}, {"name": "Errors", "type": "long"},
+                {"name": "P95", "type": "real"}], "rows": [[len(hits), errors, p95]]}]}
         if query.rstrip().endswith("| count"):
             return {"tables": [{"name": "PrimaryResult", "columns": [{"name": "Count", "type": "long"}],
                                 "rows": [[len(hits)]]}]}
@@ -130,6 +137,13 @@ class FakeLogAnalytics(HttpTransport):
             if start <= at < end and (x["RequestId"] not in latest or at >= latest[x["RequestId"]][0]):
                 latest[x["RequestId"]] = (at, x["Label"])
         return {k: v for k, (_, v) in latest.items()}
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    pos = (len(ordered) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def _row(r: dict[str, Any], label: Any) -> list[Any]:

@@ -77,6 +77,9 @@ class LocalHarness:
     def queries(self):
         return None
 
+    def health(self):
+        return self.store
+
 
 class LogAnalyticsHarness:
     name = "loganalytics"
@@ -113,6 +116,9 @@ class LogAnalyticsHarness:
 
     def queries(self):
         return self.fake.data_queries()
+
+    def health(self):
+        return self.source()
 
 
 @pytest.fixture(params=[LocalHarness, LogAnalyticsHarness], ids=lambda h: h.name)
@@ -206,6 +212,19 @@ def test_late_labels_are_joined_when_they_arrive(harness):
     labels = source.fetch(EP, HOUR).frame.set_index("request_id").label
     assert labels["req-1"] == 1 and labels["req-3"] == 1
     assert math.isnan(labels["req-0"]) and math.isnan(labels["req-4"])
+
+
+def test_deployment_health_counts_server_errors_and_p95_latency(harness):
+    rows = [RequestRecord(time=T0 + timedelta(seconds=i), request_id=f"h-{i}", endpoint=EP.name,
+                          deployment="green" if i % 2 else "blue", model_version="4", inputs={}, prediction=None,
+                          score=None, latency_ms=float(i), status_code=500 if i % 10 == 1 else 200)
+            for i in range(200)]
+    harness.add(rows)
+    health = harness.health().deployment_health(EP.name, "green", HOUR.start, HOUR.end)
+    assert (health.requests, health.errors, health.error_rate) == (100, 20, 0.2)
+    assert health.p95_latency_ms == pytest.approx(189.1)  # linear interpolation over 1, 3, ..., 199
+    empty = harness.health().deployment_health(EP.name, "red", HOUR.start, HOUR.end)
+    assert (empty.requests, empty.errors, empty.error_rate, empty.p95_latency_ms) == (0, 0, 0.0, None)
 
 
 # --- Log Analytics specifics: retries, KQL safety, auth ---------------------------------------------------------
