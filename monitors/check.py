@@ -14,13 +14,13 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
 from core.clock import Clock
 from core.errors import ConcurrencyConflict, ValidationFailed
-from core.events import Envelope, event_id, new_event
+from core.events import Envelope, event_id
 from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
 from core.records import CHECK, CLAIM, claim_window, put
 from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
@@ -87,23 +87,25 @@ def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
 
 def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None,
                   reason: str = "http") -> Envelope:
-    """Publish mlops.check.requested.v1 for `window` (default: the latest complete one) and return it."""
+    """Publish mlops.check.requested.v1 for `window` (default: the latest complete one) and return it.
+
+    The event id is the timer's for the same window, so an HTTP request and a tick dedupe on the bus.
+    """
+    from monitors.schedule import check_requested
+
     spec = deps.specs.get(monitor)
     now = deps.clock.now()
-    window = window or latest_complete_window(spec, now)
-    envelope = new_event(CHECK_REQUESTED, {"monitor": spec.name, "window_start": iso(window.start),
-                                           "window_end": iso(window.end), "reason": reason},
-                         id=event_id("check.requested", spec.name, window.key()), subject=spec.name, time=now)
+    envelope = check_requested(spec.name, window or latest_complete_window(spec, now), now, reason=reason)
     deps.publisher.publish(envelope)
     return envelope
 
 
-def latest_complete_window(spec: MonitorSpec, now) -> Window:
-    """The last window of the spec's grid whose end (plus lateness) has passed."""
-    size, origin = spec.window.size, spec.window.origin
-    steps = (now - spec.window.lateness - origin) // size
-    end = origin + steps * size
-    return Window(end - size, end)
+def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
+    """The last window of the spec's grid whose end plus lateness has passed."""
+    from monitors.schedule import window_at
+
+    current = window_at(now - spec.window.lateness, size=spec.window.size, origin=spec.window.origin)
+    return Window(current.start - spec.window.size, current.start)
 
 
 def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDeps) -> dict:

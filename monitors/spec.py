@@ -205,6 +205,12 @@ class MonitorSpec(_Strict):
     def kinds(self) -> dict[str, str]:
         return {f.name: f.kind for f in self.features}
 
+    def schedule_entry(self):
+        """This monitor's window grid, as the timer's scheduler takes it."""
+        from monitors.schedule import MonitorSchedule
+
+        return MonitorSchedule.of(self)
+
 
 def parse_spec(text: str, source: str | Path = "<spec>") -> MonitorSpec:
     """YAML text -> MonitorSpec; any problem raises ValidationFailed naming source, field and line."""

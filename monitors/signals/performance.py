@@ -44,12 +44,12 @@ class PerformanceEvaluator:
             baseline = metrics.get(self.primary)
         return FittedPerformance(self, baseline)
 
-    def metrics(self, frame) -> dict[str, float]:
+    def metrics(self, frame, only: str | None = None) -> dict[str, float]:
         labelled = frame[frame[self.label_column].notna() & frame[self.prediction_column].notna()]
         truth, pred = labelled[self.label_column].to_numpy(), labelled[self.prediction_column].to_numpy()
         if self.task == "regression":
             return _regression(truth.astype(float), pred.astype(float))
-        return _classification(truth, pred, self.prediction_kind)
+        return _classification(truth, pred, self.prediction_kind, only)
 
 
 def _regression(truth, pred) -> dict[str, float]:
@@ -59,20 +59,47 @@ def _regression(truth, pred) -> dict[str, float]:
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
 
 
-def _classification(truth, pred, kind: str) -> dict[str, float]:
+def _classification(truth, pred, kind: str, only: str | None = None) -> dict[str, float]:
+    """Every metric, or `only` one of them (the bootstrap needs just the primary)."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
     if kind != "score":
-        return {"accuracy": float(accuracy_score(truth, pred)),
-                "f1": float(f1_score(truth, pred, average="macro", zero_division=0))}
-    truth = truth.astype(int)
-    pred = pred.astype(float)
-    hard = (pred >= 0.5).astype(int)
-    out = {"accuracy": float(accuracy_score(truth, hard)), "f1": float(f1_score(truth, hard, zero_division=0))}
-    if len(set(truth.tolist())) == 2:  # AUC and log loss need both classes in the window
-        out["auc"] = float(roc_auc_score(truth, pred))
-        out["log_loss"] = float(log_loss(truth, pred.clip(1e-15, 1 - 1e-15), labels=[0, 1]))
-    return out
+        hard, average = pred, "macro"
+    else:
+        truth, pred = truth.astype(int), pred.astype(float)
+        hard, average = (pred >= 0.5).astype(int), "binary"
+    both = kind == "score" and len(set(truth.tolist())) == 2  # AUC and log loss need both classes
+    compute = {
+        "accuracy": lambda: accuracy_score(truth, hard),
+        "f1": lambda: f1_score(truth, hard, average=average, zero_division=0),
+        **({"auc": lambda: roc_auc_score(truth, pred),
+            "log_loss": lambda: log_loss(truth, pred.clip(1e-15, 1 - 1e-15), labels=[0, 1])} if both else {}),
+    }
+    return {name: float(fn()) for name, fn in compute.items() if only in (None, name)}
+
+
+NOISE_Z = 2.0  # one-sided, about 2.3% of clean windows would cross a bound by noise alone
+_BOOTSTRAP, _BOOTSTRAP_MAX_ROWS = 40, 20_000
+
+
+def standard_error(cfg: PerformanceEvaluator, frame, metric: str) -> float:
+    """Bootstrap standard error of `metric` on this window's labelled rows (a capped sample of them)."""
+    import numpy as np
+
+    labelled = frame[frame[cfg.label_column].notna() & frame[cfg.prediction_column].notna()]
+    rng = np.random.default_rng(0)
+    if len(labelled) > _BOOTSTRAP_MAX_ROWS:  # the error of the full window is smaller: scale it down
+        scale = np.sqrt(_BOOTSTRAP_MAX_ROWS / len(labelled))
+        labelled = labelled.sample(_BOOTSTRAP_MAX_ROWS, random_state=0)
+    else:
+        scale = 1.0
+    draws = []
+    for _ in range(_BOOTSTRAP):
+        sample = labelled.iloc[rng.integers(0, len(labelled), len(labelled))]
+        value = cfg.metrics(sample, only=metric).get(metric)
+        if value is not None:
+            draws.append(value)
+    return float(np.std(draws, ddof=1) * scale) if len(draws) > 1 else 0.0
 
 
 @dataclass(frozen=True)
@@ -96,12 +123,18 @@ class FittedPerformance:
             return [Finding(SIGNAL, metric, None, None, False, details={
                 **base, "metrics": values, "insufficient": True,
                 "note": f"{metric} is undefined on this window (e.g. only one class labelled)"})]
-        threshold, breached, reasons = self._judge(metric, value)
+        noise = standard_error(cfg, frame, metric)
+        threshold, breached, reasons = self._judge(metric, value, NOISE_Z * noise)
         return [Finding(SIGNAL, metric, value, threshold, breached, cfg.severity if breached else Severity.INFO,
-                        method=metric, details={**base, "metrics": values, "reasons": reasons})]
+                        method=metric, details={**base, "metrics": values, "reasons": reasons,
+                                                "standard_error": noise, "margin": NOISE_Z * noise})]
 
-    def _judge(self, metric: str, value: float) -> tuple[float | None, bool, list[str]]:
-        """The tightest bound from the spec limit and the allowed drop from the baseline."""
+    def _judge(self, metric: str, value: float, margin: float) -> tuple[float | None, bool, list[str]]:
+        """The tightest bound from the spec limit and the allowed drop from the baseline.
+
+        A window breaches a bound only when it is worse by more than `margin` (its sampling noise), so a
+        small window's unlucky draw does not page anyone.
+        """
         cfg, higher = self.config, HIGHER_IS_BETTER[metric]
         bounds: list[tuple[float, str]] = []
         limit = cfg.floor if higher else cfg.ceiling
@@ -114,5 +147,5 @@ class FittedPerformance:
             return None, False, []
         pick: Any = max if higher else min
         threshold = pick(b for b, _ in bounds)
-        reasons = [why for b, why in bounds if (value < b if higher else value > b)]
+        reasons = [why for b, why in bounds if (value + margin < b if higher else value - margin > b)]
         return threshold, bool(reasons), reasons

@@ -120,3 +120,69 @@ def test_performance_regression_floor_from_the_spec():
     (finding,) = fitted.evaluate(batch(cur, window=Window(WINDOW.start, WINDOW.start + timedelta(hours=1))))
     assert finding.name == "rmse" and finding.statistic == pytest.approx(2.0)
     assert finding.threshold == 1.5 and finding.breached and finding.details["reasons"] == ["spec limit"]
+
+
+# --- drift (over monitors.drift) -------------------------------------------------------------------
+
+def drifted(reference, n=1500, shift=0.0, seed=7):
+    rng = np.random.default_rng(seed)
+    cur = reference.sample(n, replace=True, random_state=seed).reset_index(drop=True)
+    cur["distance"] = rng.uniform(100, 2000, n) + shift
+    return cur
+
+
+def test_data_drift_per_feature_and_dataset_with_the_evidently_policy(reference):
+    from scipy.stats import wasserstein_distance
+
+    from monitors.signals.data_drift import DataDriftEvaluator, drift_summary
+
+    fitted = DataDriftEvaluator(KINDS, policy="evidently", share=0.5).fit(reference)
+    current = drifted(reference, shift=400)
+    found = by_name(fitted.evaluate(batch(current)))
+    distance = found["distance"]
+    expected = wasserstein_distance(reference["distance"], current["distance"]) / np.std(reference["distance"])
+    assert distance.method == "wasserstein" and distance.statistic == pytest.approx(expected, rel=1e-9)
+    assert distance.threshold == 0.1 and distance.breached and distance.details["threshold_exceeded"]
+    assert found["carrier"].method == "jensenshannon" and not found["carrier"].breached
+    # evidently's rule: 1 of 2 features is a share of 0.5, which meets the 0.5 share
+    assert found["dataset"].statistic == 0.5 and found["dataset"].breached
+    summary = drift_summary(list(found.values()))
+    assert summary["policy"] == "evidently" and summary["dataset_drift"] is True
+
+
+def test_calibrated_policy_alerts_on_one_real_shift_but_not_on_a_negligible_one(reference, tmp_path):
+    from monitors.signals.data_drift import DataDriftEvaluator
+
+    kinds = {"distance": "numeric", "carrier": "categorical", "score": "numeric"}
+    fitted = DataDriftEvaluator(kinds, resamples=60, calibration_dir=tmp_path).fit(reference)
+    real = by_name(fitted.evaluate(batch(drifted(reference, shift=300))))
+    assert real["dataset"].breached and real["distance"].breached and not real["carrier"].breached
+    assert real["dataset"].details["policy"] == "calibrated"
+    tiny = by_name(fitted.evaluate(batch(drifted(reference, shift=5))))  # 1% of the feature's range
+    assert not tiny["dataset"].breached and not tiny["distance"].breached
+
+
+def test_profiles_come_from_the_cache_for_a_known_fingerprint(reference, tmp_path):
+    from monitors.drift.profile import ProfileCache
+    from monitors.signals.data_drift import DataDriftEvaluator
+
+    cache = ProfileCache(tmp_path)
+    first = DataDriftEvaluator(KINDS, policy="evidently", profiles=cache, fingerprint="ref-v1").fit(reference)
+    assert list(tmp_path.glob("*.npz"))
+    other = reference.assign(distance=reference["distance"] * 10)  # same fingerprint: must not be re-read
+    second = DataDriftEvaluator(KINDS, policy="evidently", profiles=cache, fingerprint="ref-v1").fit(other)
+    current = batch(drifted(reference))
+    assert [f.statistic for f in first.evaluate(current)] == [f.statistic for f in second.evaluate(current)]
+
+
+def test_prediction_drift_on_the_score_column(reference):
+    from monitors.signals.prediction import PredictionDriftEvaluator
+
+    fitted = PredictionDriftEvaluator("score", "score").fit(reference)
+    shifted = reference.head(1500).assign(score=lambda f: f["score"] ** 4)  # the model got pessimistic
+    (finding,) = fitted.evaluate(batch(shifted))
+    assert finding.signal == "prediction_drift" and finding.breached and finding.method == "wasserstein"
+    (same,) = fitted.evaluate(batch(reference.tail(1500)))
+    assert not same.breached
+    (none,) = PredictionDriftEvaluator("score", "score").fit(reference.drop(columns="score")).evaluate(batch(shifted))
+    assert none.details["insufficient"] and not none.breached

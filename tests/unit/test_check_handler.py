@@ -1,0 +1,180 @@
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.clock import ManualClock
+from core.errors import NotFound, TelemetryUnavailable
+from core.events import event_id, new_event
+from core.records import CHECK, INCIDENT, window_done
+from core.state_sqlite import SqliteStateStore
+from core.types import EndpointRef, TelemetryBatch, Window
+from monitors.check import CheckDeps, request_check, run_check
+from monitors.drift.profile import ProfileCache
+from monitors.spec import SpecRepository
+
+DAY = timedelta(days=1)
+T0 = datetime(2013, 4, 1, tzinfo=UTC)
+SPEC = """\
+name: flights-delay
+endpoint: {name: flights, deployment: blue}
+model: {name: delay-model}
+features:
+  - {name: distance, kind: numeric}
+  - {name: carrier, kind: categorical}
+prediction: {column: score, kind: score}
+label: {column: delayed, task: classification, lag: 2d}
+reference: {uri: ref.parquet}
+window: {size: 1d, lateness: 1h}
+signals:
+  data_drift: {resamples: 40}
+  performance: {min_labels: 50}
+alert: {consecutive: 1}
+retrain: {on_drift: true}
+"""
+
+
+def traffic(rng, n, shift=0.0, start=T0):
+    score = rng.uniform(size=n)
+    return pd.DataFrame({
+        "request_id": [f"r{i}" for i in range(n)],
+        "time": pd.date_range(start, periods=n, freq="min", tz="UTC"),
+        "model_version": "delay-model:3", "status_code": 200, "latency_ms": rng.uniform(5, 50, n),
+        "distance": rng.normal(1000, 200, n) + shift, "carrier": rng.choice(["AA", "UA", "DL"], n),
+        "score": score, "delayed": (rng.uniform(size=n) < score).astype(float),
+    })
+
+
+class FakeTelemetry:
+    """Serves prepared frames per window start; records every fetch; can be made to fail."""
+
+    def __init__(self):
+        self.frames, self.fetched, self.down = {}, [], False
+
+    def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
+        self.fetched.append((endpoint, window))
+        if self.down:
+            raise TelemetryUnavailable("Log Analytics is throttling")
+        frame = self.frames.get(window.start, traffic(np.random.default_rng(9), 0))
+        return TelemetryBatch(endpoint, window, frame, {"not_json": 2})
+
+
+class RecordingPublisher:
+    def __init__(self):
+        self.published = []
+
+    def publish(self, envelope, *, scheduled_at=None):
+        self.published.append(envelope)
+
+    def types(self):
+        return [e.type for e in self.published]
+
+
+class MemoryReports:
+    def __init__(self):
+        self.blobs = {}
+
+    def put(self, name, content, content_type):
+        self.blobs[name] = (content, content_type)
+        return f"memory://{name}"
+
+    def get(self, name):
+        return self.blobs[name][0]
+
+
+@pytest.fixture
+def deps(tmp_path):
+    rng = np.random.default_rng(0)
+    traffic(rng, 1500).to_parquet(tmp_path / "ref.parquet")
+    (tmp_path / "flights.yaml").write_text(SPEC)
+    store = SqliteStateStore(tmp_path / "state.sqlite")
+    yield CheckDeps(store=store, publisher=RecordingPublisher(), telemetry=FakeTelemetry(),
+                    specs=SpecRepository(tmp_path), profiles=ProfileCache(tmp_path / "profiles"),
+                    reports=MemoryReports(), clock=ManualClock(T0 + 10 * DAY), base_dir=tmp_path)
+    store.close()
+
+
+def requested(day: int, monitor="flights-delay"):
+    start = T0 + day * DAY
+    data = {"monitor": monitor, "window_start": start.isoformat(), "window_end": (start + DAY).isoformat(),
+            "reason": "timer"}
+    return new_event("mlops.check.requested.v1", data, id=event_id("check.requested", monitor, day))
+
+
+def test_a_drifted_window_is_recorded_alerted_and_published_with_evidence(deps):
+    deps.telemetry.frames[T0 + 5 * DAY] = traffic(np.random.default_rng(1), 800, shift=300.0)
+    record = run_check(requested(5), deps)
+    window = Window(T0 + 5 * DAY, T0 + 6 * DAY)
+    check_id = event_id("check", "flights-delay", window.key())
+    assert record["check_id"] == check_id and record["status"] == "breached"
+    stored = deps.store.get(CHECK, check_id).data
+    assert stored["rows"] == 800 and stored["rejected"] == {"not_json": 2}
+    assert "data_drift" in stored["breached_signals"]
+    assert stored["summary"]["dataset_drift"] is True
+    assert "distance" in [f["name"] for f in stored["summary"]["features"] if f["drifted"]]
+    assert stored["model_version"] == "delay-model:3"
+    assert stored["report"] == f"memory://checks/flights-delay/{window.key()}.json"
+    assert b'"check_id"' in deps.reports.get(f"checks/flights-delay/{window.key()}.json")
+    assert window_done(deps.store, "flights-delay", window)
+
+    types = deps.publisher.types()
+    assert types[0] == "mlops.check.completed.v1" and types.count("mlops.drift.detected.v1") == 1
+    drift = next(e for e in deps.publisher.published if e.type == "mlops.drift.detected.v1")
+    incident = deps.store.get(INCIDENT, drift.data["incident_id"]).data
+    assert incident["status"] == "open" and incident["signal"] == "data_drift"
+    assert drift.data["retrain_allowed"] is True and drift.data["model_version"] == "delay-model:3"
+    assert drift.data["window_start"] == "2013-04-06T00:00:00Z" and drift.data["endpoint"] == "flights"
+    distance = next(f for f in drift.data["findings"] if f["name"] == "distance")
+    assert distance["breached"] and distance["statistic"] > distance["threshold"] and distance["method"]
+    assert drift.causationid == requested(5).id
+    changed = [e for e in deps.publisher.published if e.type == "mlops.incident.changed.v1"]
+    assert {(e.data["signal"], e.data["status"]) for e in changed} >= {("data_drift", "opened")}
+
+
+def test_a_second_delivery_does_nothing(deps):
+    deps.telemetry.frames[T0 + 5 * DAY] = traffic(np.random.default_rng(1), 800, shift=300.0)
+    assert run_check(requested(5), deps) is not None
+    published, fetched = len(deps.publisher.published), len(deps.telemetry.fetched)
+    assert run_check(requested(5), deps) is None
+    assert len(deps.publisher.published) == published and len(deps.telemetry.fetched) == fetched
+
+
+def test_clean_windows_fit_once_and_performance_looks_back_by_the_label_lag(deps):
+    for day in (3, 5, 6):
+        deps.telemetry.frames[T0 + day * DAY] = traffic(np.random.default_rng(day), 600, start=T0 + day * DAY)
+    first = run_check(requested(5), deps)
+    second = run_check(requested(6), deps)
+    assert deps.evaluators.fits == 1  # the reference was fitted once for both checks
+    assert list((deps.store.path.parent / "profiles").glob("*.npz"))  # and its profiles are on disk
+    assert first["status"] == "ok" and second["status"] == "ok"
+    assert first["performance_window"] == {"start": "2013-04-04T00:00:00Z", "end": "2013-04-05T00:00:00Z"}
+    assert (EndpointRef("flights", "blue"), Window(T0 + 3 * DAY, T0 + 4 * DAY)) in deps.telemetry.fetched
+    perf = next(f for f in first["findings"] if f["signal"] == "performance")
+    assert perf["name"] == "auc" and perf["statistic"] > 0.6 and not perf["breached"]
+    assert deps.publisher.types() == ["mlops.check.completed.v1"] * 2
+
+
+def test_telemetry_outage_propagates_and_the_retry_runs(deps):
+    deps.telemetry.down = True
+    with pytest.raises(TelemetryUnavailable):
+        run_check(requested(5), deps)
+    assert not deps.publisher.published
+    deps.telemetry.down = False
+    assert run_check(requested(5), deps)["status"] == "empty"
+
+
+def test_unknown_monitor_is_permanent(deps):
+    with pytest.raises(NotFound, match="nope"):
+        run_check(requested(5, monitor="nope"), deps)
+    with pytest.raises(NotFound):
+        request_check("nope", deps)
+
+
+def test_request_check_asks_for_the_latest_complete_window(deps):
+    deps.clock.set(T0 + 10 * DAY + timedelta(minutes=30))  # the day before ends 30 min ago: lateness is 1 h
+    envelope = request_check("flights-delay", deps)
+    assert envelope.type == "mlops.check.requested.v1" and deps.publisher.published == [envelope]
+    assert (envelope.data["window_start"], envelope.data["window_end"]) == ("2013-04-09T00:00:00Z",
+                                                                           "2013-04-10T00:00:00Z")
+    assert envelope.data["reason"] == "http"

@@ -1,0 +1,109 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitors.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "monitors", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def frame(rng, n, shift=0.0):
+    return pd.DataFrame({
+        "request_id": [f"r{i}" for i in range(n)],
+        "time": pd.date_range("2013-01-01", periods=n, freq="min", tz="UTC"),
+        "distance": rng.normal(1000, 200, n) + shift,
+        "duration": rng.gamma(4, 30, n),
+        "carrier": rng.choice(["AA", "UA", "DL", "B6"], n),
+    })
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    frame(rng, 2000).to_parquet(root / "ref.parquet")
+    frame(rng, 1500).to_parquet(root / "same.parquet")
+    frame(rng, 1500, shift=400).to_parquet(root / "shifted.parquet")
+    pd.read_parquet(root / "ref.parquet").to_csv(root / "ref.csv", index=False)
+    pd.read_parquet(root / "shifted.parquet").to_csv(root / "shifted.csv", index=False)
+    return root
+
+
+def test_parquet_json_shape_and_exit_codes(data):
+    drifted = cli("check", "--reference", data / "ref.parquet", "--current", data / "shifted.parquet",
+                  "--fail-on-drift")
+    assert drifted.returncode == 1, drifted.stderr
+    doc = json.loads(drifted.stdout)
+    assert set(doc) >= {"dataset_drift", "drift_share", "policy", "features", "quality"}
+    assert doc["dataset_drift"] is True and doc["policy"] == "calibrated"
+    features = {f["name"]: f for f in doc["features"]}
+    assert set(features) == {"distance", "duration", "carrier"}  # the id and the timestamp are skipped
+    for f in doc["features"]:
+        assert set(f) == {"name", "kind", "method", "statistic", "p_value", "threshold", "drifted"}
+    assert features["distance"]["method"] == "wasserstein" and features["distance"]["drifted"] is True
+    assert features["carrier"]["kind"] == "categorical" and features["carrier"]["method"] == "jensenshannon"
+    assert features["duration"]["drifted"] is False
+    assert doc["quality"]["rows"] == 1500 and doc["quality"]["out_of_range_rate"]["distance"] > 0
+
+    same = cli("check", "--reference", data / "ref.parquet", "--current", data / "same.parquet", "--fail-on-drift")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["dataset_drift"] is False
+
+
+def test_csv_with_a_spec_table_and_html_report(data):
+    spec = data / "spec.yaml"
+    spec.write_text("name: flights\nendpoint: {name: flights}\nmodel: {name: m}\nfeatures:\n"
+                    "  - {name: distance, kind: numeric, method: ks}\n  - {name: carrier, kind: categorical}\n"
+                    "reference: {uri: ref.csv}\nsignals: {data_drift: {policy: evidently, share: 0.5}}\n")
+    report = data / "report.html"
+    out = cli("check", "--reference", data / "ref.csv", "--current", data / "shifted.csv", "--spec", spec,
+              "--format", "table", "--report", report)
+    assert out.returncode == 0, out.stderr  # drift, but no --fail-on-drift
+    assert "distance" in out.stdout and "DRIFT" in out.stdout and "policy evidently" in out.stdout
+    assert "duration" not in out.stdout.split("dataset:")[0]  # only the spec's features
+    assert report.read_bytes().lstrip().startswith(b"<!DOCTYPE html>")
+
+
+def test_bad_input_exits_2_with_a_message(data, tmp_path):
+    missing = cli("check", "--reference", tmp_path / "nope.parquet", "--current", data / "same.parquet")
+    assert missing.returncode == 2 and "nope.parquet" in missing.stderr and not missing.stdout
+    (tmp_path / "bad.csv").write_text("")
+    empty = cli("check", "--reference", tmp_path / "bad.csv", "--current", data / "same.parquet")
+    assert empty.returncode == 2 and "cannot read" in empty.stderr
+    (tmp_path / "bad.yaml").write_text("name: x\nendpoint: {name: e}\nmodel: {name: m}\nfeatures: []\n"
+                                       "reference: {uri: r.csv}\n")
+    spec = cli("check", "--reference", data / "ref.csv", "--current", data / "shifted.csv", "--spec",
+               tmp_path / "bad.yaml")
+    assert spec.returncode == 2 and "line 4: features" in spec.stderr
+    usage = cli("check", "--reference", data / "ref.csv")
+    assert usage.returncode == 2 and "--current" in usage.stderr
+
+
+def test_init_infers_a_spec_that_loads(tmp_path):
+    rng = np.random.default_rng(3)
+    ref = frame(rng, 300)
+    ref["score"] = rng.uniform(size=300)
+    ref["label"] = (rng.uniform(size=300) < ref["score"]).astype(int)
+    ref.to_parquet(tmp_path / "ref.parquet")
+    out = tmp_path / "specs" / "flights.yaml"
+    result = cli("init", "--reference", tmp_path / "ref.parquet", "--out", out, "--endpoint", "flights-ep")
+    assert result.returncode == 0, result.stderr
+    spec = load_spec(out)
+    assert spec.kinds == {"distance": "numeric", "duration": "numeric", "carrier": "categorical"}
+    assert (spec.prediction.column, spec.prediction.kind) == ("score", "score")
+    assert (spec.label.column, spec.label.task) == ("label", "classification")
+    assert spec.endpoint.name == "flights-ep" and spec.name == "ref"
+    assert (spec.base_dir / spec.reference.uri).resolve() == (tmp_path / "ref.parquet").resolve()
+    assert "# not monitored" in out.read_text() and "request_id" in out.read_text()
+    again = cli("init", "--reference", tmp_path / "ref.parquet", "--out", out)
+    assert again.returncode == 2 and "--force" in again.stderr
