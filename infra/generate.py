@@ -34,6 +34,8 @@ _SUBJECT = re.compile(r"^[A-Za-z0-9._-]+$")
 # Service Bus limits: lock 5 s..5 min, duplicate detection history 20 s..7 days.
 _LOCK_RANGE = (timedelta(seconds=5), timedelta(minutes=5))
 _DUPLICATE_RANGE = (timedelta(seconds=20), timedelta(days=7))
+# The tables API spells one column type differently from KQL and from a rule's stream declarations.
+_TABLE_TYPES = {"datetime": "dateTime"}
 
 
 def iso_duration(span: timedelta) -> str:
@@ -105,14 +107,15 @@ def tables_document() -> dict[str, Any]:
     for stream, columns in tables:
         if not stream.startswith("Custom-") or not stream.endswith("_CL"):
             raise ConfigurationError(f"stream {stream!r} must be Custom-<table>_CL")
-        cols = [{"name": name, "type": kind} for name, kind in columns]
-        if cols[0] != {"name": "TimeGenerated", "type": "datetime"}:
+        if columns[0] != ("TimeGenerated", "datetime"):
             raise ConfigurationError(f"{stream}: the first column must be TimeGenerated (datetime)")
-        rows.append({"name": stream.removeprefix("Custom-"), "stream": stream, "columns": cols})
+        rows.append({"name": stream.removeprefix("Custom-"), "stream": stream,
+                     "columns": [{"name": name, "type": _TABLE_TYPES.get(kind, kind)} for name, kind in columns],
+                     "streamColumns": [{"name": name, "type": kind} for name, kind in columns]})
     return {
         "_note": NOTE.format(sources="core/telemetry.py"),
         "tables": rows,
-        "streamDeclarations": {row["stream"]: {"columns": row["columns"]} for row in rows},
+        "streamDeclarations": {row["stream"]: {"columns": row["streamColumns"]} for row in rows},
     }
 
 

@@ -105,7 +105,7 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
-// Every setting core/settings.py reads (WEBSITE_INSTANCE_ID is set by the platform). An Azure adapter is
+// Every setting core/settings.py reads, as strings (WEBSITE_INSTANCE_ID is set by the platform). An Azure adapter is
 // chosen in bootstrap.py when its setting is present, so each of these switches one port to Azure.
 var appSettings = {
   AzureWebJobsStorage__accountName: storage.outputs.accountName
@@ -125,8 +125,8 @@ var appSettings = {
   MLOPS_ENVIRONMENT: environmentName
   MLOPS_WEBHOOK_URL: webhookUrl
   MLOPS_WEBHOOK_FORMAT: webhookFormat
-  MLOPS_MAX_BODY_BYTES: maxBodyBytes
-  MLOPS_DUPLICATE_WINDOW_S: bus.topic.duplicateDetectionSeconds
+  MLOPS_MAX_BODY_BYTES: string(maxBodyBytes)
+  MLOPS_DUPLICATE_WINDOW_S: string(bus.topic.duplicateDetectionSeconds)
 }
 
 module functionApp 'modules/functionapp.bicep' = {

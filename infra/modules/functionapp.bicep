@@ -7,7 +7,8 @@ param planName string
 param location string
 param tags object = {}
 
-@description('The app settings of main.bicep (name -> value).')
+@description('The app settings of main.bicep (name -> string value); secure because a webhook URL may hold a token.')
+@secure()
 param appSettings object
 
 @description('Name of the Application Insights component (identity-based ingestion).')
@@ -45,13 +46,6 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   }
 }
 
-// The connection string only says where telemetry goes: with local auth off on the component, ingestion
-// needs the app's Entra ID token (Authorization=AAD) and its Monitoring Metrics Publisher role.
-var hostSettings = {
-  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
-}
-
 resource site 'Microsoft.Web/sites@2023-12-01' = {
   name: name
   location: location
@@ -85,11 +79,17 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
-      appSettings: [for setting in items(union(appSettings, hostSettings)): {
-        name: setting.key
-        value: string(setting.value)
-      }]
     }
+  }
+
+  // The connection string only says where telemetry goes: with local auth off on the component, ingestion
+  // needs the app's Entra ID token (Authorization=AAD) and its Monitoring Metrics Publisher role.
+  resource settings 'config' = {
+    name: 'appsettings'
+    properties: union(appSettings, {
+      APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+    })
   }
 }
 

@@ -112,7 +112,7 @@ resource appInsightsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
-// Logs Ingestion through the rule: the app (e.g. a replay job run from it) and every scoring endpoint.
+// Logs Ingestion through the rule: the app's identity and every scoring endpoint's.
 resource rulePublishers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for writer in concat([principalId], telemetryWriterPrincipalIds): {
   scope: collectionRule
   name: guid(collectionRule.id, writer, roles.monitoringMetricsPublisher)

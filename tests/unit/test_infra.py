@@ -132,17 +132,22 @@ def test_iso_durations_round_trip_the_host_json_timespans():
 
 
 def test_telemetry_tables_have_the_columns_scoring_scripts_send():
-    tables = {t["name"]: t for t in load("loganalytics.tables.json")["tables"]}
-    columns = {name: [(c["name"], c["type"]) for c in t["columns"]] for name, t in tables.items()}
-    assert columns == {
+    doc = load("loganalytics.tables.json")
+    expected = {
         "MLRequests_CL": [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Endpoint", "string"),
                           ("Deployment", "string"), ("ModelVersion", "string"), ("Inputs", "dynamic"),
                           ("Prediction", "dynamic"), ("Score", "real"), ("LatencyMs", "real"),
                           ("StatusCode", "int")],
         "MLLabels_CL": [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Label", "dynamic")],
     }
-    streams = load("loganalytics.tables.json")["streamDeclarations"]
-    assert {t["stream"]: {"columns": t["columns"]} for t in tables.values()} == streams
+    streams = {name.removeprefix("Custom-"): [(c["name"], c["type"]) for c in decl["columns"]]
+               for name, decl in doc["streamDeclarations"].items()}
+    assert streams == expected
+    # The tables API writes the datetime type as dateTime; everything else is the same.
+    tables = {t["name"]: [(c["name"], c["type"]) for c in t["columns"]] for t in doc["tables"]}
+    assert tables == {name: [(n, "dateTime" if k == "datetime" else k) for n, k in cols]
+                      for name, cols in expected.items()}
+    assert {t["stream"] for t in doc["tables"]} == set(doc["streamDeclarations"])
 
 
 def test_every_key_the_bicep_reads_from_a_generated_file_exists():
@@ -252,6 +257,7 @@ def test_local_auth_is_off_on_every_service():
     assert "DisableLocalAuth: true" in text["monitoring.bicep"]  # Application Insights
     assert "type: 'SystemAssignedIdentity'" in text["functionapp.bicep"]  # deployment package
     assert "APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'" in text["functionapp.bicep"]
+    assert "@secure()\nparam appSettings object" in text["functionapp.bicep"]  # the webhook URL stays out of logs
     assert text["functionapp.bicep"].count("allow: false") == 2  # no FTP / SCM publishing passwords
 
 
