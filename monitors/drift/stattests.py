@@ -228,8 +228,8 @@ def hellinger(pair: Pair) -> tuple[float, None]:
         counts = pair.counts()
         total = float(np.sum(np.sqrt((counts.ref / pair.ref_rows) * (counts.cur / pair.cur_rows))))
     else:
-        keys = np.asarray(pair.counts().keys, dtype=np.float64)
-        edges = np.histogram_bin_edges(keys, bins="sturges")
+        keys = np.asarray(pair.counts().keys, dtype=np.int64 if pair.integer else np.float64)
+        edges = np.histogram_bin_edges(keys, bins="sturges")  # integer keys: numpy clamps the width to >= 1
         width = (edges.max() - edges.min()) / (len(edges) - 1)
         h1, h2 = (_density(v, edges) for v in (pair.ref_sorted, pair.cur_sorted))
         total = float(np.sum(np.sqrt(h1 * h2) * width))
