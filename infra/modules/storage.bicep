@@ -39,9 +39,9 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   name: 'default'
 }
 
-resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for name in [packageContainer, reportsContainer]: {
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in [packageContainer, reportsContainer]: {
   parent: blobService
-  name: name
+  name: container
   properties: {
     publicAccess: 'None'
   }
