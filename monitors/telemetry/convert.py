@@ -10,6 +10,7 @@ import json
 import math
 from collections import Counter
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Mapping, Sequence
 
 import msgspec
@@ -102,21 +103,25 @@ def decode_inputs(values: list[Any], features: Mapping[str, str] | None, rej: Re
     """One column per feature; a row whose inputs do not fit the spec is rejected with its reason."""
     if features is None:
         return _untyped_inputs(values, rej)
+    if not features:
+        return {}
     decoder = _decoder(tuple(features.items()))
-    decoded: list[Any] = [None] * len(values)
+    cells = attrgetter(*features) if len(features) > 1 else (lambda row: (getattr(row, next(iter(features))),))
+    blank = (None,) * len(features)
+    rows: list[tuple] = [blank] * len(values)
     for i, value in enumerate(values):
         try:
-            decoded[i] = decoder.decode(value)
+            rows[i] = cells(decoder.decode(value))
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
             reason, detail = classify(value, features, exc)
             rej.reject(i, reason, detail, value)
+    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in features]
     columns: dict[str, Any] = {}
-    for name, kind in features.items():
-        cells = [None if row is None else getattr(row, name) for row in decoded]
+    for (name, kind), column in zip(features.items(), transposed, strict=True):
         if kind == "numeric":
-            columns[name] = np.array(cells, dtype=np.float64)
+            columns[name] = np.array(column, dtype=np.float64)
         else:
-            columns[name] = [c if c is None or isinstance(c, str) else str(c) for c in cells]
+            columns[name] = [c if c is None or isinstance(c, str) else str(c) for c in column]
     return columns
 
 
@@ -175,19 +180,28 @@ _VALUE_DECODER = msgspec.json.Decoder()
 
 
 def json_column(values: list[Any]) -> Any:
-    """Prediction/label cells are JSON text (or already values): numbers -> float64 with NaN, else objects."""
-    out: list[Any] = [None] * len(values)
-    for i, value in enumerate(values):
-        if isinstance(value, (str, bytes)):
-            try:
-                out[i] = _VALUE_DECODER.decode(value)
-            except msgspec.DecodeError:
-                out[i] = value  # a bare string label, not JSON text
-        else:
-            out[i] = value
-    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in out):
+    """Prediction/label cells are JSON text (or already values): numbers -> float64 with NaN, else objects.
+
+    Each distinct text is decoded once: predictions and labels repeat (classes, 0/1) far more than they vary.
+    """
+    try:
+        decoded = {text: _json_value(text) for text in set(values)}
+        out, distinct = [decoded[v] for v in values], decoded.values()
+    except TypeError:  # unhashable cells (already-decoded objects): one at a time
+        out = [_json_value(v) for v in values]
+        distinct = out
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in distinct):
         return np.array(out, dtype=np.float64)
     return np.array([np.nan if v is None else v for v in out], dtype=object)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        try:
+            return _VALUE_DECODER.decode(value)
+        except msgspec.DecodeError:
+            return value  # a bare string label, not JSON text
+    return value
 
 
 def _pylist(column: Any) -> list[Any]:

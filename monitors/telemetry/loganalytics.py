@@ -177,7 +177,8 @@ class LogAnalyticsTelemetrySource:
         self.queries += 1
         try:
             # A query only reads, so POST is as safe to retry as GET (the SDK's default list leaves POST out).
-            response = self._client.send_request(request, retry_on_methods=_RETRY_METHODS)
+            # stream=True: the pipeline would otherwise json.loads the whole body into Python objects first.
+            response = self._client.send_request(request, stream=True, retry_on_methods=_RETRY_METHODS)
             response.read()
         except AzureError as exc:
             raise TelemetryUnavailable(f"Log Analytics cannot be reached: {exc}") from exc

@@ -1,0 +1,131 @@
+"""Converting a Log Analytics answer: the SDK's row objects vs our columnar decoding, from the same payload.
+
+    python -m benchmarks.telemetry --rows 1000000
+
+Both sides go through a real LogsQueryClient whose transport serves one recorded-shape JSON payload:
+`sdk_rows_s` is `query_workspace` until its LogsTable rows exist (no frame yet), `sdk_frame_s` adds what a
+caller then needs for a frame (DataFrame from the rows, inputs JSON decoded); `columnar_s` is
+`LogAnalyticsTelemetrySource.fetch` until its TelemetryBatch exists (typed, validated feature columns).
+Prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import numpy as np
+
+T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+COLUMNS = [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Deployment", "string"),
+           ("ModelVersion", "string"), ("Inputs", "string"), ("Prediction", "string"), ("Score", "real"),
+           ("LatencyMs", "real"), ("StatusCode", "int"), ("Label", "string")]
+
+
+def payload(rows: int, numeric: int, seed: int = 0) -> bytes:
+    """A Log Analytics query response of `rows` requests over one day, 7-digit times like the service."""
+    rng = np.random.default_rng(seed)
+    micros = np.sort(rng.integers(0, 86_400_000_000, rows))
+    stamps = np.datetime_as_string(np.datetime64("2024-03-01T00:00:00", "us") + micros.astype("timedelta64[us]"),
+                                   unit="us")
+    values = np.round(rng.normal(size=(rows, numeric)), 4).tolist()
+    origins = np.array(["JFK", "LGA", "EWR"])[rng.integers(0, 3, rows)].tolist()
+    latency = np.round(rng.gamma(2.0, 20.0, rows), 2).tolist()
+    table = []
+    for i in range(rows):
+        inputs = "{" + ",".join(f'"x{j}":{v}' for j, v in enumerate(values[i])) + f',"origin":"{origins[i]}"}}'
+        table.append([stamps[i] + "0Z", f"req-{i}", "blue", "3", inputs, str(i % 2), 0.5, latency[i], 200,
+                      str(i % 2) if i % 4 == 0 else ""])
+    return msgspec.json.encode({"tables": [{"name": "PrimaryResult",
+                                            "columns": [{"name": n, "type": t} for n, t in COLUMNS],
+                                            "rows": table}]})
+
+
+class ReplayTransport:
+    """Serves `body` to every row query and the row count to every count query."""
+
+    def __init__(self, body: bytes, rows: int) -> None:
+        self.body = body
+        self.count = json.dumps({"tables": [{"name": "PrimaryResult", "columns": [{"name": "Count", "type": "long"}],
+                                             "rows": [[rows]]}]}).encode()
+
+    def send(self, request, **kwargs):
+        import requests
+        from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+        body = self.count if json.loads(request.content)["query"].rstrip().endswith("| count") else self.body
+        raw = requests.Response()
+        raw.status_code, raw.raw, raw.reason = 200, io.BytesIO(body), "OK"
+        raw.headers["Content-Type"] = "application/json"
+        response = RestRequestsTransportResponse(request=request, internal_response=raw, block_size=1 << 20)
+        response.read()
+        return response
+
+    def open(self): ...
+    def close(self): ...
+    def __enter__(self): return self
+    def __exit__(self, *args): ...
+
+
+class Token:
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+        return AccessToken("benchmark", int(time.time()) + 3600)
+
+
+def _timed(fn):
+    gc.collect()
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def run(rows: int, numeric: int) -> dict:
+    from azure.core.pipeline.transport import HttpTransport
+    from azure.monitor.query import LogsQueryClient
+
+    from core.types import EndpointRef, Window
+    from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
+
+    body = payload(rows, numeric)
+    transport = type("Replay", (ReplayTransport, HttpTransport), {})(body, rows)
+    window = Window(T0, T0 + timedelta(days=1))
+    client = LogsQueryClient(Token(), transport=transport)
+    features = {**{f"x{j}": "numeric" for j in range(numeric)}, "origin": "categorical"}
+    source = LogAnalyticsTelemetrySource("ws", client=client, features=features, max_rows_per_query=rows * 2,
+                                         now=lambda: T0 + timedelta(days=2))
+    batch, columnar_s = _timed(lambda: source.fetch(EndpointRef("flights"), window))
+    del batch
+    result, sdk_rows_s = _timed(lambda: client.query_workspace("ws", "MLRequests_CL", timespan=(window.start,
+                                                                                                  window.end)))
+    _, frame_s = _timed(lambda: _sdk_frame(result.tables[0]))
+    assert len(result.tables[0].rows) == rows
+    return {"rows": rows, "payload_mb": round(len(body) / 1e6, 1), "features": numeric + 1,
+            "sdk_rows_s": round(sdk_rows_s, 3), "sdk_frame_s": round(sdk_rows_s + frame_s, 3),
+            "columnar_s": round(columnar_s, 3), "speedup": round(sdk_rows_s / columnar_s, 2),
+            "speedup_vs_sdk_frame": round((sdk_rows_s + frame_s) / columnar_s, 2)}
+
+
+def _sdk_frame(table):
+    import pandas as pd
+
+    frame = pd.DataFrame(table.rows, columns=table.columns)
+    inputs = pd.DataFrame.from_records([json.loads(x) for x in frame.pop("Inputs")])
+    return pd.concat([frame, inputs], axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = argparse.ArgumentParser(prog="python -m benchmarks.telemetry", description=__doc__.splitlines()[0])
+    cli.add_argument("--rows", type=int, default=1_000_000)
+    cli.add_argument("--numeric", type=int, default=10, help="numeric features per request (plus one categorical)")
+    args = cli.parse_args(argv)
+    print(json.dumps(run(args.rows, args.numeric)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
