@@ -126,19 +126,36 @@ class LogsIngestionTelemetrySink:
         self._streams = (requests_stream, labels_stream)
 
     def write(self, records: Sequence[RequestRecord]) -> None:
-        self._upload(self._streams[0], [request_row(r) for r in records])
+        self._upload(self._streams[0], records, [request_row(r) for r in records])
 
     def write_labels(self, labels: Sequence[LabelRecord]) -> None:
-        self._upload(self._streams[1], [label_row(x) for x in labels])
+        self._upload(self._streams[1], labels, [label_row(x) for x in labels])
 
-    def _upload(self, stream: str, rows: list[dict[str, Any]]) -> None:
+    def _upload(self, stream: str, items: Sequence[Any], rows: list[dict[str, Any]]) -> None:
+        """Uploads in ~1 MB chunks; only the chunks that failed are reported back, so none is sent twice."""
         if not rows:
             return
-        from azure.core.exceptions import AzureError
-        try:
-            self._client.upload(rule_id=self._rule_id, stream_name=stream, logs=_plain(rows))
-        except AzureError as exc:
-            raise RetryableError(f"Logs Ingestion upload to {stream} failed: {exc}") from exc
+        plain = [_plain(row) for row in rows]
+        by_row = {id(row): item for row, item in zip(plain, items, strict=True)}
+        failed: list[Any] = []
+        errors: list[str] = []
+
+        def on_error(error: Any) -> None:
+            failed.extend(by_row[id(row)] for row in error.failed_logs)
+            errors.append(str(error.error))
+
+        self._client.upload(rule_id=self._rule_id, stream_name=stream, logs=plain, on_error=on_error)
+        if failed:
+            raise SinkWriteFailed(f"Logs Ingestion upload to {stream} failed for {len(failed)} of {len(rows)} "
+                                  f"rows: {errors[0]}", failed=failed)
+
+
+class SinkWriteFailed(RetryableError):
+    """Some items were not written; `failed` lists exactly those (the rest were, and must not be resent)."""
+
+    def __init__(self, message: str, *, failed: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.failed = list(failed)
 
 
 def _plain(value: Any) -> Any:
@@ -210,24 +227,34 @@ class RequestLogger:
             self._push(self._labels, LabelRecord(request_id, label, time or datetime.now(timezone.utc)))
 
     def flush(self) -> int:
-        """Write what is buffered; returns how many records were written (0 if the sink is down)."""
+        """Write what is buffered; returns how many records were written. The lock is not held while writing."""
         with self._lock:
+            records, labels = list(self._buffer), list(self._labels)
+            self._buffer.clear()
+            self._labels.clear()
             self._last_flush = _time.monotonic()
-            written = self._drain(self._buffer, self.sink.write)
-            self._drain(self._labels, self.sink.write_labels)
-            return written
+        kept_records = self._send(records, self.sink.write)
+        kept_labels = self._send(labels, self.sink.write_labels)
+        with self._lock:  # what failed goes back in front of what was logged meanwhile, oldest dropped first
+            for queue, kept in ((self._buffer, kept_records), (self._labels, kept_labels)):
+                if kept:
+                    newer = list(queue)
+                    queue.clear()
+                    for item in kept + newer:
+                        self._push(queue, item)
+        return len(records) - len(kept_records)
 
-    def _drain(self, queue: deque, write: Any) -> int:
-        items = list(queue)
+    def _send(self, items: list[Any], write: Any) -> list[Any]:
+        """Returns the items that were not written."""
         if not items:
-            return 0
+            return []
         try:
             write(items)
         except RetryableError as exc:
-            log.warning("telemetry sink unavailable, %d items kept for the next flush: %s", len(items), exc)
-            return 0
-        queue.clear()
-        return len(items)
+            kept = exc.failed if isinstance(exc, SinkWriteFailed) else items
+            log.warning("telemetry sink unavailable, %d items kept for the next flush: %s", len(kept), exc)
+            return kept
+        return []
 
     def close(self) -> None:
         self.flush()
