@@ -81,9 +81,12 @@ class Calibrator:
         return self._grid_null(column, size, draws) * calibration.scale(size, rows, col.rows)
 
     def _grid_null(self, column: str, size: int, draws: int) -> np.ndarray:
+        # a null with more draws serves a smaller family just as well: reuse it rather than redraw
+        held = [d for (c, s, d) in self._nulls if c == column and s == size and d >= draws]
+        if held:
+            return self._nulls[(column, size, min(held))]
         key = (column, size, draws)
-        if key not in self._nulls:
-            self._nulls[key] = self._load(key) if self._cached(key) else self._compute(key)
+        self._nulls[key] = self._load(key) if self._cached(key) else self._compute(key)
         return self._nulls[key]
 
     def _compute(self, key: tuple[str, int, int]) -> np.ndarray:
