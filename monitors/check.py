@@ -100,6 +100,18 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
     return envelope
 
 
+def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
+    """On request: an evidently HTML report of one window against the reference, saved beside the JSON one."""
+    from monitors.reference import load_reference
+    from monitors.report import render_html, report_name
+
+    spec = deps.specs.get(monitor)
+    batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
+    reference = load_reference(spec.reference.uri, base_dir=spec.base_dir if spec.source else deps.base_dir)
+    html = render_html(reference.frame(), batch.frame, spec)
+    return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
+
+
 def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
     """The last window of the spec's grid whose end plus lateness has passed."""
     from monitors.schedule import window_at

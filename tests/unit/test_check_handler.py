@@ -178,3 +178,15 @@ def test_request_check_asks_for_the_latest_complete_window(deps):
     assert (envelope.data["window_start"], envelope.data["window_end"]) == ("2013-04-09T00:00:00Z",
                                                                            "2013-04-10T00:00:00Z")
     assert envelope.data["reason"] == "http"
+
+
+@pytest.mark.slow  # imports evidently (~7 s on a busy 2-core machine)
+def test_an_html_report_on_request_for_the_same_window(deps):
+    from monitors.check import html_report
+
+    deps.telemetry.frames[T0 + 5 * DAY] = traffic(np.random.default_rng(1), 300, shift=300.0)
+    window = Window(T0 + 5 * DAY, T0 + 6 * DAY)
+    uri = html_report("flights-delay", window, deps)
+    assert uri == f"memory://checks/flights-delay/{window.key()}.html"
+    html, content_type = deps.reports.blobs[f"checks/flights-delay/{window.key()}.html"]
+    assert content_type == "text/html" and b"distance" in html and html.lstrip().startswith(b"<!DOCTYPE html>")

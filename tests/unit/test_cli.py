@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitors.cli import main
 from monitors.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +35,8 @@ def data(tmp_path_factory):
     frame(rng, 2000).to_parquet(root / "ref.parquet")
     frame(rng, 1500).to_parquet(root / "same.parquet")
     frame(rng, 1500, shift=400).to_parquet(root / "shifted.parquet")
-    pd.read_parquet(root / "ref.parquet").to_csv(root / "ref.csv", index=False)
-    pd.read_parquet(root / "shifted.parquet").to_csv(root / "shifted.csv", index=False)
+    frame(rng, 400).to_csv(root / "ref.csv", index=False)  # small: evidently renders the HTML report of these
+    frame(rng, 300, shift=400).to_csv(root / "shifted.csv", index=False)
     return root
 
 
@@ -74,19 +75,23 @@ def test_csv_with_a_spec_table_and_html_report(data):
     assert report.read_bytes().lstrip().startswith(b"<!DOCTYPE html>")
 
 
-def test_bad_input_exits_2_with_a_message(data, tmp_path):
+def test_bad_input_exits_2_with_a_message(data, tmp_path, capsys):
     missing = cli("check", "--reference", tmp_path / "nope.parquet", "--current", data / "same.parquet")
     assert missing.returncode == 2 and "nope.parquet" in missing.stderr and not missing.stdout
     (tmp_path / "bad.csv").write_text("")
-    empty = cli("check", "--reference", tmp_path / "bad.csv", "--current", data / "same.parquet")
-    assert empty.returncode == 2 and "cannot read" in empty.stderr
+    assert main(["check", "--reference", str(tmp_path / "bad.csv"), "--current", str(data / "same.parquet")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    (tmp_path / "x.xlsx").write_text("")
+    assert main(["check", "--reference", str(tmp_path / "x.xlsx"), "--current", str(data / "same.parquet")]) == 2
+    assert "unsupported file type" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("name: x\nendpoint: {name: e}\nmodel: {name: m}\nfeatures: []\n"
                                        "reference: {uri: r.csv}\n")
     spec = cli("check", "--reference", data / "ref.csv", "--current", data / "shifted.csv", "--spec",
                tmp_path / "bad.yaml")
     assert spec.returncode == 2 and "line 4: features" in spec.stderr
-    usage = cli("check", "--reference", data / "ref.csv")
-    assert usage.returncode == 2 and "--current" in usage.stderr
+    with pytest.raises(SystemExit) as usage:
+        main(["check", "--reference", str(data / "ref.csv")])
+    assert usage.value.code == 2 and "--current" in capsys.readouterr().err
 
 
 def test_init_infers_a_spec_that_loads(tmp_path):
