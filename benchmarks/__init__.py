@@ -1,0 +1,1 @@
+"""Speed and quality benchmarks against reference tools; each prints one JSON line per run."""

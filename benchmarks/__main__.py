@@ -1,0 +1,23 @@
+"""`make bench`: every benchmark, each size in its own process; one JSON line per run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+COMMANDS: list[list[str]] = [
+    [sys.executable, "-m", "benchmarks.drift", "--rows", "10000"],
+    [sys.executable, "-m", "benchmarks.drift", "--rows", "100000"],
+    [sys.executable, "-m", "benchmarks.drift", "--rows", "1000000"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for command in COMMANDS:
+        done = subprocess.run(command, check=False)
+        failed += done.returncode != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
