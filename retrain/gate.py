@@ -47,7 +47,7 @@ class GatePolicy:
     min_improvement: float = 0.005
     max_slice_regression: float = 0.02
     min_holdout_rows: int = 200
-    min_slice_rows: int = 100
+    min_slice_rows: int = 500
 
     def __post_init__(self) -> None:
         if self.primary_metric not in METRICS:

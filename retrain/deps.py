@@ -1,0 +1,68 @@
+"""What the retrain handlers need, handed in by the composition root (or a test)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+from core.clock import Clock
+from core.ports import PipelineRunner, Publisher, StateStore, TelemetrySource
+from core.telemetry import HealthReader
+from core.types import EndpointRef, ModelVersion, TrafficSplit
+from retrain.gate import GatePolicy
+from retrain.policy import RetrainPolicy
+
+
+class ModelDeployer(Protocol):
+    """core.ports.Deployer plus what the handlers read back: which model each deployment serves."""
+
+    def current(self, endpoint: EndpointRef) -> TrafficSplit: ...
+    def start_canary(self, endpoint: EndpointRef, candidate: ModelVersion, percent: int) -> TrafficSplit: ...
+    def promote(self, endpoint: EndpointRef, candidate: ModelVersion) -> TrafficSplit: ...
+    def rollback(self, endpoint: EndpointRef) -> TrafficSplit: ...
+    def models(self, endpoint: EndpointRef) -> dict[str, ModelVersion]: ...
+
+
+@dataclass(frozen=True)
+class RetrainTarget:
+    """How one endpoint's model is retrained. `reference` and exported data share the columns
+    features + label + time_column; telemetry's `label` column is renamed to `label` here."""
+
+    endpoint: str
+    model_name: str
+    features: Mapping[str, str]
+    label: str
+    reference: str
+    time_column: str = "time"
+    slices: tuple[str, ...] = ()
+    rule: str = "reference+recent"
+    holdout_days: int = 7
+    lookback: timedelta = timedelta(days=60)
+    random_state: int = 0
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
+    gate: GatePolicy = field(default_factory=GatePolicy)
+    canary_percent: int = 10
+    bake: timedelta = timedelta(hours=6)
+    max_error_rate: float = 0.02
+    max_p95_latency_ms: float = 500.0
+    min_canary_requests: int = 50
+    export_dir: Path = Path(".local/retrain/exports")
+
+
+@dataclass
+class RetrainDeps:
+    store: StateStore
+    publisher: Publisher
+    runner: PipelineRunner
+    registry: Any  # LocalModelRegistry | AzureMLModelRegistry: get(name, version)["path"]
+    deployer: ModelDeployer
+    health: HealthReader
+    labelled: TelemetrySource
+    clock: Clock
+    targets: Mapping[str, RetrainTarget]
+    config: RetrainConfig = field(default_factory=RetrainConfig)

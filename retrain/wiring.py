@@ -1,0 +1,60 @@
+"""Builds RetrainDeps from the composition root's container (bootstrap.Container).
+
+Local by default: runs, registry and endpoint state under the data folder. Azure ML when the workspace
+settings are present. What to retrain comes from the monitor specs that declare a label: the model
+name, feature kinds, label column and reference data (the container hands them over; retrain does
+not import monitors).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from retrain.deps import RetrainConfig, RetrainDeps, RetrainTarget
+
+
+def targets_from_specs(specs: list[Any]) -> dict[str, RetrainTarget]:
+    targets = {}
+    for spec in specs:
+        if spec.label is None or spec.label.task != "classification":
+            continue
+        reference = spec.reference.uri
+        if not reference.startswith("azureml:"):
+            reference = str((spec.base_dir / reference).resolve())
+        kinds = dict(spec.kinds)
+        targets[spec.endpoint.name] = RetrainTarget(
+            endpoint=spec.endpoint.name, model_name=spec.model.name, features=kinds, label=spec.label.column,
+            reference=reference, slices=tuple(n for n, k in kinds.items() if k == "categorical"))
+    return targets
+
+
+def build_deps(container: Any, config: RetrainConfig | None = None) -> RetrainDeps:
+    settings, data_dir = container.settings, Path(container.data_dir)
+    config = config or RetrainConfig(export_dir=data_dir / "retrain" / "exports")
+    if settings.azureml_configured:
+        runner, registry, deployer = _azureml(settings)
+    else:
+        from retrain.deploy import LocalDeployer
+        from retrain.local_runner import LocalPipelineRunner
+        from retrain.registry import LocalModelRegistry
+
+        registry = LocalModelRegistry(data_dir / "registry")
+        runner = LocalPipelineRunner(data_dir / "retrain", registry_root=registry.root)
+        deployer = LocalDeployer(data_dir / "endpoints.json", registry)
+    return RetrainDeps(store=container.store, publisher=container.publisher, runner=runner, registry=registry,
+                       deployer=deployer, health=container.health, labelled=container.telemetry,
+                       clock=container.clock, targets=targets_from_specs(container.specs.all()), config=config)
+
+
+def _azureml(settings: Any) -> tuple[Any, Any, Any]:
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    from retrain.azureml_runner import AzureMLPipelineRunner
+    from retrain.deploy import AzureMLDeployer
+    from retrain.registry import AzureMLModelRegistry
+
+    client = MLClient(DefaultAzureCredential(), settings.azureml_subscription_id, settings.azureml_resource_group,
+                      settings.azureml_workspace)
+    registry = AzureMLModelRegistry(client)
+    return AzureMLPipelineRunner(client, registry=registry), registry, AzureMLDeployer(client)

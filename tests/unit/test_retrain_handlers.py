@@ -1,0 +1,253 @@
+"""Retrain handlers end to end on the local adapters: state store, registry, deployer, a real loopback
+endpoint writing real telemetry. The pipeline runner and the labelled-data source are hand-written fakes
+(the runners have their own contract suite)."""
+from __future__ import annotations
+
+import http.client
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from core.clock import ManualClock
+from core.errors import NotFound, ValidationFailed
+from core.events import event_id, new_event
+from core.records import RUN
+from core.state_sqlite import SqliteStateStore
+from core.telemetry_store import SqliteTelemetryStore
+from core.types import EndpointRef, ModelVersion, RunRef, RunState, RunStatus, TelemetryBatch, TrafficSplit
+from retrain.deploy import LocalDeployer
+from retrain.deps import RetrainConfig, RetrainDeps, RetrainTarget
+from retrain.endpoint import LocalEndpoint
+from retrain.gate import GatePolicy
+from retrain.handlers import get_run, on_deploy_event, on_retrain_event, request_retrain, track_runs
+from retrain.policy import RetrainPolicy
+from retrain.registry import LocalModelRegistry
+from tests.unit._retrain_data import FEATURES, LABEL, months, register_model
+
+EP = EndpointRef("flights-ep")
+START = datetime(2013, 6, 1, tzinfo=timezone.utc)
+
+
+class ListPublisher:
+    """Keeps published events; like the bus, drops a repeated message id."""
+
+    def __init__(self):
+        self.events = []
+
+    def publish(self, envelope, *, scheduled_at=None):
+        if all(e.id != envelope.id for e in self.events):
+            self.events.append(envelope)
+
+    def of(self, type_):
+        return [e for e in self.events if e.type == type_]
+
+
+class FakeRunner:
+    backend = "fake"
+
+    def __init__(self):
+        self.submitted, self.statuses = {}, {}
+
+    def submit(self, request, *, idempotency_key):
+        if idempotency_key not in self.submitted:
+            self.submitted[idempotency_key] = dict(request)
+        return RunRef(request["run_id"], self.backend, f"job-{idempotency_key}")
+
+    def status(self, run):
+        return self.statuses.get(run.run_id, RunStatus(RunState.RUNNING))
+
+
+class FakeLabelled:
+    """Served traffic with labels; a quarter of the labels have not arrived yet."""
+
+    def __init__(self, rows=2000):
+        frame = months(5, 5, rows, seed=2).rename(columns={LABEL: "label"})
+        frame.loc[frame.index % 4 == 0, "label"] = float("nan")
+        self.frame, self.fetched = frame, []
+
+    def fetch(self, endpoint, window):
+        self.fetched.append(window)
+        return TelemetryBatch(endpoint, window, self.frame)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    registry = LocalModelRegistry(tmp_path_factory.mktemp("registry"))
+    return registry, register_model(registry, 1, 3, seed=0, run_id="v1"), register_model(registry, 4, 5, seed=1,
+                                                                                         run_id="v2")
+
+
+@pytest.fixture
+def deps(tmp_path, models):
+    registry, v1, _ = models
+    deployer = LocalDeployer(tmp_path / "endpoints.json", registry)
+    deployer.start_canary(EP, v1, 10)  # the champion serves everything
+    target = RetrainTarget(endpoint=EP.name, model_name="flights", features=FEATURES, label=LABEL,
+                           reference=str(tmp_path / "reference.parquet"), slices=("origin",))
+    config = RetrainConfig(retrain=RetrainPolicy(cooldown=timedelta(days=3), max_per_day=1,
+                                                 min_new_labelled_rows=500),
+                           gate=GatePolicy(min_holdout_rows=200, min_slice_rows=100), canary_percent=10,
+                           bake=timedelta(hours=6), max_error_rate=0.05, min_canary_requests=30,
+                           export_dir=tmp_path / "exports")
+    return RetrainDeps(store=SqliteStateStore(tmp_path / "state.sqlite"), publisher=ListPublisher(),
+                       runner=FakeRunner(), registry=registry, deployer=deployer,
+                       health=SqliteTelemetryStore(tmp_path / "telemetry.sqlite"), labelled=FakeLabelled(),
+                       clock=ManualClock(START), targets={EP.name: target}, config=config)
+
+
+def drift_event(deps, allowed=True, window="2013-05-31"):
+    return new_event("mlops.drift.detected.v1", {
+        "monitor": "flights-delay", "check_id": f"c-{window}", "incident_id": "inc-1", "endpoint": EP.name,
+        "window_start": f"{window}T00:00:00Z", "window_end": f"{window}T23:59:59Z", "findings": [],
+        "drifted_features": ["temp"], "retrain_allowed": allowed},
+        id=event_id("drift", window, allowed), time=deps.clock.now())
+
+
+V2 = ModelVersion("flights", "2")
+
+
+def finish_run(deps, run_id, auc, champion_auc=0.70, model=V2):
+    metrics = {"challenger/auc": auc, "challenger/rows": 1000.0, "champion/auc": champion_auc,
+               "champion/rows": 1000.0, "challenger/slice/origin/JFK/auc": auc, "challenger/slice/origin/JFK/rows":
+               400.0, "champion/slice/origin/JFK/auc": champion_auc, "champion/slice/origin/JFK/rows": 400.0}
+    deps.runner.statuses[run_id] = RunStatus(RunState.SUCCEEDED, metrics=metrics, model=model,
+                                             steps={"prep": "succeeded"})
+    assert track_runs(deps)["completed"] == 1
+    (completed,) = [e for e in deps.publisher.of("mlops.retrain.completed.v1") if e.data["run_id"] == run_id]
+    return on_deploy_event(completed, deps)
+
+
+def test_repeated_http_requests_with_one_idempotency_key_make_one_run(deps):
+    trigger = {"kind": "http", "caller": "alice"}
+    first = request_retrain(EP.name, "weekly refresh", trigger=trigger, idempotency_key="key-1", deps=deps)
+    again = request_retrain(EP.name, "weekly refresh", trigger=trigger, idempotency_key="key-1", deps=deps)
+    assert first["existing"] is False and again["existing"] is True
+    assert again["run_id"] == first["run_id"]
+    (requested,) = deps.publisher.of("mlops.retrain.requested.v1")
+    on_retrain_event(requested, deps)
+    on_retrain_event(requested, deps)  # redelivered
+    assert len(deps.runner.submitted) == 1 and len(deps.publisher.of("mlops.retrain.started.v1")) == 1
+    record = get_run(first["run_id"], deps)
+    assert record["state"] == "running" and record["trigger"] == trigger
+    assert record["data"]["rows"] == 1500 and record["champion"] == "flights:1"
+    request = deps.runner.submitted[first["run_id"]]
+    assert request["parent"] == "flights:1" and request["champion"].endswith("flights/1/model")
+    exported = __import__("pandas").read_parquet(request["recent"])
+    assert list(exported.columns) == [*FEATURES, LABEL, "time"] and exported[LABEL].notna().all()
+    other = request_retrain(EP.name, "again", trigger=trigger, idempotency_key="key-2", deps=deps)
+    assert other["run_id"] == first["run_id"] and other["existing"]  # one active run per endpoint
+
+
+def test_duplicate_drift_events_start_one_run_and_disallowed_drift_none(deps):
+    assert on_retrain_event(drift_event(deps, allowed=False), deps) is None
+    assert deps.store.list(RUN) == []
+    event = drift_event(deps)
+    on_retrain_event(event, deps)
+    on_retrain_event(event, deps)
+    deps.clock.advance(timedelta(days=1))
+    later = on_retrain_event(drift_event(deps, window="2013-06-01"), deps)  # same incident, next window
+    assert later["started"] is False and "still active" in later["reasons"][0]
+    (record,) = [d.data for _, d in deps.store.list(RUN)]
+    assert record["trigger"]["kind"] == "drift" and record["trigger"]["event_id"] == event.id
+    assert len(deps.runner.submitted) == 1
+
+
+def test_too_few_new_labelled_rows_skips_the_request_with_its_reason(deps):
+    deps.labelled.frame = deps.labelled.frame.iloc[:100]
+    run = request_retrain(EP.name, "try", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    record = get_run(run["run_id"], deps)
+    assert record["state"] == "skipped" and "new labelled rows" in record["outcome"]["reasons"][0]
+    assert deps.runner.submitted == {}
+
+
+def test_unknown_endpoint_and_unknown_run_are_clear_errors(deps):
+    with pytest.raises(ValidationFailed) as exc:
+        request_retrain("nope", "x", trigger={}, idempotency_key="k", deps=deps)
+    assert exc.value.field == "endpoint"
+    with pytest.raises(NotFound):
+        get_run("rt-missing", deps)
+
+
+def test_a_worse_challenger_is_rejected_and_the_champion_stays(deps):
+    run = request_retrain(EP.name, "x", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    gate = finish_run(deps, run["run_id"], auc=0.69)
+    assert gate["accepted"] is False
+    (rejected,) = deps.publisher.of("mlops.challenger.rejected.v1")
+    assert rejected.data["gate"]["numbers"]["improvement"] == pytest.approx(-0.01)
+    assert get_run(run["run_id"], deps)["state"] == "rejected"
+    assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
+
+
+def test_a_failed_pipeline_run_is_recorded_with_its_step(deps):
+    run = request_retrain(EP.name, "x", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    deps.runner.statuses[run["run_id"]] = RunStatus(RunState.FAILED, failed_step="train", error="boom")
+    track_runs(deps)
+    (completed,) = deps.publisher.of("mlops.retrain.completed.v1")
+    assert completed.data["status"] == "failed" and on_deploy_event(completed, deps) is None
+    record = get_run(run["run_id"], deps)
+    assert record["state"] == "failed" and record["outcome"] == {"result": "failed", "step": "train",
+                                                                 "error": "boom"}
+
+
+def score(endpoint, n, seed):
+    rows = months(6, 6, n, seed=seed)
+    columns = list(FEATURES)
+    body = {"input_data": {"columns": columns, "data": rows[columns].astype(object).values.tolist()},
+            "request_ids": [f"s{seed}-{i}" for i in range(n)]}
+    host, port = endpoint.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("POST", "/score", body=json.dumps(body))
+    return json.loads(conn.getresponse().read())
+
+
+def accept_and_start_canary(deps, run_id):
+    finish_run(deps, run_id, auc=0.74)
+    (accepted,) = deps.publisher.of("mlops.challenger.accepted.v1")
+    on_deploy_event(accepted, deps)
+    on_deploy_event(accepted, deps)  # redelivered: one canary
+    (started,) = deps.publisher.of("mlops.canary.started.v1")
+    return started
+
+
+@pytest.mark.parametrize("faulty", [True, False], ids=["erroring-canary-rolled-back", "healthy-canary-promoted"])
+def test_canary_over_real_traffic_is_rolled_back_or_promoted(deps, models, tmp_path, faulty):
+    registry, v1, v2 = models
+    run = request_retrain(EP.name, "drifted", trigger={"kind": "http", "caller": "bob"}, idempotency_key="k",
+                          deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    started = accept_and_start_canary(deps, run["run_id"])
+    assert started.data["traffic"] == {"blue": 90, "green": 10}
+    if faulty:
+        deps.deployer.inject_fault(v2, error_rate=0.5)
+    with LocalEndpoint(EP.name, tmp_path / "endpoints.json", registry, deps.health, deps.clock) as endpoint:
+        out = score(endpoint, 600, seed=7)
+    assert 30 <= out["deployments"].count("green") <= 100
+    deps.clock.advance(timedelta(minutes=30))
+    result = track_runs(deps)
+    record = get_run(run["run_id"], deps)
+    if faulty:  # the breach is acted on before the bake period ends
+        assert result["rolled_back"] == 1 and record["state"] == "rolled_back"
+        assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
+        assert deps.deployer.models(EP) == {"blue": v1}
+        (event,) = deps.publisher.of("mlops.model.rolled_back.v1")
+        assert "error rate" in event.data["reason"] and event.data["traffic"] == {"blue": 100}
+    else:
+        assert result == {"completed": 0, "promoted": 0, "rolled_back": 0}  # still baking
+        deps.clock.advance(timedelta(hours=6))
+        assert track_runs(deps)["promoted"] == 1
+        assert deps.deployer.current(EP) == TrafficSplit({"green": 100})
+        record = get_run(run["run_id"], deps)
+        assert record["state"] == "promoted" and deps.publisher.of("mlops.model.promoted.v1")
+    # the audit trail: who asked, on what data, which run, the gate's numbers, each deployment step
+    assert record["trigger"] == {"kind": "http", "caller": "bob"}
+    assert record["window"]["end"] == "2013-06-01T00:00:00Z" and record["run"]["external_id"]
+    assert record["gate"]["accepted"] and record["gate"]["numbers"]["champion"] == 0.70
+    assert [s["step"] for s in record["deployment"]] == ["canary", "rollback" if faulty else "promote"]
+    assert record["deployment"][-1]["health"]["requests"] >= 30
+    assert [h["state"] for h in record["history"]] == [
+        "requested", "running", "trained", "accepted", "canary", "rolled_back" if faulty else "promoted"]
+    assert track_runs(deps) == {"completed": 0, "promoted": 0, "rolled_back": 0}  # nothing happens twice
