@@ -5,6 +5,7 @@ along pydantic's error location.
 """
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from core.errors import NotFound, ValidationFailed
 from core.types import Severity
 
+log = logging.getLogger("mlops.monitors")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "health")
@@ -274,11 +276,16 @@ def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
 
 
 class SpecRepository:
-    """The monitor specs in one folder (*.yaml, *.yml), by monitor name; re-read when files change."""
+    """The monitor specs in one folder (*.yaml, *.yml), by monitor name; re-read when files change.
+
+    A broken file does not stop the other monitors: it is left out, logged, and kept in `errors`, and
+    asking for a monitor that is not found names the broken files.
+    """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self._seen: dict[Path, tuple[float, MonitorSpec]] = {}
+        self._seen: dict[Path, tuple[float, MonitorSpec | ValidationFailed]] = {}
+        self.errors: dict[Path, str] = {}
 
     def names(self) -> list[str]:
         return sorted(self._load_all())
@@ -290,24 +297,34 @@ class SpecRepository:
     def get(self, name: str) -> MonitorSpec:
         spec = self._load_all().get(name)
         if spec is None:
-            raise NotFound(f"no monitor {name!r} in {self.directory}")
+            broken = "; ".join(f"{p.name}: {e.splitlines()[0]}" for p, e in self.errors.items())
+            raise NotFound(f"no monitor {name!r} in {self.directory}" + (f" (broken specs: {broken})" if broken
+                                                                          else ""))
         return spec
 
     def _load_all(self) -> dict[str, MonitorSpec]:
         by_name: dict[str, MonitorSpec] = {}
+        self.errors = {}
         for path in sorted([*self.directory.glob("*.yaml"), *self.directory.glob("*.yml")]):
             spec = self._load(path)
-            if spec.name in by_name:
-                raise ValidationFailed(f"{path}: monitor name {spec.name!r} is used by another spec too",
-                                       field="name")
-            by_name[spec.name] = spec
+            if isinstance(spec, ValidationFailed):
+                self.errors[path] = str(spec)
+            elif spec.name in by_name:
+                self.errors[path] = f"{path}: monitor name {spec.name!r} is already used by another spec"
+            else:
+                by_name[spec.name] = spec
+        for path, error in self.errors.items():
+            log.error("monitor spec %s left out: %s", path.name, error)
         return by_name
 
-    def _load(self, path: Path) -> MonitorSpec:
+    def _load(self, path: Path) -> MonitorSpec | ValidationFailed:
         mtime = path.stat().st_mtime
         cached = self._seen.get(path)
         if cached and cached[0] == mtime:
             return cached[1]
-        spec = load_spec(path)
+        try:
+            spec: MonitorSpec | ValidationFailed = load_spec(path)
+        except ValidationFailed as exc:
+            spec = exc
         self._seen[path] = (mtime, spec)
         return spec

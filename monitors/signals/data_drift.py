@@ -83,21 +83,28 @@ class FittedDataDrift:
         else:
             verdict = evidently_verdict(features, share=cfg.share)
         drifted = set(verdict.drifted_features)
-        found = [_feature_finding(f, f.name in drifted, cfg.severity) for f in features]
+        details = _plain(verdict.details)
+        per_feature = details.pop("features", {}) if isinstance(details.get("features"), dict) else {}
+        found = [_feature_finding(f, f.name in drifted, cfg.severity, per_feature.get(f.name)) for f in features]
         found.append(Finding(SIGNAL, DATASET, float(verdict.drift_share), cfg.share if verdict.policy == "evidently"
                              else None, bool(verdict.drift), cfg.severity if verdict.drift else Severity.INFO,
                              method=verdict.policy,
                              details={"policy": verdict.policy, "drifted_features": sorted(drifted),
-                                      "features": len(features), "rows": len(frame),
-                                      "verdict": _plain(verdict.details)}))
+                                      "features": len(features), "rows": len(frame), "verdict": details}))
         return found
 
 
-def _feature_finding(fd: Any, breached: bool, severity: Severity) -> Finding:
+def _feature_finding(fd: Any, breached: bool, severity: Severity, calibrated: Any = None) -> Finding:
+    """One feature's numbers; `calibrated` is its entry in the calibrated verdict (null-based p-value, floor)."""
+    details = {"kind": fd.kind, "effect": _num(fd.effect), "threshold_exceeded": bool(fd.drifted),
+               "reference_rows": int(fd.reference_rows), "current_rows": int(fd.current_rows)}
+    if getattr(fd, "note", None):
+        details["note"] = fd.note
+    if calibrated:
+        details["calibrated"] = calibrated
     return Finding(SIGNAL, fd.name, _num(fd.statistic), _num(fd.threshold), breached,
                    severity if breached else Severity.INFO, method=fd.method, p_value=_num(fd.p_value),
-                   details={"kind": fd.kind, "effect": _num(fd.effect), "threshold_exceeded": bool(fd.drifted),
-                            "reference_rows": int(fd.reference_rows), "current_rows": int(fd.current_rows)})
+                   details=details)
 
 
 def _num(value: Any) -> float | None:

@@ -158,6 +158,7 @@ def test_calibrated_policy_alerts_on_one_real_shift_but_not_on_a_negligible_one(
     real = by_name(fitted.evaluate(batch(drifted(reference, shift=300))))
     assert real["dataset"].breached and real["distance"].breached and not real["carrier"].breached
     assert real["dataset"].details["policy"] == "calibrated"
+    assert real["distance"].details["calibrated"]["p_value"] < 0.01  # against the reference's own variability
     tiny = by_name(fitted.evaluate(batch(drifted(reference, shift=5))))  # 1% of the feature's range
     assert not tiny["dataset"].breached and not tiny["distance"].breached
 

@@ -128,11 +128,16 @@ def test_repository_finds_specs_by_monitor_name_and_rereads_changes(tmp_path):
     assert repo.names() == ["other", "renamed"]
 
 
-def test_repository_refuses_two_specs_with_one_name(tmp_path):
+def test_a_broken_or_duplicate_spec_does_not_stop_the_others(tmp_path):
     write(tmp_path, GOOD, "a.yaml")
-    write(tmp_path, GOOD, "b.yaml")
-    with pytest.raises(ValidationFailed, match="used by another spec"):
-        SpecRepository(tmp_path).names()
+    write(tmp_path, GOOD, "b.yaml")  # the same monitor name again
+    write(tmp_path, GOOD.replace("name: flights-delay", "name: broken").replace("size: 1h", "size: x"), "c.yaml")
+    repo = SpecRepository(tmp_path)
+    assert repo.names() == ["flights-delay"]
+    assert set(repo.errors) == {tmp_path / "b.yaml", tmp_path / "c.yaml"}
+    assert "already used" in repo.errors[tmp_path / "b.yaml"]
+    with pytest.raises(NotFound, match=r"broken specs: .*c\.yaml: .*line \d+: window\.size"):
+        repo.get("broken")
 
 
 def test_the_example_specs_load():
