@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     instance: str = Field("local", alias="WEBSITE_INSTANCE_ID")
     webhook_url: str | None = Field(None, alias="MLOPS_WEBHOOK_URL")
     webhook_format: str = Field("json", alias="MLOPS_WEBHOOK_FORMAT")
+    retrain_config: Path | None = Field(None, alias="MLOPS_RETRAIN_CONFIG",
+                                        description="Optional YAML of retrain policy, gate and canary settings.")
     environment: str = Field("local", alias="MLOPS_ENVIRONMENT")
 
     # Azure adapters: each is used when its setting is present.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from retrain.config import apply_overrides, load_config
 from retrain.deps import RetrainConfig, RetrainDeps, RetrainTarget
 
 
@@ -30,7 +31,9 @@ def targets_from_specs(specs: list[Any]) -> dict[str, RetrainTarget]:
 
 def build_deps(container: Any, config: RetrainConfig | None = None) -> RetrainDeps:
     settings, data_dir = container.settings, Path(container.data_dir)
-    config = config or RetrainConfig(export_dir=data_dir / "retrain" / "exports")
+    base = config or RetrainConfig(export_dir=data_dir / "retrain" / "exports")
+    config, overrides = load_config(getattr(settings, "retrain_config", None), base)
+    targets = apply_overrides(targets_from_specs(container.specs.all()), overrides)
     if settings.azureml_configured:
         runner, registry, deployer = _azureml(settings)
     else:
@@ -43,7 +46,7 @@ def build_deps(container: Any, config: RetrainConfig | None = None) -> RetrainDe
         deployer = LocalDeployer(data_dir / "endpoints.json", registry)
     return RetrainDeps(store=container.store, publisher=container.publisher, runner=runner, registry=registry,
                        deployer=deployer, health=container.health, labelled=container.telemetry,
-                       clock=container.clock, targets=targets_from_specs(container.specs.all()), config=config)
+                       clock=container.clock, targets=targets, config=config)
 
 
 def _azureml(settings: Any) -> tuple[Any, Any, Any]:

@@ -1,0 +1,96 @@
+"""Retrain settings from an optional YAML file (MLOPS_RETRAIN_CONFIG); every key is optional.
+
+    policy:   {cooldown: 7d, max_per_day: 1, min_new_labelled_rows: 1000}
+    gate:     {primary_metric: auc, min_improvement: 0.005, max_slice_regression: 0.02,
+               min_holdout_rows: 200, min_slice_rows: 500}
+    canary:   {percent: 10, bake: 6h, max_error_rate: 0.02, max_p95_latency_ms: 500, min_requests: 50}
+    endpoints:
+      flights: {rule: "sliding:90", holdout_days: 7, lookback: 60d, slices: [origin], random_state: 0}
+
+Durations are a number and a unit: 45s, 30m, 6h, 7d. Unknown keys are refused, naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.errors import ValidationFailed
+from retrain.deps import RetrainConfig, RetrainTarget
+from retrain.gate import GatePolicy
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_CANARY = {"percent": "canary_percent", "bake": "bake", "max_error_rate": "max_error_rate",
+           "max_p95_latency_ms": "max_p95_latency_ms", "min_requests": "min_canary_requests"}
+_TARGET = ("rule", "holdout_days", "lookback", "slices", "random_state", "time_column")
+
+
+def duration(value: Any, field: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
+    if not match:
+        raise ValidationFailed(f"{field}: {value!r} is not a duration like 30m, 6h or 7d", field=field)
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def _section(doc: Mapping[str, Any], name: str, allowed: Any) -> dict[str, Any]:
+    section = doc.get(name) or {}
+    if not isinstance(section, Mapping):
+        raise ValidationFailed(f"{name} must be a mapping", field=name)
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ValidationFailed(f"{name}: unknown key(s) {', '.join(unknown)}", field=f"{name}.{unknown[0]}")
+    return dict(section)
+
+
+def parse_config(doc: Mapping[str, Any], base: RetrainConfig) -> tuple[RetrainConfig, dict[str, dict[str, Any]]]:
+    """(config, per-endpoint target overrides) from the parsed YAML document."""
+    unknown = sorted(set(doc) - {"policy", "gate", "canary", "endpoints"})
+    if unknown:
+        raise ValidationFailed(f"unknown section(s) {', '.join(unknown)}", field=unknown[0])
+    policy = _section(doc, "policy", ("cooldown", "max_per_day", "min_new_labelled_rows"))
+    if "cooldown" in policy:
+        policy["cooldown"] = duration(policy["cooldown"], "policy.cooldown")
+    gate = _section(doc, "gate", [f.name for f in dataclasses.fields(GatePolicy)])
+    canary = _section(doc, "canary", _CANARY)
+    if "bake" in canary:
+        canary["bake"] = duration(canary["bake"], "canary.bake")
+    try:
+        config = dataclasses.replace(base, retrain=dataclasses.replace(base.retrain, **policy),
+                                     gate=dataclasses.replace(base.gate, **gate),
+                                     **{_CANARY[k]: v for k, v in canary.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(f"retrain config: {exc}", field="gate") from exc
+    overrides = {}
+    for endpoint in _section(doc, "endpoints", doc.get("endpoints") or {}):
+        entry = _section(doc["endpoints"], endpoint, _TARGET)
+        if "lookback" in entry:
+            entry["lookback"] = duration(entry["lookback"], f"endpoints.{endpoint}.lookback")
+        if "slices" in entry:
+            entry["slices"] = tuple(entry["slices"])
+        overrides[endpoint] = entry
+    return config, overrides
+
+
+def load_config(path: str | Path | None, base: RetrainConfig) -> tuple[RetrainConfig, dict[str, dict[str, Any]]]:
+    if path is None:
+        return base, {}
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationFailed(f"retrain config {path}: {exc}", field="MLOPS_RETRAIN_CONFIG") from exc
+    if not isinstance(doc, Mapping):
+        raise ValidationFailed(f"retrain config {path} must be a mapping", field="MLOPS_RETRAIN_CONFIG")
+    return parse_config(doc, base)
+
+
+def apply_overrides(targets: Mapping[str, RetrainTarget],
+                    overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, RetrainTarget]:
+    unknown = sorted(set(overrides) - set(targets))
+    if unknown:
+        raise ValidationFailed(f"retrain config names endpoint(s) with no monitor spec: {', '.join(unknown)}",
+                               field=f"endpoints.{unknown[0]}")
+    return {name: dataclasses.replace(t, **overrides.get(name, {})) for name, t in targets.items()}
