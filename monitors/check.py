@@ -176,13 +176,16 @@ def _publish(cause: Envelope, spec: MonitorSpec, window: Window, doc: dict, find
     span = {"window_start": iso(window.start), "window_end": iso(window.end)}
     deps.publisher.publish(cause.caused("mlops.check.completed.v1", {
         "monitor": spec.name, "check_id": check_id, **span, "status": doc["status"], "rows": doc["rows"],
+        "dataset_drift": doc["summary"]["dataset_drift"], "drift_share": doc["summary"]["drift_share"],
+        "policy": doc["summary"]["policy"], "model_version": doc["model_version"],
         "breached_signals": doc["breached_signals"], "report": doc["report"],
         "incidents": [c.incident_id for c in changes]}, id=event_id("check.completed", check_id), time=now))
     for change in changes:
         data = {**_incident_ref(change), "monitor": spec.name, "endpoint": spec.endpoint.name,
                 "deployment": spec.endpoint.deployment, "model_version": change.incident.get("model_version"),
                 **span, "check_id": check_id, "breached": change.incident.get("breached", []),
-                "opened_window": change.incident.get("opened_window"), "report": doc["report"]}
+                "opened_window": change.incident.get("opened_window"), "windows": change.incident.get("windows"),
+                "report": doc["report"]}
         deps.publisher.publish(cause.caused("mlops.incident.changed.v1", data, time=now, subject=spec.name,
                                             id=event_id("incident.changed", change.incident_id, change.status,
                                                         window.key())))

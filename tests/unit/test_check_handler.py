@@ -120,6 +120,9 @@ def test_a_drifted_window_is_recorded_alerted_and_published_with_evidence(deps):
 
     types = deps.publisher.types()
     assert types[0] == "mlops.check.completed.v1" and types.count("mlops.drift.detected.v1") == 1
+    completed = deps.publisher.published[0].data
+    assert completed["check_id"] == check_id and completed["dataset_drift"] is True
+    assert completed["status"] == "breached" and completed["policy"] == "calibrated"
     drift = next(e for e in deps.publisher.published if e.type == "mlops.drift.detected.v1")
     incident = deps.store.get(INCIDENT, drift.data["incident_id"]).data
     assert incident["status"] == "open" and incident["signal"] == "data_drift"
