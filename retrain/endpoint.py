@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.clock import Clock
-from core.errors import ValidationFailed
+from core.errors import MlopsError, RetryableError, ValidationFailed
 from core.telemetry import RequestRecord, TelemetrySink
 from retrain.deploy import EndpointStateFile, parse_model
 
 MAX_BODY = 16 * 1024 * 1024
+MAX_UNSENT = 100_000
+log = logging.getLogger("mlops.endpoint")
 
 
 def bucket(request_id: str, salt: str = "") -> float:
@@ -67,6 +70,7 @@ class LocalEndpoint:
         self.name, self.registry, self.sink, self.clock = name, registry, sink, clock
         self.state = EndpointStateFile(state_path)
         self._models: dict[str, tuple[Any, dict[str, str]]] = {}
+        self._unsent: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
@@ -115,9 +119,19 @@ class LocalEndpoint:
             model = models[deployment]
             records += self._score_group(deployment, model, faults.get(model, {}), columns,
                                          [rows[i] for i in index], [ids[i] for i in index], index, out)
-        self.sink.write(records)
+        self._log(records)
         ok = any(code == 200 for code in out["status_codes"])
         return (200 if ok or not ids else 500), out
+
+    def _log(self, records: list[RequestRecord]) -> None:
+        """Telemetry down must not fail scoring: keep unsent records (bounded) and send them next time."""
+        with self._lock:
+            batch, self._unsent = self._unsent + records, []
+            try:
+                self.sink.write(batch)
+            except RetryableError as exc:
+                self._unsent = batch[-MAX_UNSENT:]
+                log.warning("telemetry sink unavailable, %d records kept for the next write: %s", len(batch), exc)
 
     def _score_group(self, deployment: str, model_ref: str, fault: dict, columns: list[str], rows: list[list[Any]],
                      ids: list[str], index: list[int], out: dict[str, list]) -> list[RequestRecord]:
@@ -183,6 +197,8 @@ def _handler_for(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
                 code, result = endpoint.score(columns, rows, ids, self.headers.get("azureml-model-deployment"))
             except ValidationFailed as exc:
                 return self._send(400, {"error": str(exc), "field": exc.field})
+            except MlopsError as exc:  # e.g. a deployment's model missing from the registry
+                return self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
             self._send(code, result)
 
         def _send(self, code: int, doc: dict[str, Any]) -> None:

@@ -111,3 +111,30 @@ def test_bad_requests_are_refused_with_the_field_and_nothing_is_logged(served):
     conn.request("GET", "/health")
     response = conn.getresponse()
     assert json.loads(response.read())["traffic"] == {"blue": 100}
+
+
+class FlakySink:
+    """The real store behind a switch: while `down`, writes fail as an unreachable store's would."""
+
+    def __init__(self, store):
+        self.store, self.down = store, True
+
+    def write(self, records):
+        from core.errors import TelemetryUnavailable
+
+        if self.down:
+            raise TelemetryUnavailable("store locked")
+        self.store.write(records)
+
+
+def test_scoring_goes_on_while_telemetry_is_down_and_the_rows_are_sent_later(models, tmp_path):
+    registry, v1, _ = models
+    LocalDeployer(tmp_path / "endpoints.json", registry).start_canary(EP, v1, 10)
+    store = SqliteTelemetryStore(tmp_path / "telemetry.sqlite")
+    sink = FlakySink(store)
+    with LocalEndpoint(EP.name, tmp_path / "endpoints.json", registry, sink, ManualClock(START)) as endpoint:
+        conn = connect(endpoint)
+        assert post(conn, months(6, 6, 20, seed=8), [f"a{i}" for i in range(20)])[0] == 200
+        sink.down = False
+        assert post(conn, months(6, 6, 5, seed=9), [f"b{i}" for i in range(5)])[0] == 200
+    assert len(store.read_window(EP.name, START, START + timedelta(days=1))) == 25
