@@ -17,11 +17,15 @@ computed on a geometric grid of sizes (about 9% apart, capped at MAX_SIZE) and c
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from monitors.drift.profile import ColumnProfile
+from monitors.drift.profile import ColumnProfile, clean, numeric_values
 from monitors.drift.stattests import NUMERIC, segments_integral
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GRID_STEPS_PER_DOUBLING = 8
 MAX_SIZE = 4096
@@ -55,21 +59,45 @@ def scale(size: int, rows: int, reference_rows: int) -> float:
     return math.sqrt(inside * moved)
 
 
-def simulate(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """`draws` effect sizes of `size`-row windows drawn from the reference, against the reference."""
+def simulate(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator,
+             order: np.ndarray | None = None) -> np.ndarray:
+    """`draws` effect sizes of `size`-row windows drawn from the reference, against the reference.
+
+    With `order` (see reference_order) windows are contiguous runs of the reference's rows, so the
+    null carries its day-to-day variation (seasonality, autocorrelation); else they are random rows.
+    """
+    contiguous = order is not None and not with_replacement(size, col.rows)
     if col.kind == NUMERIC:
-        return _numeric(col, size, draws, rng)
-    return _categorical(col, size, draws, rng)
+        return _numeric(col, size, draws, rng, order if contiguous else None)
+    return _categorical(col, size, draws, rng, order if contiguous else None)
 
 
-def _numeric(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+def reference_order(col: ColumnProfile, series: pd.Series) -> np.ndarray:
+    """The reference's rows in their original order, as positions in the profile's sorted values
+    (numeric) or as category codes (categorical)."""
+    import pandas as pd
+
+    if col.kind == NUMERIC:
+        values = numeric_values(series)
+        order = np.empty(values.size, dtype=np.int64)
+        order[np.argsort(values, kind="stable")] = np.arange(values.size)
+    else:
+        order = pd.Categorical(clean(series), categories=pd.Index(list(col.categories))).codes.astype(np.int64)
+    if order.size != col.rows or (order < 0).any():
+        raise ValueError(f"column {col.name!r}: the reference frame is not the one the profile was built from")
+    return order
+
+
+def _numeric(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator,
+             order: np.ndarray | None) -> np.ndarray:
     a, prefix, n = col.values, col.prefix, col.rows
     norm = max(col.std, 0.001)
     out = np.empty(draws)
     block = max(1, CHUNK_CELLS // size)
     for start in range(0, draws, block):
         count = min(block, draws - start)
-        positions = np.sort(_positions(n, size, count, rng), axis=1)
+        drawn = _runs(order, size, count, rng) if order is not None else _positions(n, size, count, rng)
+        positions = np.sort(drawn, axis=1)
         b = a[positions]
         at_b = prefix[positions]  # a drawn value equals the reference value it was drawn from
         tail = (a[-1] - b[:, -1]) - (prefix[-1] - at_b[:, -1])
@@ -83,11 +111,21 @@ def _positions(n: int, size: int, count: int, rng: np.random.Generator) -> np.nd
     return np.stack([rng.choice(n, size, replace=False, shuffle=False) for _ in range(count)])
 
 
-def _categorical(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+def _runs(order: np.ndarray, size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    starts = rng.integers(0, order.size - size + 1, size=count)
+    return order[starts[:, None] + np.arange(size)]
+
+
+def _categorical(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator,
+                 order: np.ndarray | None) -> np.ndarray:
     from scipy.special import rel_entr
 
-    counts = col.counts
-    if with_replacement(size, col.rows):
+    counts, k = col.counts, len(col.categories)
+    if order is not None:
+        block = max(1, CHUNK_CELLS // size)
+        drawn = np.concatenate([_run_counts(order, size, min(block, draws - i), k, rng)
+                                for i in range(0, draws, block)])
+    elif with_replacement(size, col.rows):
         drawn = rng.multinomial(size, counts / counts.sum(), size=draws)
     else:
         drawn = rng.multivariate_hypergeometric(counts, size, size=draws)
@@ -96,3 +134,8 @@ def _categorical(col: ColumnProfile, size: int, draws: int, rng: np.random.Gener
     mid = (p + q) / 2.0
     js = rel_entr(p, mid).sum(axis=1) + rel_entr(q, mid).sum(axis=1)
     return np.sqrt(js / 2.0)
+
+
+def _run_counts(order: np.ndarray, size: int, count: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    codes = _runs(order, size, count, rng) + (np.arange(count) * k)[:, None]
+    return np.bincount(codes.ravel(), minlength=count * k).reshape(count, k)

@@ -56,8 +56,10 @@ def evidently_verdict(features: list[FeatureDrift], share: float = 0.5) -> Datas
 class Calibrator:
     """Per profile: null distributions of each feature's effect, cached per (column, grid window size).
 
-    `reference` is accepted for callers holding the frame but is not needed: the profile's sorted
-    values and category counts are what the windows are drawn from.
+    Without `reference`, no-drift windows are random rows of the reference (drawn from the profile).
+    With the reference frame in its time order, they are contiguous runs of its rows, so the null
+    also carries the reference's own day-to-day variation (seasonality, autocorrelation): windows
+    that look like some stretch of the reference do not alarm.
     """
 
     def __init__(self, profile: ReferenceProfile, reference: pd.DataFrame | None = None, *, resamples: int = 200,
@@ -65,10 +67,13 @@ class Calibrator:
         if resamples < 1:
             raise ValueError(f"resamples must be positive, got {resamples}")
         self.profile = profile
+        self.reference = reference
         self.resamples = resamples
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.mode = "random" if reference is None else "runs"
         self._nulls: dict[tuple[str, int, int], np.ndarray] = {}
+        self._orders: dict[str, np.ndarray] = {}
 
     def draws_for(self, family: int, fwer: float) -> int:
         """Enough draws that the smallest p-value, 1/(draws+1), can pass Holm's first step with room."""
@@ -93,7 +98,7 @@ class Calibrator:
         column, size, draws = key
         index = list(self.profile.columns).index(column)
         rng = np.random.default_rng([self.seed, index, size, draws])
-        values = np.sort(calibration.simulate(self.profile.columns[column], size, draws, rng))
+        values = np.sort(calibration.simulate(self.profile.columns[column], size, draws, rng, self._order(column)))
         if self.cache_dir:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = self._path(key).with_suffix(".tmp")
@@ -102,8 +107,17 @@ class Calibrator:
             tmp.replace(self._path(key))
         return values
 
+    def _order(self, column: str) -> np.ndarray | None:
+        if self.reference is None:
+            return None
+        if column not in self._orders:
+            if column not in self.reference.columns:
+                raise ValueError(f"column {column!r} is not in the reference frame given to the calibrator")
+            self._orders[column] = calibration.reference_order(self.profile.columns[column], self.reference[column])
+        return self._orders[column]
+
     def _path(self, key: tuple[str, int, int]) -> Path:
-        text = json.dumps([self.profile.fingerprint, *key, self.seed, calibration.MAX_SIZE])
+        text = json.dumps([self.profile.fingerprint, *key, self.seed, self.mode, calibration.MAX_SIZE])
         return self.cache_dir / f"null-{hashlib.sha256(text.encode()).hexdigest()[:32]}.npy"
 
     def _cached(self, key: tuple[str, int, int]) -> bool:
@@ -134,7 +148,8 @@ class Calibrator:
         share = len(drifted) / len(tested) if tested else 0.0
         return DatasetVerdict(drift=bool(drifted), drift_share=share, policy="calibrated",
                               drifted_features=drifted,
-                              details={"fwer": fwer, "resamples": draws, "window_rows": current_rows,
+                              details={"fwer": fwer, "resamples": draws, "null": self.mode,
+                                       "window_rows": current_rows,
                                        "features": rows})
 
     def _exceedance(self, feature: FeatureDrift, rows: int, draws: int) -> dict[str, Any]:

@@ -99,3 +99,25 @@ def test_untested_features_are_left_out_of_the_family(setup):
     features = compare(profile, rest.iloc[:900].drop(columns=["origin"]))
     verdict = calibrator.verdict(features, 900)
     assert "origin" not in verdict.details["features"] and len(verdict.details["features"]) == 11
+
+
+def test_reference_in_time_order_learns_day_to_day_variation():
+    """Each day has its own level; a new ordinary day is not drift, a day far outside the range is."""
+    rng = np.random.default_rng(12)
+
+    def days(count: int, spread: float = 0.4, offset: float = 0.0) -> pd.DataFrame:
+        levels = rng.normal(offset, spread, count)
+        return pd.DataFrame({"load": np.concatenate([rng.normal(level, 1, 300) for level in levels])})
+
+    reference = days(200)
+    profile = build_profile(reference, {"load": "numeric"}, fingerprint="days")
+    by_runs, by_rows = Calibrator(profile, reference), Calibrator(profile)
+    new_days = [days(1) for _ in range(40)]
+    runs_alarms = sum(by_runs.verdict(compare(profile, day), 300).drift for day in new_days)
+    rows_alarms = sum(by_rows.verdict(compare(profile, day), 300).drift for day in new_days)
+    print(f"\nordinary new days flagged: {runs_alarms}/40 with runs of the reference, {rows_alarms}/40 with rows")
+    assert runs_alarms <= 2 and rows_alarms >= 20
+    unusual = days(1, spread=0.0, offset=2.0)
+    assert by_runs.verdict(compare(profile, unusual), 300).drift
+    with pytest.raises(ValueError, match="not the one the profile was built from"):
+        Calibrator(profile, reference.iloc[:500]).verdict(compare(profile, unusual), 300)
