@@ -90,7 +90,9 @@ class FittedDataDrift:
                              else None, bool(verdict.drift), cfg.severity if verdict.drift else Severity.INFO,
                              method=verdict.policy,
                              details={"policy": verdict.policy, "drifted_features": sorted(drifted),
-                                      "features": len(features), "rows": len(frame), "verdict": details}))
+                                      "features": len(features), "rows": len(frame), "verdict": details,
+                                      # no feature had a value to test: no data, not a clean window
+                                      "insufficient": all(f.statistic is None for f in found)}))
         return found
 
 
@@ -100,6 +102,8 @@ def _feature_finding(fd: Any, breached: bool, severity: Severity, calibrated: An
                "reference_rows": int(fd.reference_rows), "current_rows": int(fd.current_rows)}
     if getattr(fd, "note", None):
         details["note"] = fd.note
+    if _num(fd.statistic) is None:
+        details["insufficient"] = True  # untested (no values): says nothing about drift either way
     if calibrated:
         details["calibrated"] = calibrated
     return Finding(SIGNAL, fd.name, _num(fd.statistic), _num(fd.threshold), breached,

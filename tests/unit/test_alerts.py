@@ -1,10 +1,12 @@
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from core.records import INCIDENT
 from core.state_sqlite import SqliteStateStore
-from core.types import Finding, Severity, Window
+from core.types import EndpointRef, Finding, Severity, TelemetryBatch, Window
 from monitors.alerts import AlertPolicy
 from monitors.spec import AlertSpec
 
@@ -81,6 +83,21 @@ def test_signals_are_independent_and_no_data_keeps_the_streak(store):
     (change,) = policy.apply(store, "m", window(2), bad + drift(False), check_id="c2")
     assert (change.signal, change.status, change.severity) == ("health", "opened", Severity.CRITICAL)
     assert change.evidence[0]["statistic"] == 0.2 and change.incident["windows"] == 2
+
+
+def test_a_drift_check_without_values_is_no_data(store):
+    from monitors.signals.data_drift import DataDriftEvaluator
+
+    policy = AlertPolicy(AlertSpec(consecutive=2))
+    ref = pd.DataFrame({"x": np.random.default_rng(0).normal(size=500)})
+    fitted = DataDriftEvaluator({"x": "numeric"}, policy="evidently").fit(ref)
+    shifted = TelemetryBatch(EndpointRef("e"), window(0), pd.DataFrame({"x": ref["x"] + 3}))
+    empty = TelemetryBatch(EndpointRef("e"), window(1), pd.DataFrame({"x": [np.nan] * 20}))
+    assert policy.apply(store, "m", window(0), fitted.evaluate(shifted), check_id="c0") == []
+    assert policy.apply(store, "m", window(1), fitted.evaluate(empty), check_id="c1") == []  # keeps the streak
+    shifted2 = TelemetryBatch(EndpointRef("e"), window(2), pd.DataFrame({"x": ref["x"] + 3}))
+    (change,) = policy.apply(store, "m", window(2), fitted.evaluate(shifted2), check_id="c2")
+    assert change.status == "opened"
 
 
 def test_incident_ids_are_deterministic_per_monitor_signal_and_window(tmp_path):

@@ -161,6 +161,8 @@ def test_calibrated_policy_alerts_on_one_real_shift_but_not_on_a_negligible_one(
     assert real["distance"].details["calibrated"]["p_value"] < 0.01  # against the reference's own variability
     tiny = by_name(fitted.evaluate(batch(drifted(reference, shift=5))))  # 1% of the feature's range
     assert not tiny["dataset"].breached and not tiny["distance"].breached
+    empty = by_name(fitted.evaluate(batch(pd.DataFrame({"distance": [np.nan] * 50, "carrier": [None] * 50}))))
+    assert empty["dataset"].details["insufficient"] and not empty["dataset"].breached  # no data is not "clean"
 
 
 def test_profiles_come_from_the_cache_for_a_known_fingerprint(reference, tmp_path):
