@@ -26,6 +26,7 @@ from core.records import CHECK, CLAIM, claim_window, put
 from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
 from monitors.alerts import OPENED, UPDATED, AlertPolicy, IncidentChange
 from monitors.report import check_document, finding_json, save_check_report
+from monitors.schedule import check_requested, complete_window, window_at
 from monitors.signals.suite import FittedSuite, build_suite, fit_suite
 from monitors.spec import MonitorSpec, SpecRepository
 
@@ -91,8 +92,6 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
 
     The event id is the timer's for the same window, so an HTTP request and a tick dedupe on the bus.
     """
-    from monitors.schedule import check_requested
-
     spec = deps.specs.get(monitor)
     now = deps.clock.now()
     envelope = check_requested(spec.name, window or latest_complete_window(spec, now), now, reason=reason)
@@ -114,8 +113,6 @@ def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
 
 def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
     """The last window of the spec's grid whose end plus lateness has passed."""
-    from monitors.schedule import window_at
-
     current = window_at(now - spec.window.lateness, size=spec.window.size, origin=spec.window.origin)
     return Window(current.start - spec.window.size, current.start)
 
@@ -132,8 +129,11 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
         findings += suite.performance.evaluate(labelled)
     check_id = event_id("check", spec.name, window.key())
     model_version = _model_version(batch)
+    # An ad-hoc window off the spec's grid is checked and recorded, but is not a vote in the alert episodes:
+    # it would overlap grid windows and make the tracker skip them as "older".
+    on_grid = window == window_at(window.start, size=spec.window.size, origin=spec.window.origin)
     changes = AlertPolicy(spec.alert).apply(deps.store, spec.name, window, findings, check_id=check_id,
-                                            model_version=model_version)
+                                            model_version=model_version) if on_grid else []
     status = "empty" if batch.rows == 0 else ("breached" if any(f.breached for f in findings) else "ok")
     doc = check_document(check_id=check_id, spec=spec, window=window, findings=findings, rows=batch.rows,
                          rejected=batch.rejected, status=status, extra={
@@ -141,12 +141,11 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
                              "completed_at": iso(deps.clock.now()), "reference_fingerprint": suite.fingerprint,
                              "reference_rows": suite.reference_rows, "model_version": model_version,
                              "performance_window": performance_window.to_json() if performance_window else None,
+                             "alerting": "applied" if on_grid else "skipped: the window is not on the monitor's grid",
                              "incidents": [_incident_ref(c) for c in changes]})
     doc["report"] = save_check_report(deps.reports, doc, window)
     put(deps.store, CHECK, check_id, doc)
     _publish(envelope, spec, window, doc, findings, changes, deps)
-    from monitors.schedule import complete_window
-
     complete_window(deps.store, spec.name, window, check_id, origin=spec.window.origin, size=spec.window.size)
     return doc
 

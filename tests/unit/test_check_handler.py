@@ -193,3 +193,14 @@ def test_an_html_report_on_request_for_the_same_window(deps):
     assert uri == f"memory://checks/flights-delay/{window.key()}.html"
     html, content_type = deps.reports.blobs[f"checks/flights-delay/{window.key()}.html"]
     assert content_type == "text/html" and b"distance" in html and html.lstrip().startswith(b"<!DOCTYPE html>")
+
+
+def test_an_ad_hoc_window_off_the_grid_is_recorded_but_does_not_vote(deps):
+    deps.telemetry.frames[T0 + 5 * DAY] = traffic(np.random.default_rng(1), 800, shift=300.0)
+    odd = Window(T0 + 5 * DAY, T0 + 8 * DAY)  # three days: not a window of the 1d grid
+    request_check("flights-delay", deps, window=odd)
+    record = run_check(deps.publisher.published[0], deps)
+    assert record["status"] == "breached" and record["incidents"] == [] and record["alerting"].startswith("skipped")
+    assert deps.publisher.types()[1:] == ["mlops.check.completed.v1"]  # no incident, no drift event
+    deps.telemetry.frames[T0 + 6 * DAY] = traffic(np.random.default_rng(2), 800, shift=300.0)
+    assert run_check(requested(6), deps)["incidents"][0]["status"] == "opened"  # the grid window still counts
