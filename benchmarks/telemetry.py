@@ -28,10 +28,18 @@ COLUMNS = [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Deployment"
 
 def payload(rows: int, numeric: int, seed: int = 0) -> bytes:
     """A Log Analytics query response of `rows` requests over one day, 7-digit times like the service."""
+    _, table = generate(rows, numeric, seed)
+    return msgspec.json.encode({"tables": [{"name": "PrimaryResult",
+                                            "columns": [{"name": n, "type": t} for n, t in COLUMNS],
+                                            "rows": table}]})
+
+
+def generate(rows: int, numeric: int, seed: int = 0) -> tuple[list[int], list[list]]:
+    """(request times in epoch microseconds, response rows in COLUMNS order)."""
     rng = np.random.default_rng(seed)
     micros = np.sort(rng.integers(0, 86_400_000_000, rows))
-    stamps = np.datetime_as_string(np.datetime64("2024-03-01T00:00:00", "us") + micros.astype("timedelta64[us]"),
-                                   unit="us")
+    start = np.datetime64("2024-03-01T00:00:00", "us")
+    stamps = np.datetime_as_string(start + micros.astype("timedelta64[us]"), unit="us")
     values = np.round(rng.normal(size=(rows, numeric)), 4).tolist()
     origins = np.array(["JFK", "LGA", "EWR"])[rng.integers(0, 3, rows)].tolist()
     latency = np.round(rng.gamma(2.0, 20.0, rows), 2).tolist()
@@ -40,9 +48,7 @@ def payload(rows: int, numeric: int, seed: int = 0) -> bytes:
         inputs = "{" + ",".join(f'"x{j}":{v}' for j, v in enumerate(values[i])) + f',"origin":"{origins[i]}"}}'
         table.append([stamps[i] + "0Z", f"req-{i}", "blue", "3", inputs, str(i % 2), 0.5, latency[i], 200,
                       str(i % 2) if i % 4 == 0 else ""])
-    return msgspec.json.encode({"tables": [{"name": "PrimaryResult",
-                                            "columns": [{"name": n, "type": t} for n, t in COLUMNS],
-                                            "rows": table}]})
+    return (micros + int(start.astype(np.int64))).tolist(), table
 
 
 class ReplayTransport:
@@ -118,12 +124,42 @@ def _sdk_frame(table):
     return pd.concat([frame, inputs], axis=1)
 
 
+def run_local(rows: int, numeric: int) -> dict:
+    """LocalTelemetrySource.fetch of one window holding `rows` requests (the store is filled first, untimed)."""
+    import sqlite3
+    import tempfile
+    from contextlib import closing
+    from pathlib import Path
+
+    from core.telemetry_store import SqliteTelemetryStore
+    from core.types import EndpointRef, Window
+    from monitors.telemetry.local import LocalTelemetrySource
+
+    micros, table = generate(rows, numeric)
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteTelemetryStore(Path(folder) / "telemetry.sqlite")
+        with closing(sqlite3.connect(store.path)) as db, db:
+            db.executemany("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           ((t, r[1], "flights", r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+                            for t, r in zip(micros, table, strict=True)))
+        del table
+        features = {**{f"x{j}": "numeric" for j in range(numeric)}, "origin": "categorical"}
+        source = LocalTelemetrySource(store, features)
+        window = Window(T0, T0 + timedelta(days=1))
+        _, read_s = _timed(lambda: store.read_window("flights", window.start, window.end))
+        batch, fetch_s = _timed(lambda: source.fetch(EndpointRef("flights"), window))
+        assert batch.rows == rows, batch.rejected
+    return {"rows": rows, "features": numeric + 1, "local_read_window_s": round(read_s, 3),
+            "local_fetch_s": round(fetch_s, 3), "local_rows_per_s": int(rows / fetch_s)}
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m benchmarks.telemetry", description=__doc__.splitlines()[0])
     cli.add_argument("--rows", type=int, default=1_000_000)
     cli.add_argument("--numeric", type=int, default=10, help="numeric features per request (plus one categorical)")
+    cli.add_argument("--local", action="store_true", help="measure the local store's fetch instead")
     args = cli.parse_args(argv)
-    print(json.dumps(run(args.rows, args.numeric)))
+    print(json.dumps(run_local(args.rows, args.numeric) if args.local else run(args.rows, args.numeric)))
     return 0
 
 

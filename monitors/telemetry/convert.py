@@ -1,16 +1,13 @@
 """Raw telemetry columns -> a TelemetryBatch frame, column at a time; bad rows are counted, never raised.
 
 Both sources end here: the local store hands pyarrow columns, Log Analytics hands the columns of its JSON
-response. Inputs are decoded with a typed msgspec decoder built from the feature spec, so the common case
-(a valid row) costs one C call; only rows that fail are looked at again in Python to name the reason.
+response. Inputs are decoded by `monitors.telemetry.inputs` (Arrow's JSON reader for plain rows, a typed
+msgspec decoder for the rest); only rows that fail are looked at again in Python to name the reason.
 """
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
-from functools import lru_cache
-from operator import attrgetter
 from typing import Any, Mapping, Sequence
 
 import msgspec
@@ -21,12 +18,12 @@ import pyarrow as pa
 from core.errors import ValidationFailed
 from core.telemetry_store import gc_paused
 from core.types import EndpointRef, TelemetryBatch, Window
+from monitors.telemetry.inputs import decode_inputs
 
 RESERVED = ("request_id", "time", "deployment", "model_version", "latency_ms", "status_code", "prediction",
             "score", "label")
 KINDS = ("numeric", "categorical")
 MAX_EXAMPLES = 5
-_NON_FINITE_TEXT = {"NaN", "Infinity", "-Infinity", "nan", "inf", "-inf"}
 
 
 def check_features(features: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -81,9 +78,12 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
     _check_column(rej, "status_code", np.isnan(status))
     for i in np.flatnonzero(np.isinf(latency)):
         rej.reject(int(i), "non_finite", "latency_ms is not finite", float(latency[i]))
-    inputs = decode_inputs(_pylist(raw["inputs"]), features, rej)
-    frame = pd.DataFrame({"request_id": ids, "time": times, "deployment": _pylist(raw["deployment"]),
-                          "model_version": _pylist(raw["model_version"]), "latency_ms": latency,
+    if features is None:
+        inputs = _untyped_inputs(_pylist(raw["inputs"]), rej)
+    else:
+        inputs = decode_inputs(raw["inputs"], features, rej.reject)
+    frame = pd.DataFrame({"request_id": _objects(ids), "time": times, "deployment": _objects(raw["deployment"]),
+                          "model_version": _objects(raw["model_version"]), "latency_ms": latency,
                           "status_code": status, **inputs,
                           "prediction": json_column(_pylist(raw["prediction"])), "score": _floats(raw["score"]),
                           "label": json_column(_pylist(raw["label"]))})
@@ -97,66 +97,6 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
 def _check_column(rej: Rejections, name: str, missing: np.ndarray) -> None:
     for i in np.flatnonzero(missing):
         rej.reject(int(i), "missing_field", f"{name} is missing")
-
-
-def decode_inputs(values: list[Any], features: Mapping[str, str] | None, rej: Rejections) -> dict[str, Any]:
-    """One column per feature; a row whose inputs do not fit the spec is rejected with its reason."""
-    if features is None:
-        return _untyped_inputs(values, rej)
-    if not features:
-        return {}
-    decoder = _decoder(tuple(features.items()))
-    cells = attrgetter(*features) if len(features) > 1 else (lambda row: (getattr(row, next(iter(features))),))
-    blank = (None,) * len(features)
-    rows: list[tuple] = [blank] * len(values)
-    for i, value in enumerate(values):
-        try:
-            rows[i] = cells(decoder.decode(value))
-        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
-            reason, detail = classify(value, features, exc)
-            rej.reject(i, reason, detail, value)
-    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in features]
-    columns: dict[str, Any] = {}
-    for (name, kind), column in zip(features.items(), transposed, strict=True):
-        if kind == "numeric":
-            columns[name] = np.array(column, dtype=np.float64)
-        else:
-            columns[name] = [c if c is None or isinstance(c, str) else str(c) for c in column]
-    return columns
-
-
-@lru_cache(maxsize=64)
-def _decoder(features: tuple[tuple[str, str], ...]) -> msgspec.json.Decoder:
-    fields = [(name, float | None if kind == "numeric" else str | int | bool | None) for name, kind in features]
-    return msgspec.json.Decoder(msgspec.defstruct("Inputs", fields))
-
-
-def classify(value: Any, features: Mapping[str, str], error: Exception) -> tuple[str, str]:
-    """Why a row's inputs did not decode: the slow path, taken only by bad rows."""
-    if value is None:
-        return "missing_field", "inputs is missing"
-    if not isinstance(value, (str, bytes)):
-        return "wrong_type", f"inputs is {type(value).__name__}, not JSON text"
-    try:
-        doc = json.loads(value)  # Python's parser accepts NaN/Infinity, so those are told apart from garbage
-    except ValueError as exc:
-        return "unparsable_json", f"inputs is not JSON: {exc}"
-    if not isinstance(doc, dict):
-        return "wrong_type", f"inputs is a JSON {type(doc).__name__}, not an object"
-    for name, kind in features.items():
-        if name not in doc:
-            return "missing_feature", f"feature {name!r} is missing"
-        cell = doc[name]
-        text_inf = isinstance(cell, str) and cell in _NON_FINITE_TEXT
-        if kind == "numeric" and ((isinstance(cell, float) and not math.isfinite(cell)) or text_inf):
-            return "non_finite", f"feature {name!r} is {cell}"
-        if kind == "numeric" and (isinstance(cell, bool) or not isinstance(cell, (int, float, type(None)))):
-            return "wrong_type", f"feature {name!r} should be numeric, got {type(cell).__name__} {cell!r}"
-        if kind == "numeric" and isinstance(cell, int) and not math.isfinite(float(cell)):
-            return "non_finite", f"feature {name!r} is out of range"
-        if kind == "categorical" and not isinstance(cell, (str, int, bool, type(None))):
-            return "wrong_type", f"feature {name!r} should be categorical, got {type(cell).__name__}"
-    return "wrong_type", f"inputs do not fit the spec: {error}"
 
 
 def _untyped_inputs(values: list[Any], rej: Rejections) -> dict[str, Any]:
@@ -208,6 +148,15 @@ def _pylist(column: Any) -> list[Any]:
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
         return column.to_pylist()
     return list(column)
+
+
+def _objects(column: Any) -> np.ndarray:
+    """Text columns as the object array pandas keeps as is (no second conversion)."""
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        return column.to_numpy(zero_copy_only=False)
+    out = np.empty(len(column), dtype=object)
+    out[:] = column
+    return out
 
 
 def _floats(column: Any) -> np.ndarray:
