@@ -14,6 +14,7 @@ from core.errors import NotFound, ValidationFailed
 from core.events import event_id, new_event
 from core.records import RUN
 from core.state_sqlite import SqliteStateStore
+from core.telemetry import DeploymentHealth
 from core.telemetry_store import SqliteTelemetryStore
 from core.types import EndpointRef, ModelVersion, RunRef, RunState, RunStatus, TelemetryBatch, TrafficSplit
 from retrain.deploy import LocalDeployer
@@ -89,6 +90,7 @@ def deps(tmp_path, models):
                                                  min_new_labelled_rows=500),
                            gate=GatePolicy(min_holdout_rows=200, min_slice_rows=100), canary_percent=10,
                            bake=timedelta(hours=6), max_error_rate=0.05, min_canary_requests=30,
+                           max_p95_latency_ms=10_000,  # latency on a busy test machine is not what is tested
                            export_dir=tmp_path / "exports")
     return RetrainDeps(store=SqliteStateStore(tmp_path / "state.sqlite"), publisher=ListPublisher(),
                        runner=FakeRunner(), registry=registry, deployer=deployer,
@@ -251,3 +253,33 @@ def test_canary_over_real_traffic_is_rolled_back_or_promoted(deps, models, tmp_p
     assert [h["state"] for h in record["history"]] == [
         "requested", "running", "trained", "accepted", "canary", "rolled_back" if faulty else "promoted"]
     assert track_runs(deps) == {"completed": 0, "promoted": 0, "rolled_back": 0}  # nothing happens twice
+
+
+class FixedHealth:
+    def __init__(self, health):
+        self.health, self.asked = health, []
+
+    def deployment_health(self, endpoint, deployment, since, until):
+        self.asked.append((endpoint, deployment, since, until))
+        return self.health
+
+
+@pytest.mark.parametrize(("health", "hours", "outcome", "reason"), [
+    (DeploymentHealth(200, 0, 0.0, 12_000.0), 1, "rolled_back", "p95 latency"),
+    (DeploymentHealth(5, 0, 0.0, 10.0), 19, "rolled_back", "cannot judge"),
+    (DeploymentHealth(5, 0, 0.0, 10.0), 7, None, None),  # baked, but too little traffic yet: wait
+])
+def test_canary_latency_and_starvation(deps, health, hours, outcome, reason):
+    run = request_retrain(EP.name, "x", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    accept_and_start_canary(deps, run["run_id"])
+    deps.health = FixedHealth(health)
+    deps.clock.advance(timedelta(hours=hours))
+    track_runs(deps)
+    record = get_run(run["run_id"], deps)
+    assert deps.health.asked[0][:2] == (EP.name, "green")
+    if outcome is None:
+        assert record["state"] == "canary"
+    else:
+        assert record["state"] == outcome and reason in record["outcome"]["reasons"][0]
+        assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
