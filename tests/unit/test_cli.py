@@ -40,7 +40,7 @@ def data(tmp_path_factory):
     return root
 
 
-def test_parquet_json_shape_and_exit_codes(data):
+def test_parquet_json_shape_and_exit_codes(data):  # via `python -m monitors`, as CI would run it
     drifted = cli("check", "--reference", data / "ref.parquet", "--current", data / "shifted.parquet",
                   "--fail-on-drift")
     assert drifted.returncode == 1, drifted.stderr
@@ -61,17 +61,19 @@ def test_parquet_json_shape_and_exit_codes(data):
     assert json.loads(same.stdout)["dataset_drift"] is False
 
 
-def test_csv_with_a_spec_table_and_html_report(data):
+def test_csv_with_a_spec_table_and_html_report(data, capsys):
     spec = data / "spec.yaml"
     spec.write_text("name: flights\nendpoint: {name: flights}\nmodel: {name: m}\nfeatures:\n"
                     "  - {name: distance, kind: numeric, method: ks}\n  - {name: carrier, kind: categorical}\n"
                     "reference: {uri: ref.csv}\nsignals: {data_drift: {policy: evidently, share: 0.5}}\n")
     report = data / "report.html"
-    out = cli("check", "--reference", data / "ref.csv", "--current", data / "shifted.csv", "--spec", spec,
-              "--format", "table", "--report", report)
-    assert out.returncode == 0, out.stderr  # drift, but no --fail-on-drift
-    assert "distance" in out.stdout and "DRIFT" in out.stdout and "policy evidently" in out.stdout
-    assert "duration" not in out.stdout.split("dataset:")[0]  # only the spec's features
+    # in-process (the exit-code path is the same main()): evidently is imported once per test session
+    code = main(["check", "--reference", str(data / "ref.csv"), "--current", str(data / "shifted.csv"),
+                 "--spec", str(spec), "--format", "table", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0  # drift, but no --fail-on-drift
+    assert "distance" in out and "DRIFT" in out and "policy evidently" in out
+    assert "duration" not in out.split("dataset:")[0]  # only the spec's features
     assert report.read_bytes().lstrip().startswith(b"<!DOCTYPE html>")
 
 
