@@ -18,7 +18,7 @@ import pyarrow as pa
 from core.errors import ValidationFailed
 from core.telemetry_store import gc_paused
 from core.types import EndpointRef, TelemetryBatch, Window
-from monitors.telemetry.inputs import decode_inputs
+from monitors.telemetry.inputs import decode_inputs, decode_untyped
 
 RESERVED = ("request_id", "time", "deployment", "model_version", "latency_ms", "status_code", "prediction",
             "score", "label")
@@ -79,7 +79,9 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
     for i in np.flatnonzero(np.isinf(latency)):
         rej.reject(int(i), "non_finite", "latency_ms is not finite", float(latency[i]))
     if features is None:
-        inputs = _untyped_inputs(_pylist(raw["inputs"]), rej)
+        fast = decode_untyped(raw["inputs"])
+        inputs = _untyped_inputs(_pylist(raw["inputs"]), rej) if fast is None else \
+            {name: column for name, column in fast.items() if name not in RESERVED}
     else:
         inputs = decode_inputs(raw["inputs"], features, rej.reject)
     frame = pd.DataFrame({"request_id": _objects(ids), "time": times, "deployment": _objects(raw["deployment"]),

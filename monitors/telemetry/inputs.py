@@ -43,6 +43,30 @@ def decode_inputs(values: Any, features: Mapping[str, str], reject: Reject) -> d
     return columns
 
 
+def decode_untyped(values: Any) -> dict[str, np.ndarray] | None:
+    """No spec: every key becomes a column, types as Arrow infers them. None when any row is not a plain
+    object or the types disagree between rows; the caller then takes the row-by-row way."""
+    text = _string_array(values)
+    if not len(text) or not _looks_plain(text, {}).all():
+        return None
+    body = _ndjson(text)
+    try:
+        table = pj.read_json(pa.BufferReader(body), read_options=pj.ReadOptions(
+            block_size=max(1 << 20, 2 * _longest(text))), parse_options=pj.ParseOptions(newlines_in_values=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != len(text):
+        return None
+    return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def _ndjson(text: pa.Array) -> pa.Buffer:
+    """The rows as one newline-delimited buffer, built in Arrow (no Python string per row)."""
+    joined = pc.binary_join_element_wise(text, pa.scalar(""), "\n")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset:joined.offset + len(joined) + 1]
+    return joined.buffers()[2][int(offsets[0]):int(offsets[-1])]
+
+
 def _string_array(values: Any) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -72,9 +96,7 @@ def _arrow_chunk(text: pa.Array, rows: np.ndarray, features: Mapping[str, str],
                  columns: dict[str, np.ndarray]) -> np.ndarray:
     """Parse a chunk as NDJSON in C; returns which of `rows` were taken (all, none, or all but non-finite)."""
     schema = pa.schema([(name, pa.float64() if kind == "numeric" else pa.string()) for name, kind in features.items()])
-    joined = pc.binary_join_element_wise(text, pa.scalar(""), "\n")  # every row followed by a newline
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset:joined.offset + len(joined) + 1]
-    body = joined.buffers()[2][int(offsets[0]):int(offsets[-1])]
+    body = _ndjson(text)
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore", newlines_in_values=False)
     try:
         table = pj.read_json(pa.BufferReader(body), parse_options=options,

@@ -49,8 +49,8 @@ class LocalHarness:
             db.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?)",
                        (micros(at), request_id, EP.name, "blue", "3", inputs_text, "1", 0.5, 10.0, 200))
 
-    def source(self, max_rows: int = 500_000):
-        return LocalTelemetrySource(self.store, FEATURES)
+    def source(self, max_rows: int = 500_000, features=FEATURES):
+        return LocalTelemetrySource(self.store, features)
 
     @contextmanager
     def _unreachable(self, seconds: float | None):
@@ -99,10 +99,10 @@ class LogAnalyticsHarness:
                            "Deployment": "blue", "ModelVersion": "3", "Inputs": inputs_text, "Prediction": 1,
                            "Score": 0.5, "LatencyMs": 10.0, "StatusCode": 200})
 
-    def source(self, max_rows: int = 500_000):
+    def source(self, max_rows: int = 500_000, features=FEATURES):
         self.fake.row_cap = max_rows
         return LogAnalyticsTelemetrySource("ws-1", credential=FakeCredential(), transport=self.fake,
-                                           features=FEATURES, max_rows_per_query=max_rows,
+                                           features=features, max_rows_per_query=max_rows,
                                            retry_backoff_factor=0.01, now=lambda: T0 + timedelta(days=3))
 
     @contextmanager
@@ -200,6 +200,18 @@ def test_bad_rows_are_counted_by_reason_with_examples_and_never_abort(harness):
     by_id = {e["request_id"]: e for e in batch.rejected_examples}
     assert "dep_delay" in by_id["req-50"]["detail"] and "distance" in by_id["req-51"]["detail"]
     assert not set(batch.frame.request_id) & {"req-50", "req-51", "req-52", "req-60", "req-61", "req-62"}
+
+
+def test_without_a_feature_spec_every_input_key_becomes_a_column(harness):
+    harness.add([record(i, T0 + timedelta(minutes=i)) for i in range(5)])
+    frame = harness.source(features=None).fetch(EP, HOUR).frame
+    assert list(frame.distance) == [100.0, 101.0, 102.0, 103.0, 104.0]
+    assert list(frame.origin) == ["JFK", "LGA", "EWR", "JFK", "LGA"]
+    harness.add_raw_inputs("req-90", T0 + timedelta(minutes=30), "not json")
+    harness.add_raw_inputs("req-91", T0 + timedelta(minutes=31), json.dumps({"distance": "far", "dep_delay": 1}))
+    batch = harness.source(features=None).fetch(EP, HOUR)
+    assert batch.rejected == {"unparsable_json": 1} and batch.rows == 6
+    assert batch.frame.set_index("request_id").distance["req-91"] == "far"
 
 
 def test_late_labels_are_joined_when_they_arrive(harness):

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pyarrow as pa
 
-from monitors.telemetry.inputs import _arrow_chunk, _exact_rows, decode_inputs
+from monitors.telemetry.inputs import _arrow_chunk, _exact_rows, decode_inputs, decode_untyped
 
 FEATURES = {"distance": "numeric", "dep_delay": "numeric", "origin": "categorical"}
 
@@ -80,3 +80,11 @@ def test_plain_rows_are_taken_by_the_arrow_reader_in_one_pass():
     with_nulls = pa.array(['{"distance":1,"dep_delay":null,"origin":"JFK"}', '{"distance":1,"origin":"JFK"}'])
     taken = _arrow_chunk(with_nulls, np.arange(2), FEATURES, columns)
     assert not taken.any()  # null or absent: only the exact path can tell, so it decides
+
+
+def test_without_a_spec_arrow_infers_columns_or_hands_back_to_the_row_path():
+    rows = [json.dumps({"distance": float(i), "origin": "JFK"}) for i in range(100)]
+    columns = decode_untyped(rows)
+    assert columns["distance"].tolist() == [float(i) for i in range(100)] and set(columns["origin"]) == {"JFK"}
+    assert decode_untyped(rows + ['{"distance":"far"}']) is None  # types disagree
+    assert decode_untyped(rows + ["not json"]) is None
