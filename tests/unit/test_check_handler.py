@@ -204,3 +204,41 @@ def test_an_ad_hoc_window_off_the_grid_is_recorded_but_does_not_vote(deps):
     assert deps.publisher.types()[1:] == ["mlops.check.completed.v1"]  # no incident, no drift event
     deps.telemetry.frames[T0 + 6 * DAY] = traffic(np.random.default_rng(2), 800, shift=300.0)
     assert run_check(requested(6), deps)["incidents"][0]["status"] == "opened"  # the grid window still counts
+
+
+def test_through_the_local_bus_from_request_to_one_notification(deps, tmp_path):
+    from dataclasses import replace
+
+    from core.events import decode
+    from core.localbus import SqliteBus, SqliteBusPublisher, provision
+    from core.routing import TOPIC
+    from monitors.notify import handle_incident_changed
+
+    bus = SqliteBus(tmp_path / "bus.sqlite", clock=deps.clock)
+    provision(bus)
+    deps = replace(deps, publisher=SqliteBusPublisher(bus))
+    deps.telemetry.frames[T0 + 5 * DAY] = traffic(np.random.default_rng(1), 800, shift=300.0)
+    window = Window(T0 + 5 * DAY, T0 + 6 * DAY)
+    request_check("flights-delay", deps, window=window)
+    request_check("flights-delay", deps, window=window)  # a second POST: dropped by the bus as a duplicate
+    (message,) = bus.receive(f"{TOPIC}/subscriptions/run-check", max_messages=5)
+    assert run_check(decode(message.message.body), deps)["status"] == "breached"
+    bus.complete(message.lock_token)
+
+    notified = []
+
+    class Recording:
+        def notify(self, incident):
+            notified.append(dict(incident))
+
+    alerts = bus.receive(f"{TOPIC}/subscriptions/alerts", max_messages=10)
+    assert {decode(m.message.body).data["signal"] for m in alerts} >= {"data_drift"}
+    for m in alerts:
+        handle_incident_changed(decode(m.message.body), Recording(), deps.store)
+        bus.abandon(m.lock_token)  # as if the host crashed before settling: the message comes back
+    for m in bus.receive(f"{TOPIC}/subscriptions/alerts", max_messages=10):
+        assert handle_incident_changed(decode(m.message.body), Recording(), deps.store) is False
+    assert len(notified) == len(alerts)  # one notification per incident change, despite the redelivery
+    (drift,) = bus.receive(f"{TOPIC}/subscriptions/retrain", max_messages=10)
+    assert decode(drift.message.body).data["retrain_allowed"] is True
+    bus.close()
