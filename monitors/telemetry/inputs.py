@@ -72,7 +72,10 @@ def _string_array(values: Any) -> pa.Array:
         values = values.combine_chunks()
     if isinstance(values, pa.Array) and (pa.types.is_string(values.type) or pa.types.is_null(values.type)):
         return values.cast(pa.string())
-    return pa.array([v if v is None or isinstance(v, str) else _text(v) for v in values], type=pa.string())
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # some inputs arrived as values, not text
+        return pa.array([v if v is None or isinstance(v, str) else _text(v) for v in values], type=pa.string())
 
 
 def _text(value: Any) -> str | None:

@@ -118,7 +118,10 @@ class LogAnalyticsTelemetrySource:
             # Headroom: a slice planned at the cap would come back at the cap and be split again anyway.
             for piece in _slices(window, math.ceil(total / (self.max_rows * 0.8))):
                 parts.extend(self._read(endpoint, piece))
-        columns = {raw: [cell for part in parts for cell in part.columns[raw]] for raw in _RAW_NAMES.values()}
+        if len(parts) == 1:
+            columns = parts[0].columns
+        else:
+            columns = {raw: [cell for part in parts for cell in part.columns[raw]] for raw in _RAW_NAMES.values()}
         return build_batch(endpoint, window, columns, self.features)
 
     def count(self, endpoint: EndpointRef, window: Window) -> int:
