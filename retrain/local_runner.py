@@ -117,7 +117,9 @@ class LocalPipelineRunner:
         for step in STEPS:
             doc["steps"][step.name] = "running"
             self._save(folder, doc)
+            began = time.monotonic()
             code, tail = self._run_step(folder, step, arguments)
+            doc.setdefault("seconds", {})[step.name] = round(time.monotonic() - began, 2)
             if code != 0:
                 doc["steps"][step.name] = "failed"
                 doc.update(state=RunState.FAILED.value, failed_step=step.name,

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: the register step needs neither
+    import numpy as np
+    import pandas as pd
 
 KINDS = ("numeric", "categorical")
 MODEL_FILE, META_FILE = "model.joblib", "meta.json"
@@ -36,6 +38,8 @@ def parse_features(text: str) -> dict[str, str]:
 
 def read_table(path: str | Path | None, what: str) -> pd.DataFrame | None:
     """A Parquet file or a folder of them; None or an empty folder -> None."""
+    import pandas as pd
+
     if path is None:
         return None
     path = Path(path)
@@ -56,6 +60,8 @@ def check_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
 
 
 def labels(frame: pd.DataFrame, label: str, what: str) -> np.ndarray:
+    import numpy as np
+
     values = frame[label]
     if values.isna().any():
         raise InputError(f"--{what}: label column {label!r} has {int(values.isna().sum())} missing values")
@@ -67,6 +73,8 @@ def labels(frame: pd.DataFrame, label: str, what: str) -> np.ndarray:
 
 def feature_frame(frame: pd.DataFrame, features: dict[str, str]) -> pd.DataFrame:
     """Categoricals as strings (missing stays missing), numerics as floats, in the declared order."""
+    import pandas as pd
+
     out = {}
     for name, kind in features.items():
         column = frame[name]
@@ -101,6 +109,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def time_range(frame: pd.DataFrame, time_column: str) -> dict[str, str] | None:
+    import pandas as pd
+
     if frame.empty or time_column not in frame.columns:
         return None
     times = pd.to_datetime(frame[time_column], utc=True)
