@@ -4,6 +4,7 @@ evidently HTML report of the same window (evidently is imported only inside `ren
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 from core.ports import ReportStore
@@ -23,7 +24,20 @@ _RAW_DETAILS = ("examples",)
 def finding_json(finding: Finding) -> dict[str, Any]:
     doc = finding.to_json()
     doc["details"] = {k: v for k, v in doc["details"].items() if k not in _RAW_DETAILS}
-    return doc
+    return plain(doc)
+
+
+def plain(value: Any) -> Any:
+    """Strict JSON values: NaN and infinities become null, numpy scalars Python numbers, tuples lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def result_document(findings: list[Finding], *, rows: int, reference_rows: int | None = None) -> dict[str, Any]:
@@ -37,13 +51,13 @@ def result_document(findings: list[Finding], *, rows: int, reference_rows: int |
         found = [finding_json(f) for f in findings if f.signal == signal]
         if found:
             doc[signal] = found
-    return doc
+    return plain(doc)
 
 
 def check_document(*, check_id: str, spec: "MonitorSpec", window: Window, findings: list[Finding], rows: int,
                    rejected: Mapping[str, int], status: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stored record of one check: its verdicts, every finding's numbers, and where they came from."""
-    return {
+    return plain({
         "check_id": check_id, "monitor": spec.name, "status": status,
         "endpoint": {"name": spec.endpoint.name, "deployment": spec.endpoint.deployment},
         "model": spec.model.name, "window": window.to_json(), "rows": rows, "rejected": dict(rejected),
@@ -51,7 +65,7 @@ def check_document(*, check_id: str, spec: "MonitorSpec", window: Window, findin
         "summary": result_document(findings, rows=rows),
         "findings": [finding_json(f) for f in findings],
         **(extra or {}),
-    }
+    })
 
 
 def report_name(monitor: str, window: Window, suffix: str = "json") -> str:

@@ -242,3 +242,17 @@ def test_through_the_local_bus_from_request_to_one_notification(deps, tmp_path):
     (drift,) = bus.receive(f"{TOPIC}/subscriptions/retrain", max_messages=10)
     assert decode(drift.message.body).data["retrain_allowed"] is True
     bus.close()
+
+
+def test_nan_statistics_are_stored_as_null_not_refused(deps):
+    from core.records import put
+    from core.types import Finding
+    from monitors.report import check_document
+
+    spec = deps.specs.get("flights-delay")
+    odd = Finding("performance", "log_loss", float("nan"), 0.7, False, details={"spread": np.float32("inf")})
+    doc = check_document(check_id="c", spec=spec, window=Window(T0, T0 + DAY), findings=[odd], rows=3,
+                         rejected={}, status="ok")
+    put(deps.store, CHECK, "c", doc)  # the store refuses NaN: a check must never be lost to one
+    stored = deps.store.get(CHECK, "c").data["findings"][0]
+    assert stored["statistic"] is None and stored["details"]["spread"] is None
