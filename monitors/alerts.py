@@ -166,5 +166,7 @@ class _Step:
                                tuple(self._evidence()))]
 
     def _evidence(self) -> list[dict[str, Any]]:
-        return [f.to_json() for f in self.findings if f.breached or f.name == "dataset"]
+        from monitors.report import finding_json  # strict JSON: the store refuses NaN
+
+        return [finding_json(f) for f in self.findings if f.breached or f.name == "dataset"]
 
