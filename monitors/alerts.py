@@ -20,6 +20,7 @@ from core.events import event_id
 from core.ports import StateStore
 from core.records import INCIDENT, put
 from core.types import Finding, Severity, Window, iso, parse_time
+from monitors.report import finding_json  # strict JSON, without raw examples: the store refuses NaN
 
 ALERT_STATE = "alert"
 OPENED, UPDATED, RESOLVED = "opened", "updated", "resolved"
@@ -166,7 +167,5 @@ class _Step:
                                tuple(self._evidence()))]
 
     def _evidence(self) -> list[dict[str, Any]]:
-        from monitors.report import finding_json  # strict JSON: the store refuses NaN
-
         return [finding_json(f) for f in self.findings if f.breached or f.name == "dataset"]
 
