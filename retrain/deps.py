@@ -51,6 +51,7 @@ class RetrainConfig:
     max_error_rate: float = 0.02
     max_p95_latency_ms: float = 500.0
     min_canary_requests: int = 50
+    request_timeout: timedelta = timedelta(days=1)  # a request not started by then is failed (frees the endpoint)
     export_dir: Path = Path(".local/retrain/exports")
 
 

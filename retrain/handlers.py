@@ -14,7 +14,7 @@ import logging
 import uuid
 from typing import Any, Mapping
 
-from core.errors import ConcurrencyConflict, NotFound, RetryableError, ValidationFailed
+from core.errors import ConcurrencyConflict, NotFound, PermanentError, RetryableError, ValidationFailed
 from core.events import Envelope, event_id, new_event
 from core.records import RUN, already_processed, mark_processed, require
 from core.types import EndpointRef, ModelVersion, RunRef, RunState, Window, iso, parse_time
@@ -119,8 +119,12 @@ def _start(run_id: str, cause: Envelope, deps: RetrainDeps) -> dict[str, Any]:
     if not decision.allowed:
         return _skip(deps, run_id, decision)
     champion = champion_of(deps, endpoint)
-    request = _pipeline_request(deps, target, run_id, window, export["path"], champion, record)
-    ref = deps.runner.submit(request, idempotency_key=run_id)
+    try:
+        request = _pipeline_request(deps, target, run_id, window, export["path"], champion, record)
+        ref = deps.runner.submit(request, idempotency_key=run_id)
+    except PermanentError as exc:  # e.g. an invalid request: record why, so the endpoint is not blocked
+        _fail(deps, run_id, {"requested"}, "submit", exc)
+        return summary(require(deps.store, RUN, run_id).data, existing=False)
     deps.publisher.publish(cause.caused("mlops.retrain.started.v1", {
         "run_id": run_id, "endpoint": endpoint, "backend": ref.backend, "external_id": ref.external_id,
         "window": window.to_json(), "champion": str(champion) if champion else None},
@@ -185,9 +189,25 @@ def track_runs(deps: RetrainDeps) -> dict[str, int]:
                 outcome = watch_canary(record, deps)
                 if outcome:
                     counts[outcome] += 1
+            elif record["state"] == "requested" and _stale(record, deps):
+                _fail(deps, record["run_id"], {"requested"}, "start",
+                      NotFound(f"never started within {deps.config.request_timeout} (its event was lost?)"))
         except RetryableError as exc:  # one unreachable run must not stop the others; the next tick retries
             log.warning("run %s: %s; will retry", record["run_id"], exc)
+        except PermanentError as exc:  # e.g. the runner lost the run: record it, keep tracking the others
+            _fail(deps, record["run_id"], {record["state"]}, record["state"], exc)
     return counts
+
+
+def _stale(record: Mapping[str, Any], deps: RetrainDeps) -> bool:
+    return deps.clock.now() - parse_time(record["requested_at"]) > deps.config.request_timeout
+
+
+def _fail(deps: RetrainDeps, run_id: str, expect: set[str], step: str, exc: Exception) -> None:
+    error = f"{type(exc).__name__}: {exc}"
+    log.error("run %s failed at %s: %s", run_id, step, error)
+    transition(deps.store, run_id, expect, "failed", deps.clock.now(), note=error, error=error,
+               outcome={"result": "failed", "step": step, "error": error})
 
 
 def _poll_run(record: Mapping[str, Any], deps: RetrainDeps) -> int:

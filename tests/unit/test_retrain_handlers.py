@@ -283,3 +283,23 @@ def test_canary_latency_and_starvation(deps, health, hours, outcome, reason):
     else:
         assert record["state"] == outcome and reason in record["outcome"]["reasons"][0]
         assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
+
+
+class RefusingRunner(FakeRunner):
+    def submit(self, request, *, idempotency_key):
+        raise ValidationFailed("retrain request is missing reference", field="reference")
+
+
+def test_a_refused_submission_or_a_lost_request_fails_the_run_and_frees_the_endpoint(deps):
+    deps.runner = RefusingRunner()
+    run = request_retrain(EP.name, "x", trigger={"kind": "http"}, idempotency_key="k1", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    record = get_run(run["run_id"], deps)
+    assert record["state"] == "failed" and record["outcome"]["step"] == "submit"
+    assert "missing reference" in record["outcome"]["error"]
+    lost = request_retrain(EP.name, "y", trigger={"kind": "http"}, idempotency_key="k2", deps=deps)
+    assert lost["existing"] is False  # the failed run no longer holds the endpoint
+    deps.clock.advance(timedelta(days=2))  # its requested event never arrives
+    track_runs(deps)
+    assert get_run(lost["run_id"], deps)["outcome"]["step"] == "start"
+    assert request_retrain(EP.name, "z", trigger={"kind": "http"}, idempotency_key="k3", deps=deps)["existing"] is False
