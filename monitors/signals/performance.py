@@ -117,7 +117,11 @@ class FittedPerformance:
             note = f"missing columns {missing}" if missing else f"only {labelled} labelled rows (< {cfg.min_labels})"
             details = {**base, "note": f"not enough ground truth to judge: {note}", "insufficient": True}
             return [Finding(SIGNAL, metric, None, None, False, details=details)]
-        values = cfg.metrics(frame)
+        try:
+            values = cfg.metrics(frame)
+        except (ValueError, TypeError) as exc:  # labels or predictions of the wrong type: a finding, not a crash
+            return [Finding(SIGNAL, metric, None, None, False, details={
+                **base, "insufficient": True, "note": f"cannot compute {metric}: {exc}"})]
         value = values.get(metric)
         if value is None:
             return [Finding(SIGNAL, metric, None, None, False, details={

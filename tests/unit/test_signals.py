@@ -113,6 +113,13 @@ def test_performance_with_few_labels_says_so_instead_of_alarming(reference):
     assert "only 20 labelled rows" in finding.details["note"]
 
 
+def test_performance_with_labels_of_the_wrong_type_is_a_finding_not_a_crash(reference):
+    fitted = perf(min_labels=10).fit(reference)
+    garbled = reference.head(100).assign(delayed=["yes", "no"] * 50)
+    (finding,) = fitted.evaluate(batch(garbled))
+    assert finding.details["insufficient"] and "cannot compute auc" in finding.details["note"]
+
+
 def test_performance_regression_floor_from_the_spec():
     ref = pd.DataFrame({"y": np.arange(100.0), "pred": np.arange(100.0) + 1})
     fitted = PerformanceEvaluator("pred", "value", "y", "regression", ceiling=1.5, max_drop=10).fit(ref)
