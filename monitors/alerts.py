@@ -123,16 +123,21 @@ class _Step:
             return self._breaching(store, state, breached)
         state["streak"], state["clean"] = 0, state["clean"] + 1
         if state["open"] and state["clean"] >= self.settings.resolve_after:
-            return [self._resolve(store, state)]
+            return self._resolve(store, state)
         return []
 
     def _breaching(self, store: StateStore, state: dict[str, Any], breached: list[Finding]) -> list[IncidentChange]:
         severity = self.settings.severity_of(self.signal)
         names = sorted(f.name for f in breached)
-        if state["open"]:
-            incident = dict(store.get(INCIDENT, state["open"]).data)  # type: ignore[union-attr]
-            changed = incident["severity"] != severity.value or incident["breached"] != names
-            incident.update(windows=incident["windows"] + 1, last_window=self.window.to_json(),
+        incident = _open_incident(store, state)
+        if incident is not None:
+            # compared and counted in the tracker, not the incident: a retry after a lost race re-reads the
+            # tracker as it was, while the incident may already hold the first attempt's write
+            known = (state.get("severity", incident["severity"]), state.get("breached", incident["breached"]))
+            changed = known != (severity.value, names)
+            state.update(severity=severity.value, breached=names,
+                         episode_windows=state.get("episode_windows", incident["windows"]) + 1)
+            incident.update(windows=state["episode_windows"], last_window=self.window.to_json(),
                             last_check=self.check_id, breached=names, severity=severity.value,
                             evidence=self._evidence(), model_version=self.model_version)
             return self._save(store, incident, UPDATED if changed else None)
@@ -140,7 +145,7 @@ class _Step:
         if state["streak"] < self.settings.consecutive or (cooldown and self.window.start < parse_time(cooldown)):
             return []
         incident_id = event_id("incident", self.monitor, self.signal, self.window.key())
-        state["open"] = incident_id
+        state.update(open=incident_id, episode_windows=state["streak"], severity=severity.value, breached=names)
         incident = {"incident_id": incident_id, "monitor": self.monitor, "signal": self.signal, "status": "open",
                     "severity": severity.value, "opened_window": self.window.to_json(),
                     "last_window": self.window.to_json(), "resolved_window": None, "windows": state["streak"],
@@ -148,17 +153,20 @@ class _Step:
                     "evidence": self._evidence(), "model_version": self.model_version, "history": []}
         return self._save(store, incident, OPENED)
 
-    def _resolve(self, store: StateStore, state: dict[str, Any]) -> IncidentChange:
-        incident = dict(store.get(INCIDENT, state["open"]).data)  # type: ignore[union-attr]
-        incident.update(status="resolved", resolved_window=self.window.to_json(), last_check=self.check_id)
+    def _resolve(self, store: StateStore, state: dict[str, Any]) -> list[IncidentChange]:
+        incident = _open_incident(store, state)
         state["open"] = None
+        if incident is None:
+            return []
+        incident.update(status="resolved", resolved_window=self.window.to_json(), last_check=self.check_id)
         state["cooldown_until"] = iso(self.window.end + self.settings.cooldown)
-        return self._save(store, incident, RESOLVED)[0]
+        return self._save(store, incident, RESOLVED)
 
     def _save(self, store: StateStore, incident: dict[str, Any], status: str | None) -> list[IncidentChange]:
         if status:
             entry = {"status": status, "window": self.window.to_json(), "check_id": self.check_id}
-            incident["history"] = [*incident["history"], entry][-_HISTORY:]
+            if incident["history"][-1:] != [entry]:  # a retry of this same step must not log it twice
+                incident["history"] = [*incident["history"], entry][-_HISTORY:]
         put(store, INCIDENT, incident["incident_id"], incident)
         if status is None:
             return []
@@ -169,3 +177,13 @@ class _Step:
     def _evidence(self) -> list[dict[str, Any]]:
         return [finding_json(f) for f in self.findings if f.breached or f.name == "dataset"]
 
+
+def _open_incident(store: StateStore, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The tracker's open incident; a tracker pointing at a deleted incident starts a new episode."""
+    if not state.get("open"):
+        return None
+    doc = store.get(INCIDENT, state["open"])
+    if doc is None:
+        state["open"] = None
+        return None
+    return dict(doc.data)

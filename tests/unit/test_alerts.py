@@ -7,7 +7,7 @@ import pytest
 from core.records import INCIDENT
 from core.state_sqlite import SqliteStateStore
 from core.types import EndpointRef, Finding, Severity, TelemetryBatch, Window
-from monitors.alerts import AlertPolicy
+from monitors.alerts import ALERT_STATE, AlertPolicy
 from monitors.spec import AlertSpec
 
 START = datetime(2013, 4, 1, tzinfo=UTC)
@@ -108,3 +108,30 @@ def test_incident_ids_are_deterministic_per_monitor_signal_and_window(tmp_path):
         ids.append(change.incident_id)
         store.close()
     assert ids[0] == ids[1]
+
+
+class RacingStore:
+    """A real store where another writer touches the alert tracker just before our first replace of it."""
+
+    def __init__(self, inner):
+        self.inner, self.raced = inner, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def replace(self, kind, key, data, etag):
+        if kind == ALERT_STATE and not self.raced:
+            self.raced = True
+            current = self.inner.get(kind, key)
+            self.inner.replace(kind, key, current.data, current.etag)  # same content, new etag
+        return self.inner.replace(kind, key, data, etag)
+
+
+def test_a_lost_race_on_the_tracker_is_retried_without_counting_twice(store):
+    policy = AlertPolicy(AlertSpec(consecutive=1))
+    policy.apply(store, "m", window(0), drift(True), check_id="c0")  # opened
+    racing = RacingStore(store)
+    (change,) = policy.apply(racing, "m", window(1), drift(True, "carrier"), check_id="c1")
+    assert racing.raced and change.status == "updated"
+    (_, doc), = store.list(INCIDENT)
+    assert doc.data["windows"] == 2 and [h["status"] for h in doc.data["history"]] == ["opened", "updated"]
