@@ -142,7 +142,7 @@ class Calibrator:
             row = rows[f.name]
             row["floor"] = float(floors.get(f.name, floors.get(f.effect_method, 0.0)))
             row["significant"] = f.name in significant
-            row["drifted"] = row["significant"] and f.effect >= row["floor"]
+            row["drifted"] = bool(row["significant"] and f.effect >= row["floor"])
             if row["drifted"]:
                 drifted.append(f.name)
         share = len(drifted) / len(tested) if tested else 0.0
