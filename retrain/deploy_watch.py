@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from core.events import event_id, new_event
 from core.types import EndpointRef, iso, parse_time
 from retrain.deploy import parse_model
-from retrain.runs import transition
+from retrain.runs import model_json, transition
 
 if TYPE_CHECKING:
     from retrain.deps import RetrainDeps
@@ -47,7 +47,7 @@ def _finish(record: Mapping[str, Any], deps: "RetrainDeps", outcome: str, number
             reasons: list[str]) -> str:
     ref, candidate, now = EndpointRef(record["endpoint"]), parse_model(record["candidate"]), deps.clock.now()
     split = deps.deployer.rollback(ref) if outcome == "rolled_back" else deps.deployer.promote(ref, candidate)
-    data = {"run_id": record["run_id"], "endpoint": ref.name, "candidate": str(candidate),
+    data = {"run_id": record["run_id"], "endpoint": ref.name, "candidate": model_json(str(candidate)),
             "traffic": dict(split.shares), "health": numbers, "reason": "; ".join(reasons)}
     kind = "mlops.model.rolled_back.v1" if outcome == "rolled_back" else "mlops.model.promoted.v1"
     deps.publisher.publish(new_event(kind, data, id=event_id(kind, record["run_id"]), subject=ref.name, time=now,

@@ -23,7 +23,7 @@ from retrain.deps import RetrainDeps, RetrainTarget
 from retrain.export import export_labelled
 from retrain.gate import EvalReport, decide
 from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start
-from retrain.runs import endpoint_runs, new_record, run_id_for, summary, transition
+from retrain.runs import endpoint_runs, model_json, new_record, run_id_for, summary, transition
 
 log = logging.getLogger("mlops.retrain")
 DRIFT, REQUESTED = "mlops.drift.detected.v1", "mlops.retrain.requested.v1"
@@ -216,7 +216,8 @@ def _poll_run(record: Mapping[str, Any], deps: RetrainDeps) -> int:
         return 0
     run_id, now = record["run_id"], deps.clock.now()
     candidate = str(status.model) if status.model else None
-    data = {"run_id": run_id, "endpoint": record["endpoint"], "status": status.state.value, "candidate": candidate,
+    data = {"run_id": run_id, "endpoint": record["endpoint"], "status": status.state.value,
+            "candidate": model_json(candidate),
             "failed_step": status.failed_step, "error": status.error}
     deps.publisher.publish(new_event(COMPLETED, data, id=event_id("retrain.completed", run_id),
                                      subject=record["endpoint"], time=now, correlationid=run_id))
@@ -246,7 +247,7 @@ def _gate(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
         raise ValidationFailed(f"run {record['run_id']} has no challenger metrics", field="metrics")
     decision = decide(EvalReport.from_flat(record["metrics"], "champion"), challenger, deps.config.gate)
     kind = "accepted" if decision.accepted else "rejected"
-    data = {"run_id": record["run_id"], "endpoint": record["endpoint"], "candidate": record["candidate"],
+    data = {"run_id": record["run_id"], "endpoint": record["endpoint"], "candidate": model_json(record["candidate"]),
             "gate": decision.to_json(), "champion": record.get("champion")}
     deps.publisher.publish(envelope.caused(f"mlops.challenger.{kind}.v1", data,
                                            id=event_id(f"challenger.{kind}", record["run_id"]),
@@ -270,8 +271,8 @@ def _canary(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
     first = split.shares.get(deployment) == 100  # an endpoint with no model: nothing to compare with
     kind, state = ("mlops.model.promoted.v1", "promoted") if first else ("mlops.canary.started.v1", "canary")
     deps.publisher.publish(envelope.caused(kind, {
-        "run_id": record["run_id"], "endpoint": ref.name, "candidate": str(candidate),
-        "traffic": dict(split.shares), "deployment": deployment},
+        "run_id": record["run_id"], "endpoint": ref.name, "candidate": model_json(str(candidate)),
+        "traffic": dict(split.shares), "deployment": deployment, "bake_until": iso(now + deps.config.bake)},
         id=event_id(kind, record["run_id"]), time=now))
     transition(deps.store, record["run_id"], {"accepted"}, state, now, deployment=[*record["deployment"], step],
                canary={"deployment": deployment, "started_at": iso(now)},

@@ -57,6 +57,14 @@ def transition(store: StateStore, run_id: str, expect: set[str] | frozenset[str]
     raise ConcurrencyConflict(f"run {run_id} kept changing under us")
 
 
+def model_json(text: str | None) -> dict[str, str] | None:
+    """'name:version' -> {"name", "version"}: how events carry a model."""
+    if not text:
+        return None
+    name, _, version = text.rpartition(":")
+    return {"name": name, "version": version}
+
+
 def summary(record: Mapping[str, Any], *, existing: bool) -> dict[str, Any]:
     return {"run_id": record["run_id"], "endpoint": record["endpoint"], "state": record["state"],
             "existing": existing, "requested_at": record["requested_at"]}

@@ -212,6 +212,8 @@ def accept_and_start_canary(deps, run_id):
     on_deploy_event(accepted, deps)
     on_deploy_event(accepted, deps)  # redelivered: one canary
     (started,) = deps.publisher.of("mlops.canary.started.v1")
+    assert started.data["candidate"] == {"name": "flights", "version": "2"}
+    assert started.data["bake_until"] == "2013-06-01T06:00:00Z"
     return started
 
 
