@@ -157,7 +157,7 @@ class Calibrator:
         exceed = int(null.size - np.searchsorted(null, feature.effect, side="left"))
         return {"effect": float(feature.effect), "effect_method": feature.effect_method,
                 "exceedances": exceed, "p_value": (1 + exceed) / (1 + null.size),
-                "null_q99": float(np.quantile(null, 0.99))}
+                "null_q99": float(null[int(0.99 * (null.size - 1))])}  # sorted: a lookup, not np.quantile
 
 
 def holm(p_values: Mapping[str, float], fwer: float) -> set[str]:
