@@ -94,7 +94,12 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
     """
     spec = deps.specs.get(monitor)
     now = deps.clock.now()
-    envelope = check_requested(spec.name, window or latest_complete_window(spec, now), now, reason=reason)
+    window = window or latest_complete_window(spec, now)
+    complete_at = window.end + spec.window.lateness
+    if complete_at > now:  # a check marks its window done: a partial window would never be checked again
+        raise ValidationFailed(f"window {window.key()} of {spec.name} is not complete until {iso(complete_at)} "
+                               f"(window end + lateness {spec.window.lateness})", field="window")
+    envelope = check_requested(spec.name, window, now, reason=reason)
     deps.publisher.publish(envelope)
     return envelope
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.clock import ManualClock
-from core.errors import NotFound, TelemetryUnavailable
+from core.errors import NotFound, TelemetryUnavailable, ValidationFailed
 from core.events import event_id, new_event
 from core.records import CHECK, INCIDENT, window_done
 from core.state_sqlite import SqliteStateStore
@@ -181,6 +181,10 @@ def test_request_check_asks_for_the_latest_complete_window(deps):
     assert (envelope.data["window_start"], envelope.data["window_end"]) == ("2013-04-09T00:00:00Z",
                                                                            "2013-04-10T00:00:00Z")
     assert envelope.data["reason"] == "http"
+    unfinished = Window(T0 + 10 * DAY, T0 + 11 * DAY)
+    with pytest.raises(ValidationFailed, match="not complete until 2013-04-12T01:00:00Z") as err:
+        request_check("flights-delay", deps, window=unfinished)
+    assert err.value.field == "window" and len(deps.publisher.published) == 1
 
 
 @pytest.mark.slow  # imports evidently (~7 s on a busy 2-core machine)
