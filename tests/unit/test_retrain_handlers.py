@@ -305,3 +305,32 @@ def test_a_refused_submission_or_a_lost_request_fails_the_run_and_frees_the_endp
     track_runs(deps)
     assert get_run(lost["run_id"], deps)["outcome"]["step"] == "start"
     assert request_retrain(EP.name, "z", trigger={"kind": "http"}, idempotency_key="k3", deps=deps)["existing"] is False
+
+
+@pytest.mark.slow
+def test_the_loop_with_the_real_local_pipeline_from_request_to_canary(deps, tmp_path):
+    from retrain.local_runner import LocalPipelineRunner
+
+    months(1, 3, 5000).to_parquet(deps.targets[EP.name].reference)
+    registry = LocalModelRegistry(tmp_path / "real-registry")
+    champion = register_model(registry, 1, 3, rows=5000)
+    deps.registry, deps.runner = registry, LocalPipelineRunner(tmp_path / "runs", registry_root=registry.root)
+    deps.deployer = LocalDeployer(tmp_path / "real-endpoints.json", registry)
+    deps.deployer.start_canary(EP, champion, 10)
+    run = request_retrain(EP.name, "drifted", trigger={"kind": "http"}, idempotency_key="real", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    deps.runner.wait(RunRef(**get_run(run["run_id"], deps)["run"]), timeout=240)
+    assert track_runs(deps)["completed"] == 1
+    record = get_run(run["run_id"], deps)
+    assert record["state"] == "trained", record.get("error")
+    assert record["candidate"] == "flights:2"
+    assert record["metrics"]["champion/rows"] == record["metrics"]["holdout_rows"]
+    lineage = registry.get("flights", "2")["lineage"]
+    assert lineage["parent"] == str(champion) and lineage["run_id"] == run["run_id"]
+    gate = on_deploy_event(deps.publisher.of("mlops.retrain.completed.v1")[0], deps)
+    assert gate["numbers"]["champion"] == pytest.approx(record["metrics"]["champion/auc"])
+    # Seeded data and models: trained with May traffic, the challenger beats the Jan-Mar champion on late May.
+    assert gate["accepted"], gate["reasons"]
+    assert gate["numbers"]["challenger"] > gate["numbers"]["champion"] + 0.005
+    on_deploy_event(deps.publisher.of("mlops.challenger.accepted.v1")[0], deps)
+    assert deps.deployer.current(EP) == TrafficSplit({"blue": 90, "green": 10})
