@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from itertools import pairwise
+from itertools import chain, pairwise
+from operator import attrgetter
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import PermanentError, TelemetryUnavailable
 from core.telemetry import DeploymentHealth
@@ -29,7 +32,22 @@ _RAW_NAMES = {"TimeGenerated": "time", "RequestId": "request_id", "Deployment": 
               "LatencyMs": "latency_ms", "StatusCode": "status_code", "Label": "label"}
 _Text = str | None
 _Number = float | str | None  # Kusto writes NaN and infinities of real columns as strings
-_Row = tuple[_Text, _Text, _Text, _Text, _Text, _Text, _Number, _Number, int | None, _Text]
+_DYNAMIC = ("inputs", "prediction", "label")  # tostring(dynamic): JSON text, "" for null
+
+
+class _Row(msgspec.Struct, array_like=True, gc=False):
+    """One row in RESULT_COLUMNS order. gc=False: a million rows must not be walked by the cyclic GC."""
+
+    time: _Text
+    request_id: _Text
+    deployment: _Text
+    model_version: _Text
+    inputs: _Text
+    prediction: _Text
+    score: _Number
+    latency_ms: _Number
+    status_code: int | None
+    label: _Text
 
 
 class _Column(msgspec.Struct):
@@ -54,9 +72,9 @@ _RETRY_METHODS = frozenset({"GET", "POST"})
 
 @dataclass(frozen=True)
 class QueryColumns:
-    """One response, column-wise: raw names (time, request_id, ...) -> list of cells."""
+    """One response, column-wise: raw names (time, request_id, ...) -> list or Arrow array of cells."""
 
-    columns: dict[str, list[Any]]
+    columns: dict[str, Any]
     rows: int
     error: Mapping[str, Any] | None
 
@@ -76,16 +94,17 @@ def columns_from_response(body: bytes) -> QueryColumns:
         if names != kql.RESULT_COLUMNS:
             raise PermanentError(f"Log Analytics answered columns {names}, expected {kql.RESULT_COLUMNS}",
                                  reason="TelemetrySchemaMismatch")
-        cells = list(zip(*table.rows, strict=True)) if table.rows else [() for _ in names]
-        columns = {_RAW_NAMES[name]: _blank_to_none(name, list(col)) for name, col in zip(names, cells, strict=True)}
+        columns = {raw: list(map(attrgetter(raw), table.rows)) for raw in _RAW_NAMES.values()}
+        for raw in _DYNAMIC:
+            text = pa.array(columns[raw], type=pa.string())
+            columns[raw] = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
         return QueryColumns(columns, len(table.rows), doc.error)
 
 
-def _blank_to_none(name: str, cells: list[Any]) -> list[Any]:
-    """tostring() of a null dynamic is "": that is a missing value, not a value."""
-    if name in ("Inputs", "Prediction", "Label"):
-        return [None if c == "" else c for c in cells]
-    return cells
+def _concat(parts: list[Any]) -> Any:
+    if isinstance(parts[0], (pa.Array, pa.ChunkedArray)):
+        return pa.chunked_array(parts, type=pa.string())
+    return list(chain.from_iterable(parts))
 
 
 class LogAnalyticsTelemetrySource:
@@ -120,8 +139,10 @@ class LogAnalyticsTelemetrySource:
                 parts.extend(self._read(endpoint, piece))
         if len(parts) == 1:
             columns = parts[0].columns
+        elif parts:
+            columns = {raw: _concat([part.columns[raw] for part in parts]) for raw in _RAW_NAMES.values()}
         else:
-            columns = {raw: [cell for part in parts for cell in part.columns[raw]] for raw in _RAW_NAMES.values()}
+            columns = {raw: [] for raw in _RAW_NAMES.values()}
         return build_batch(endpoint, window, columns, self.features)
 
     def count(self, endpoint: EndpointRef, window: Window) -> int:
