@@ -8,6 +8,7 @@ COMMANDS: list[list[str]] = [
     [sys.executable, "-m", "benchmarks.drift", "--rows", "10000"],
     [sys.executable, "-m", "benchmarks.drift", "--rows", "100000"],
     [sys.executable, "-m", "benchmarks.drift", "--rows", "1000000"],
+    [sys.executable, "-m", "benchmarks.telemetry", "--rows", "1000000"],
 ]
 
 
