@@ -160,3 +160,15 @@ def test_report_with_data_drift_preset_agrees(ev):
         mine = {f.name: f.statistic for f in compare(build_profile(ref, kinds), cur)}
         for name, value in theirs.items():
             assert abs(mine[name] - value) <= TOLERANCE, (rows, name, mine[name], value)
+
+
+@pytest.mark.parametrize("method", ["psi", "jensenshannon", "kl_div"])
+def test_integer_columns_get_numpys_integer_bin_width(ev, method):
+    """With integer data numpy widens sturges bins to >= 1: 21 values over 550k rows make 20 bins, not 21."""
+    rng = np.random.default_rng(4)
+    ref, cur = pd.Series(rng.integers(0, 21, 300_000)), pd.Series(rng.integers(0, 21, 250_000))
+    name, score, _ = evidently_drift(ev, ref, cur, "numeric", method)
+    as_float = ours(ref, cur.astype(float), "numeric", method)  # mixed dtypes: no widening, as in evidently
+    assert abs(ours(ref, cur, "numeric", method).statistic - score) <= TOLERANCE
+    assert abs(as_float.statistic - evidently_drift(ev, ref, cur.astype(float), "numeric", method)[1]) <= TOLERANCE
+    assert as_float.statistic != score
