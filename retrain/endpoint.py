@@ -188,9 +188,14 @@ def _handler_for(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             if self.path != "/score":
                 return self._send(404, {"error": f"no route POST {self.path}"})
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                return self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self.close_connection = True  # the body is not read, so this connection cannot be reused
+                return self._send(413 if length > MAX_BODY else 400,
+                                  {"error": f"Content-Length must be 0..{MAX_BODY}", "field": "Content-Length"})
             body = self.rfile.read(length)
             try:
                 columns, rows, ids = parse_body(body)
