@@ -88,3 +88,18 @@ def test_null_grid_and_scale():
     assert scale(1000, 4000, 10**9) == pytest.approx(0.5, abs=1e-5)  # 4x the rows: half the noise
     # a draw is part of the reference, so it sits closer to it than an independent window would
     assert scale(1000, 1000, 5000) > 1.2
+
+
+@pytest.mark.parametrize("size", [40, 700])  # without and with replacement (reference of 1000 rows)
+def test_vectorised_null_equals_wasserstein_of_each_drawn_window(size):
+    import pandas as pd
+
+    from monitors.drift import calibration
+    from monitors.drift.profile import build_profile
+
+    rng = np.random.default_rng(3)
+    col = build_profile(pd.DataFrame({"x": rng.gamma(2, 1, 1000).round(1)}), {"x": "numeric"}).columns["x"]
+    null = calibration.simulate(col, size, 5, np.random.default_rng(9))
+    drawn = calibration._positions(col.rows, size, 5, np.random.default_rng(9))
+    direct = [stats.wasserstein_distance(col.values[p], col.values) / col.std for p in drawn]
+    np.testing.assert_allclose(null, direct, rtol=0, atol=1e-12)
