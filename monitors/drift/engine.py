@@ -83,7 +83,7 @@ def compare_column(col: ColumnProfile, series: pd.Series | None, threshold: floa
     threshold = method.threshold if threshold is None else float(threshold)
     try:
         statistic, p_value = method.compute(pair)
-    except ValueError as exc:  # e.g. cramer_von_mises on a one-row window; evidently raises too
+    except (ValueError, TypeError) as exc:  # cramer_von_mises on one row, z on unorderable values: evidently fails too
         return _untested(col, pair.cur_rows, str(exc), method.id)
     return FeatureDrift(name=col.name, kind=col.kind, method=method.id, statistic=statistic, p_value=p_value,
                         threshold=threshold, drifted=bool(method.drifted(statistic, threshold)),

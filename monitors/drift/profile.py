@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -204,7 +205,10 @@ class ProfileCache:
                      methods: Mapping[str, str] | None = None) -> ReferenceProfile:
         path = self.path(fingerprint, kinds, methods)
         if path.exists():
-            return ReferenceProfile.load(path)
+            try:
+                return ReferenceProfile.load(path)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass  # unreadable (older format, damaged disk): rebuild it from the reference below
         profile = build_profile(load_reference(), kinds, methods=methods, fingerprint=fingerprint)
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")

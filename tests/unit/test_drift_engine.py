@@ -141,3 +141,19 @@ def test_infer_kinds_like_evidently():
         "empty": np.full(n, np.nan)})
     assert infer_kinds(data) == {"price": "numeric", "rooms": "categorical", "visits": "numeric",
                                  "city": "categorical", "is_new": "categorical"}
+
+
+def test_unreadable_cached_profile_is_rebuilt(reference, tmp_path):
+    cache = ProfileCache(tmp_path)
+    cache.get_or_build("model:5", lambda: reference, KINDS)
+    cache.path("model:5", KINDS).write_bytes(b"not a profile")
+    rebuilt = cache.get_or_build("model:5", lambda: reference, KINDS)
+    assert rebuilt.rows == 3000
+    assert ReferenceProfile.load(cache.path("model:5", KINDS)).rows == 3000
+
+
+def test_z_test_on_unorderable_categories_is_reported_not_raised():
+    reference = pd.DataFrame({"mixed": ["a"] * 30 + [1] * 20})
+    profile = build_profile(reference, {"mixed": "categorical"}, methods={"mixed": "z"})
+    [feature] = compare(profile, pd.DataFrame({"mixed": ["a"] * 10 + [1] * 15}))
+    assert not feature.tested and "not supported" in feature.note and not feature.drifted
