@@ -159,12 +159,19 @@ class LocalDeployer:
         return self._perform(endpoint, [["traffic", {champion: 100, canary: 0}], ["remove", canary],
                                         ["mark", None]])
 
-    def inject_fault(self, model: ModelVersion, *, error_rate: float = 0.0, extra_latency_ms: float = 0.0) -> None:
-        """Make every deployment of `model` fail a share of requests or answer slower (tests, demo)."""
+    def inject_fault(self, target: ModelVersion | str, *, error_rate: float = 0.0,
+                     extra_latency_ms: float = 0.0) -> None:
+        """Make a deployment (by name) or every deployment of a model fail a share of its requests (HTTP 500)
+        or answer slower: for tests and the demo's misbehaving canary. Zero for both clears the fault."""
         if not 0.0 <= error_rate <= 1.0:
             raise ValidationFailed(f"error_rate must be within 0..1, got {error_rate}", field="error_rate")
+        if extra_latency_ms < 0:
+            raise ValidationFailed(f"extra_latency_ms cannot be negative: {extra_latency_ms}",
+                                   field="extra_latency_ms")
         with self.state.locked() as state:
-            state["faults"][str(model)] = {"error_rate": error_rate, "extra_latency_ms": extra_latency_ms}
+            state["faults"].pop(str(target), None)
+            if error_rate or extra_latency_ms:
+                state["faults"][str(target)] = {"error_rate": error_rate, "extra_latency_ms": extra_latency_ms}
             self.state.save(state)
 
     def _endpoint(self, endpoint: EndpointRef) -> dict[str, Any]:

@@ -7,7 +7,8 @@ GET /health  -> {"status": "ok", "traffic": {...}}
 Each row is routed to a deployment by the traffic split, deterministically from a hash of its request id
 (so a replay routes the same way), scored by that deployment's model, and logged as a RequestRecord
 with the injected clock's time. The header `azureml-model-deployment` pins a deployment, as in Azure.
-Faults configured on a model (error rate, extra latency) apply to every deployment serving it.
+Faults (error rate, extra latency) configured on a deployment, or on a model for every deployment
+serving it, make the local endpoint misbehave on purpose (tests, the demo's bad canary).
 """
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ class LocalEndpoint:
         for deployment in sorted(set(chosen)):
             index = [i for i, d in enumerate(chosen) if d == deployment]
             model = models[deployment]
-            records += self._score_group(deployment, model, faults.get(model, {}), columns,
+            fault = faults.get(deployment) or faults.get(model) or {}
+            records += self._score_group(deployment, model, fault, columns,
                                          [rows[i] for i in index], [ids[i] for i in index], index, out)
         self._log(records)
         ok = any(code == 200 for code in out["status_codes"])
