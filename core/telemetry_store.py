@@ -34,7 +34,7 @@ _WINDOW_SQL = """
 SELECT r.time_us, r.request_id, r.deployment, r.model_version, r.inputs, r.prediction, r.score, r.latency_ms,
        r.status_code, l.label
 FROM requests r LEFT JOIN labels l ON l.request_id = r.request_id
-WHERE r.endpoint = ? AND r.time_us >= ? AND r.time_us < ? ORDER BY r.time_us"""
+WHERE r.endpoint = ? AND r.time_us >= ? AND r.time_us < ? AND (? IS NULL OR r.deployment = ?) ORDER BY r.time_us"""
 
 
 def micros(moment: datetime) -> int:
@@ -81,7 +81,8 @@ class SqliteTelemetryStore:
         except sqlite3.OperationalError as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be written: {exc}") from exc
 
-    def read_window(self, endpoint: str, start: datetime, end: datetime) -> "pa.Table":
+    def read_window(self, endpoint: str, start: datetime, end: datetime,
+                    deployment: str | None = None) -> "pa.Table":
         """Raw rows of [start, end) in time order with the latest label joined (null until it arrives).
 
         Read through ADBC straight into Arrow columns: no Python object per cell (3x faster than sqlite3 here).
@@ -96,7 +97,7 @@ class SqliteTelemetryStore:
                 with closing(adbc.connect(f"{self.path.resolve().as_uri()}?mode=ro")) as db, \
                         closing(db.cursor()) as cursor:
                     cursor.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-                    cursor.execute(_WINDOW_SQL, (endpoint, micros(start), micros(end)))
+                    cursor.execute(_WINDOW_SQL, (endpoint, micros(start), micros(end), deployment, deployment))
                     return _typed(cursor.fetch_arrow_table())
             except adbc_driver_manager.Error as exc:
                 if time.monotonic() >= deadline:

@@ -20,11 +20,7 @@ class LocalTelemetrySource:
         self.features = check_features(features)
 
     def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
-        table = self.store.read_window(endpoint.name, window.start, window.end)
-        if endpoint.deployment:
-            import pyarrow.compute as pc
-
-            table = table.filter(pc.equal(table["deployment"], endpoint.deployment))
+        table = self.store.read_window(endpoint.name, window.start, window.end, endpoint.deployment)
         raw = {name: table[name] for name in table.column_names}
         raw["time"] = raw.pop("time_us")
         return build_batch(endpoint, window, raw, self.features)

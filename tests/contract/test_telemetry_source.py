@@ -274,3 +274,12 @@ def test_endpoint_names_are_escaped_in_kql():
     batch = la_source(fake).fetch(EndpointRef(tricky), HOUR)
     assert list(batch.frame.request_id) == ["req-1"]
     assert '\\"' in fake.log[-1][2]["query"]
+
+
+def test_a_deployment_of_the_endpoint_can_be_read_alone(harness):
+    rows = [record(i, T0 + timedelta(minutes=i)) for i in range(6)]
+    green = [RequestRecord(**{**r.__dict__, "deployment": "green", "request_id": f"g-{i}"}) for i, r in enumerate(rows)]
+    harness.add(rows + green)
+    batch = harness.source().fetch(EndpointRef(EP.name, "green"), HOUR)
+    assert batch.rows == 6 and set(batch.frame.deployment) == {"green"}
+    assert harness.source().fetch(EP, HOUR).rows == 12
