@@ -186,3 +186,34 @@ def test_azureml_rollback_interrupted_after_the_traffic_change_is_finished_by_a_
     client.online_deployments.begin_delete = real_delete
     assert deployer.rollback(EP) == TrafficSplit({"blue": 100})
     assert client.online_deployments.deleted == ["green"]
+
+
+@pytest.mark.parametrize("kind", ["local", "azureml"])
+def test_any_sequence_of_operations_keeps_traffic_whole(kind, tmp_path_factory):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ops = st.lists(st.tuples(st.sampled_from(["canary", "promote", "rollback"]), st.integers(1, 99),
+                             st.integers(1, 4)), max_size=12)
+
+    @settings(max_examples=40, deadline=None)
+    @given(ops)
+    def run(sequence):
+        deployer = (LocalDeployer(tmp_path_factory.mktemp("d") / "e.json") if kind == "local"
+                    else AzureMLDeployer(FakeMLClient()))
+        for op, percent, version in sequence:
+            candidate = ModelVersion("flights", str(version))
+            try:
+                if op == "canary":
+                    deployer.start_canary(EP, candidate, percent)
+                elif op == "promote":
+                    deployer.promote(EP, candidate)
+                else:
+                    deployer.rollback(EP)
+            except (PermanentError, NotFound):
+                pass  # refused operations are part of the sequence; the invariant must still hold
+            shares = deployer.current(EP).shares  # TrafficSplit itself refuses anything not summing to 100
+            assert set(shares) == set(deployer.models(EP)) and len(shares) <= 2
+            assert not shares or sum(shares.values()) == 100
+
+    run()
