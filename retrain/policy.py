@@ -1,7 +1,9 @@
 """When a retrain may start: cooldown, a daily cap, enough new labelled rows, one run at a time.
 
 History is the endpoint's run records (state store kind core.records.RUN), as plain dicts with
-`state`, `run_id`, and `submitted_at` (ISO time) once a pipeline run was submitted.
+`state`, `run_id`, and `submitted_at` (ISO time) once a pipeline run was submitted. Every submitted
+run counts towards the cooldown and the daily cap, whatever its outcome (a rejected challenger too),
+so a persistent drift cannot make the endpoint retrain over and over.
 """
 from __future__ import annotations
 
