@@ -90,7 +90,8 @@ class AzureMLDataReference:
     `ml_client` is an azure.ai.ml.MLClient (or anything with the same `data`/`datastores` operations).
     """
 
-    def __init__(self, uri: str, ml_client: Any, *, cache_dir: Path, credential: Any = None) -> None:
+    def __init__(self, uri: str, ml_client: Any, *, cache_dir: Path, credential: Any = None,
+                 blob_account_url: str | None = None) -> None:
         match = _AZUREML.match(uri)
         if not match:
             raise ValidationFailed(f"{uri!r} is not azureml:<name>:<version> or azureml:<name>@latest",
@@ -98,6 +99,7 @@ class AzureMLDataReference:
         self.uri, self.name = uri, match["name"]
         self.version, self.label = match["version"], match["label"]
         self._client, self._cache_dir, self._credential = ml_client, Path(cache_dir), credential
+        self._account_url = blob_account_url  # default: from the datastore (an emulator or private link: given)
         self._frame: tuple[str, Any] | None = None
 
     def asset(self) -> Any:
@@ -136,7 +138,7 @@ class AzureMLDataReference:
         if not match:
             raise ValidationFailed(f"data asset {self.uri}: cannot read path {path}", field="reference.uri")
         store = self._client.datastores.get(match["store"])
-        account_url = f"{store.protocol}://{store.account_name}.blob.{store.endpoint}"
+        account_url = self._account_url or f"{store.protocol}://{store.account_name}.blob.{store.endpoint}"
         container = ContainerClient(account_url, store.container_name, credential=self._credential or _default())
         prefix, staging = match["path"].rstrip("/"), target.with_suffix(".partial")
         for blob in container.list_blobs(name_starts_with=prefix):

@@ -105,3 +105,38 @@ def test_a_missing_azureml_asset_is_not_found(tmp_path):
     ref = load_reference("azureml:nothing:4", base_dir=tmp_path, ml_client=FakeMLClient())
     with pytest.raises(NotFound, match="azureml:nothing:4"):
         ref.frame()
+
+
+@dataclass
+class Datastore:  # the fields of azure.ai.ml.entities.AzureBlobDatastore this code reads
+    name: str
+    account_name: str
+    container_name: str
+    endpoint: str = "core.windows.net"
+    protocol: str = "https"
+
+
+@pytest.mark.azurite
+def test_an_azureml_asset_on_a_blob_datastore_is_downloaded_once_and_read(tmp_path):
+    from azure.storage.blob import BlobServiceClient
+
+    from tests.azurite import DEV_ACCOUNT, running_azurite, unique_name
+
+    with running_azurite() as az:
+        container = unique_name("ref")
+        service = BlobServiceClient(az.blob_endpoint, credential=az.credential)
+        service.create_container(container)
+        for part, rows in (("a", 4), ("b", 6)):
+            write(tmp_path / f"{part}.parquet", rows)
+            service.get_blob_client(container, f"refs/flights/{part}.parquet").upload_blob(
+                (tmp_path / f"{part}.parquet").read_bytes())
+        client = FakeMLClient()
+        client.data.add("flights-ref", "5", "azureml://subscriptions/s/resourcegroups/rg/workspaces/w/"
+                                            "datastores/workspaceblobstore/paths/refs/flights/")
+        client.datastores = type("Datastores", (), {"get": lambda self, name: Datastore(name, DEV_ACCOUNT,
+                                                                                          container)})()
+        ref = AzureMLDataReference("azureml:flights-ref:5", client, cache_dir=tmp_path / "cache",
+                                   credential=az.credential, blob_account_url=az.blob_endpoint)
+        assert len(ref.frame()) == 10
+        service.delete_container(container)  # the copy in the cache is what is read from now on
+        assert len(AzureMLDataReference("azureml:flights-ref:5", client, cache_dir=tmp_path / "cache").frame()) == 10
