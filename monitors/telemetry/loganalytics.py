@@ -168,7 +168,8 @@ class LogAnalyticsTelemetrySource:
         self.queries += 1
         try:
             result = self._client.query_workspace(self.workspace_id, query, timespan=(window.start, window.end),
-                                                  server_timeout=self.server_timeout_s)
+                                                  server_timeout=self.server_timeout_s,
+                                                  retry_on_methods=_RETRY_METHODS)
         except HttpResponseError as exc:
             raise _http_error(exc.status_code, str(exc.message)) from exc
         except AzureError as exc:

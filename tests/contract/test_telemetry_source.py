@@ -260,6 +260,15 @@ def test_retry_after_is_honoured_and_server_errors_surface_as_retryable():
     assert sum(1 for _, s, _ in fake.log if s == 503) == 5  # first try + 4 retries, then give up
 
 
+def test_throttling_without_retry_after_and_bad_gateways_are_retried_on_every_query():
+    fake = FakeLogAnalytics("ws-1")
+    fake.add([record(i, T0 + timedelta(minutes=i)) for i in range(3)])
+    fake.fail_next(429, kind="count")
+    fake.fail_next(502, kind="rows")
+    assert la_source(fake).fetch(EP, HOUR).rows == 3
+    assert [s for _, s, _ in fake.log] == [429, 200, 502, 200]
+
+
 def test_a_bad_query_is_permanent_and_names_the_status():
     fake = FakeLogAnalytics("ws-1")
     fake.fail_next(400, body={"error": {"code": "BadArgumentError", "message": "Syntax error"}})
