@@ -78,15 +78,25 @@ def _aware(moment: Any, name: str) -> None:
 
 def to_json_text(value: Any) -> str:
     """JSON text for stored values; NaN/inf stay as the non-standard tokens so they can be counted later."""
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return json.dumps(value, separators=(",", ":"), default=_plain_value)
+
+
+def _plain_value(value: Any) -> Any:
+    """numpy scalars and arrays (what models hand back) as their Python values; anything else as text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, datetime):
+        return iso(value)
+    return str(value)
 
 
 def request_row(record: RequestRecord) -> dict[str, Any]:
     """One row of MLRequests_CL, as sent to the Logs Ingestion API."""
     return {"TimeGenerated": iso(record.time), "RequestId": record.request_id, "Endpoint": record.endpoint,
-            "Deployment": record.deployment, "ModelVersion": record.model_version, "Inputs": dict(record.inputs),
-            "Prediction": record.prediction, "Score": record.score, "LatencyMs": float(record.latency_ms),
-            "StatusCode": int(record.status_code)}
+            "Deployment": record.deployment, "ModelVersion": record.model_version,
+            "Inputs": json.loads(to_json_text(dict(record.inputs))), "Prediction": json.loads(
+                to_json_text(record.prediction)), "Score": None if record.score is None else float(record.score),
+            "LatencyMs": float(record.latency_ms), "StatusCode": int(record.status_code)}
 
 
 def label_row(label: LabelRecord) -> dict[str, Any]:

@@ -139,3 +139,16 @@ def test_the_azure_sink_posts_rows_of_the_custom_table_through_the_ingestion_sdk
     assert logger.flush() == 0  # kept for the next flush
     transport.status = 204
     assert logger.flush() == 1 and transport.posts[-1][1][0]["RequestId"] == "r2"
+
+
+def test_numpy_values_from_a_model_are_stored_as_numbers(tmp_path):
+    import numpy as np
+
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    logger = logger_for(store)
+    logger.log(inputs={"distance": np.float32(2.5), "hour": np.int64(7), "origin": np.str_("JFK")},
+               prediction=np.array([0.1, 0.9]), score=np.float64(0.9), latency_ms=1.0, request_id="r", time=T0)
+    logger.flush()
+    row = store.read_window("flights", T0, T0 + timedelta(seconds=1)).to_pylist()[0]
+    assert json.loads(row["inputs"]) == {"distance": 2.5, "hour": 7, "origin": "JFK"}
+    assert json.loads(row["prediction"]) == [0.1, 0.9]
