@@ -78,7 +78,7 @@ def _aware(moment: Any, name: str) -> None:
 
 def to_json_text(value: Any) -> str:
     """JSON text for stored values; NaN/inf stay as the non-standard tokens so they can be counted later."""
-    return json.dumps(value, separators=(",", ":"), default=_plain_value)
+    return _ENCODER.encode(value)
 
 
 def _plain_value(value: Any) -> Any:
@@ -88,6 +88,9 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     return str(value)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_plain_value)  # one encoder, not one per call
 
 
 def request_row(record: RequestRecord) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import gc
 import sqlite3
 import time
 from contextlib import closing, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -37,9 +37,15 @@ FROM requests r LEFT JOIN labels l ON l.request_id = r.request_id
 WHERE r.endpoint = ? AND r.time_us >= ? AND r.time_us < ? AND (? IS NULL OR r.deployment = ?) ORDER BY r.time_us"""
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def micros(moment: datetime) -> int:
-    delta = utc(moment) - datetime(1970, 1, 1, tzinfo=utc(moment).tzinfo)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """Exact integer microseconds since the epoch (a float timestamp could be off by one)."""
+    if moment.tzinfo is None:
+        utc(moment)  # raises, naming the naive time
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 class SqliteTelemetryStore:
