@@ -14,7 +14,7 @@ from core.errors import ConcurrencyConflict, RetryableError, TelemetryUnavailabl
 from core.events import Envelope, event_id
 from core.records import CLAIM, claim_window, get_watermark, window_done
 from core.state_sqlite import SqliteStateStore
-from core.types import Window, parse_time
+from core.types import EndpointRef, Window, parse_time
 from monitors.schedule import MonitorSchedule, complete_window, due_windows, schedule_checks
 
 UTC = timezone.utc
@@ -32,6 +32,7 @@ class FakeBus:
         self.queue: list[tuple[Envelope, int]] = []
         self.seen: dict[str, datetime] = {}
         self.dead: list[Envelope] = []
+        self.errors: list[type] = []
         self._lock = threading.Lock()
 
     def publish(self, envelope: Envelope, *, scheduled_at: datetime | None = None) -> None:
@@ -47,21 +48,53 @@ class FakeBus:
             envelope, delivery = self.queue.pop(0)
             try:
                 handler(envelope)
-            except RetryableError:
+            except RetryableError as exc:
+                self.errors.append(type(exc))
                 if delivery >= self.max_deliveries:
                     self.dead.append(envelope)
                 else:
                     self.queue.append((envelope, delivery + 1))
 
 
+class OutageSource:
+    """A TelemetrySource (the Log Analytics one, offline) that is down while `down` is set."""
+
+    def __init__(self) -> None:
+        from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
+        from tests.contract.loganalytics_fake import FakeCredential, FakeLogAnalytics
+
+        self.workspace = FakeLogAnalytics("ws-1")
+        self.source = LogAnalyticsTelemetrySource("ws-1", credential=FakeCredential(), transport=self.workspace,
+                                                  retry_total=0)
+
+    @property
+    def down(self) -> bool:
+        return self.workspace.outage
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self.workspace.outage = value  # every query answers 503
+
+    def fetch(self, endpoint, window):
+        return self.source.fetch(endpoint, window)
+
+
 class FakeCheck:
     """What monitors.check.run_check does around the check itself: claim, fetch, complete or release."""
 
-    def __init__(self, store, clock, owner: str = "instance-a") -> None:
+    def __init__(self, store, clock, owner: str = "instance-a", source=None) -> None:
         self.store, self.clock, self.owner = store, clock, owner
-        self.outage = False
+        self.source = source or OutageSource()
         self.ran: list[Window] = []
         self._lock = threading.Lock()
+
+    @property
+    def outage(self) -> bool:
+        return self.source.down
+
+    @outage.setter
+    def outage(self, value: bool) -> None:
+        self.source.down = value
 
     def __call__(self, envelope: Envelope) -> None:
         window = Window(parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"]))
@@ -72,8 +105,7 @@ class FakeCheck:
         if not claim_window(self.store, monitor, window, owner, self.clock.now()):
             return
         try:
-            if self.outage:
-                raise TelemetryUnavailable("Log Analytics answers 503")
+            self.source.fetch(EndpointRef(MONITOR.endpoint), window)  # TelemetryUnavailable during the outage
             with self._lock:
                 self.ran.append(window)
             complete_window(self.store, monitor, window, event_id("check", monitor, window.key()),
@@ -130,6 +162,7 @@ def test_a_six_hour_outage_is_caught_up_in_order_with_no_gap_and_no_repeat(store
     assert get_watermark(store, MONITOR.monitor) == check.ran[-1].end
     assert len(watermark_during_outage) == 1, "the watermark moved while checks were failing"
     assert bus.dead, "the bus gave up on some requests during the outage; the timer republished them"
+    assert set(bus.errors) == {TelemetryUnavailable}  # the source's 503s, surfaced as retryable
 
 
 def test_overlapping_timers_and_instances_never_check_a_window_twice(store):
