@@ -83,7 +83,11 @@ _BOOTSTRAP, _BOOTSTRAP_MAX_ROWS = 40, 20_000
 
 
 def standard_error(cfg: PerformanceEvaluator, frame, metric: str) -> float:
-    """Bootstrap standard error of `metric` on this window's labelled rows (a capped sample of them)."""
+    """Bootstrap standard error of `metric` on this window's labelled rows (a capped sample of them).
+
+    Draws run on NumPy arrays with closed-form metrics where one exists (AUC by ranks, accuracy, log
+    loss); the same metric through sklearn's validated entry points cost ~0.5 s per check.
+    """
     import numpy as np
 
     labelled = frame[frame[cfg.label_column].notna() & frame[cfg.prediction_column].notna()]
@@ -93,13 +97,41 @@ def standard_error(cfg: PerformanceEvaluator, frame, metric: str) -> float:
         labelled = labelled.sample(_BOOTSTRAP_MAX_ROWS, random_state=0)
     else:
         scale = 1.0
+    fast = _fast_metric(metric) if cfg.task == "classification" and cfg.prediction_kind == "score" else None
+    truth = labelled[cfg.label_column].to_numpy()
+    pred = labelled[cfg.prediction_column].to_numpy()
     draws = []
     for _ in range(_BOOTSTRAP):
-        sample = labelled.iloc[rng.integers(0, len(labelled), len(labelled))]
-        value = cfg.metrics(sample, only=metric).get(metric)
+        index = rng.integers(0, len(labelled), len(labelled))
+        value = (fast(truth[index].astype(int), pred[index].astype(float)) if fast
+                 else cfg.metrics(labelled.iloc[index], only=metric).get(metric))
         if value is not None:
             draws.append(value)
     return float(np.std(draws, ddof=1) * scale) if len(draws) > 1 else 0.0
+
+
+def _fast_metric(metric: str):
+    import numpy as np
+    from scipy.stats import rankdata
+
+    def auc(truth, score):
+        positives = int(truth.sum())
+        negatives = len(truth) - positives
+        if positives == 0 or negatives == 0:
+            return None
+        ranks = rankdata(score)  # average ranks for ties: the Mann-Whitney form equals roc_auc_score
+        return float((ranks[truth == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+    def log_loss(truth, score):
+        if truth.min() == truth.max():
+            return None
+        p = score.clip(1e-15, 1 - 1e-15)
+        return float(-np.mean(truth * np.log(p) + (1 - truth) * np.log(1 - p)))
+
+    def accuracy(truth, score):
+        return float(np.mean((score >= 0.5).astype(int) == truth))
+
+    return {"auc": auc, "log_loss": log_loss, "accuracy": accuracy}.get(metric)
 
 
 @dataclass(frozen=True)
