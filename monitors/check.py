@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -77,12 +78,15 @@ def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
         raise ValidationFailed(f"run_check handles {CHECK_REQUESTED}, not {envelope.type}", field="type")
     window = _window(envelope.data)
     spec = deps.specs.get(str(envelope.data["monitor"]))  # NotFound: permanent
-    if not claim_window(deps.store, spec.name, window, deps.instance, deps.clock.now()):
+    # One owner per delivery, not per process: two deliveries of one window in one process must not
+    # both pass the claim (claim_window lets an owner re-take its own running claim).
+    owner = f"{deps.instance}/{uuid.uuid4()}"
+    if not claim_window(deps.store, spec.name, window, owner, deps.clock.now()):
         return None
     try:
         return _check(envelope, spec, window, deps)
     except BaseException:
-        _release(deps.store, spec.name, window, deps.instance)  # let a retry (any instance) start at once
+        _release(deps.store, spec.name, window, owner)  # let a retry (any instance) start at once
         raise
 
 
