@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,12 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
+
+    @field_validator("retrain_config", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """App settings cannot be absent in Bicep or local.settings.json, only empty: empty means unset."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _complete_groups(self) -> "Settings":

@@ -1,4 +1,4 @@
-"""Replays traffic through the local endpoint over real HTTP, hour by hour, on the simulated clock.
+"""Replays traffic through the local endpoint over real HTTP, block by block, on the simulated clock.
 
 Between hours devhost runs the function app's timers and queues on the same clock, so checks,
 alerts, retrains, gates and canaries happen through the product's own code paths. Pipeline runs are
@@ -21,7 +21,6 @@ from core.telemetry import LabelRecord
 from core.types import RunRef
 from demo.data import FEATURES, LABEL, Traffic
 
-HOUR = timedelta(hours=1)
 
 
 @dataclass
@@ -36,23 +35,26 @@ class ReplayStats:
 
 class Replay:
     def __init__(self, traffic: Traffic, endpoint_url: str, host: Any, clock: Any, box: Any, *,
-                 label_lag: timedelta, batch: int = 200, on_hour: Callable[[], None] | None = None) -> None:
+                 label_lag: timedelta, batch: int = 500, block_hours: int = 6,
+                 on_block: Callable[[], None] | None = None) -> None:
         self.traffic, self.host, self.clock, self.box = traffic, host, clock, box
-        self.label_lag, self.batch, self.on_hour = label_lag, batch, on_hour or (lambda: None)
+        self.label_lag, self.batch, self.on_block = label_lag, batch, on_block or (lambda: None)
+        self.block_hours = block_hours
         parts = urlsplit(endpoint_url)
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         self.stats = ReplayStats()
         self._labelled_until = None
 
     def day(self, start: pd.Timestamp) -> None:
-        for hour in range(24):
+        """A day in blocks of `block` hours: each block's flights are scored in batches at its start."""
+        for hour in range(0, 24, self.block_hours):
             moment = start + pd.Timedelta(hours=hour)
             self.host.advance_to(moment.to_pydatetime())
             self.settle()
-            rows = self.traffic.between(moment, moment + pd.Timedelta(hours=1))
+            rows = self.traffic.between(moment, moment + pd.Timedelta(hours=self.block_hours))
             for lo in range(0, len(rows), self.batch):
                 self.post(rows.iloc[lo:lo + self.batch])
-            self.on_hour()
+            self.on_block()
         self.deliver_labels(start + pd.Timedelta(days=1))
 
     def post(self, rows: pd.DataFrame) -> None:

@@ -92,7 +92,7 @@ def _loop(opts: Options, traffic: Any, box: Any, clock: Any) -> dict[str, Any]:
     faults = _FaultInjector(opts.fault_canary, deps.deployer, feed)
     days = list(pd.date_range(opts.start, opts.end, freq="D", inclusive="left"))
     with endpoint:
-        replay = Replay(traffic, endpoint.url, host, clock, box, label_lag=opts.label_lag, on_hour=faults.poll)
+        replay = Replay(traffic, endpoint.url, host, clock, box, label_lag=opts.label_lag, on_block=faults.poll)
         for day in _progress(days, opts.progress, "replay Apr-Dec through the endpoint"):
             replay.day(day)
         host.advance_to(opts.end.to_pydatetime())

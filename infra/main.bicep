@@ -30,6 +30,9 @@ param trackSchedule string = '30 * * * * *'
 @description('MLOPS_MONITORS_DIR: folder of monitor spec YAML files inside the deployed package.')
 param monitorsDir string = 'monitors/examples'
 
+@description('MLOPS_RETRAIN_CONFIG: retrain policy/gate/canary YAML inside the deployed package. Empty: built-in defaults.')
+param retrainConfig string = ''
+
 @description('MLOPS_WEBHOOK_URL: alert webhook (may hold a token, hence secure). Empty: alerts go to the log only.')
 @secure()
 param webhookUrl string = ''
@@ -119,6 +122,7 @@ var appSettings = {
   CHECK_SCHEDULE: checkSchedule
   TRACK_SCHEDULE: trackSchedule
   MLOPS_MONITORS_DIR: monitorsDir
+  MLOPS_RETRAIN_CONFIG: retrainConfig
   // The package is read-only: the profile cache and the other embedded files go to the instance's /tmp.
   MLOPS_DATA_DIR: '/tmp/mlops'
   MLOPS_CLOCK: 'real'
