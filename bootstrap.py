@@ -138,9 +138,8 @@ class Container:
         return run_check(envelope, self.check_deps)
 
     def request_check(self, monitor: str, window: Window | None) -> dict[str, Any]:
-        from monitors.check import request_check
-
         from core.events import event_id
+        from monitors.check import request_check
 
         envelope = request_check(monitor, self.check_deps, window=window, reason="http")
         start, end = parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"])

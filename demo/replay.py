@@ -22,7 +22,6 @@ from core.types import RunRef
 from demo.data import FEATURES, LABEL, Traffic
 
 
-
 @dataclass
 class ReplayStats:
     requests: int = 0
