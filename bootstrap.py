@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import Clock, ManualClock, ScaledClock, SystemClock
-from core.errors import ConfigurationError, PermanentError
+from core.errors import ConfigurationError, NotFound, PermanentError
 from core.settings import Settings
 from core.types import Window, parse_time
 
@@ -151,6 +151,20 @@ class Container:
         from core.records import CHECK, require
 
         return dict(require(self.store, CHECK, check_id).data)
+
+    def check_report(self, check_id: str) -> bytes:
+        """Render (once) and return the evidently HTML report of a recorded check's window."""
+        from monitors.check import html_report
+        from monitors.report import report_name
+
+        record = self.get_check(check_id)
+        window = Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
+        name = report_name(record["monitor"], window, "html")
+        try:
+            return self.reports.get(name)
+        except NotFound:
+            html_report(record["monitor"], window, self.check_deps)
+            return self.reports.get(name)
 
     def notify(self, envelope) -> None:
         from monitors.notify import handle_incident_changed

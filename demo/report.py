@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from core.records import CHECK, INCIDENT, RUN
-from core.types import Window, parse_time
 from demo.timeline import Timeline, collect
 
 OUTCOMES = {"promoted": "mlops.model.promoted.v1", "rejected": "mlops.challenger.rejected.v1",
@@ -77,13 +76,9 @@ def _evidently_report(box: Any, timeline: Timeline, out: Path) -> Path | None:
     window = timeline.most_drifted()
     if window is None:
         return None
-    from monitors.check import html_report
-
-    uri = html_report(timeline.monitor, Window(parse_time(window["start"]), parse_time(window["end"])),
-                      box.check_deps)
+    check_id = next(c["check_id"] for c in timeline.checks if c["window"] == window)
     target = out / "most_drifted_window.html"
-    name = uri.split("/reports/", 1)[-1] if "/reports/" in uri else uri
-    target.write_bytes(box.reports.get(name))
+    target.write_bytes(box.check_report(check_id))
     return target
 
 

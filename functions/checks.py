@@ -35,3 +35,13 @@ def get_check(req: func.HttpRequest) -> func.HttpResponse:
     import bootstrap
 
     return json_response(bootstrap.container().get_check(req.route_params["id"]))
+
+
+@bp.route(route="checks/{id}/report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@guarded
+def get_check_report(req: func.HttpRequest) -> func.HttpResponse:
+    """An evidently HTML report of the check's window against its reference, built on request."""
+    import bootstrap
+
+    html = bootstrap.container().check_report(req.route_params["id"])
+    return func.HttpResponse(html, status_code=200, mimetype="text/html")

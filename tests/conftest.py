@@ -6,5 +6,7 @@ import pytest
 @pytest.fixture(scope="session")
 def app_functions():
     import function_app
+    from devhost.bindings import declared_functions
 
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    # devhost may have built the list first (in an e2e test): reuse it rather than building it again
+    return {f.get_function_name(): f for f in declared_functions(function_app.app)}

@@ -93,6 +93,13 @@ def test_http_check_runs_through_the_bus_and_publishes_its_events(world):
     temp = next(f for f in record["summary"]["features"] if f["name"] == "temp")
     assert temp["drifted"] and temp["statistic"] > temp["threshold"]
 
+    report = urllib.request.Request(f"http://127.0.0.1:{host.http_port}/api/checks/{accepted['check_id']}/report",
+                                    headers={"x-functions-key": host.keys.function_key})
+    with urllib.request.urlopen(report, timeout=120) as res:  # evidently renders it on request
+        assert res.status == 200 and res.headers["Content-Type"].startswith("text/html")
+        body = res.read()
+        assert body.lstrip().lower().startswith(b"<!doctype html") and b'"temp"' in body and len(body) > 10_000
+
     audit = box.bus.receive(f"{TOPIC}/subscriptions/audit", max_messages=50)
     types = [from_received(m).type for m in audit]
     assert types[0] == "mlops.check.requested.v1" and "mlops.check.completed.v1" in types

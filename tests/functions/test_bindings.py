@@ -43,6 +43,7 @@ def test_service_bus_consumers_listen_on_their_subscription(functions, name, sub
 @pytest.mark.parametrize("name, route, method, auth", [
     ("request_check", "checks", "POST", "FUNCTION"),
     ("get_check", "checks/{id}", "GET", "FUNCTION"),
+    ("get_check_report", "checks/{id}/report", "GET", "FUNCTION"),
     ("request_retrain", "retrain", "POST", "FUNCTION"),
     ("get_run", "runs/{id}", "GET", "FUNCTION"),
     ("health", "health", "GET", "ANONYMOUS"),
