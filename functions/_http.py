@@ -8,8 +8,6 @@ import azure.functions as func
 
 from core.errors import NotFound, PermanentError, RetryableError, ValidationFailed
 
-MAX_BODY_BYTES = 64 * 1024
-
 
 class BodyTooLarge(ValidationFailed):
     reason = "BodyTooLarge"
@@ -27,7 +25,11 @@ def error(status: int, message: str, field: str | None = None) -> func.HttpRespo
     return json_response(body, status)
 
 
-def json_body(req: func.HttpRequest, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+def json_body(req: func.HttpRequest, limit: int | None = None) -> dict[str, Any]:
+    if limit is None:
+        import bootstrap
+
+        limit = bootstrap.container().settings.max_body_bytes  # MLOPS_MAX_BODY_BYTES
     raw = req.get_body() or b""
     if len(raw) > limit:
         raise BodyTooLarge(f"body is {len(raw)} bytes; the limit is {limit}")

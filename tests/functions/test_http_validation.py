@@ -46,3 +46,17 @@ def test_retrain_request_validation(fns, body, field):
 def test_oversized_body_is_413(fns):
     status, doc = post(fns["request_check"], b'{"monitor": "' + b"m" * 70_000 + b'"}')
     assert status == 413 and "limit" in doc["error"]
+
+
+def test_the_body_limit_is_an_app_setting(fns, monkeypatch):
+    import bootstrap
+    from core.settings import Settings
+
+    monkeypatch.setenv("MLOPS_MAX_BODY_BYTES", "100")
+    bootstrap.configure(Settings())
+    try:
+        status, doc = post(fns["request_check"], b'{"monitor": "' + b"m" * 120 + b'"}')
+        assert status == 413 and "100" in doc["error"]
+    finally:
+        monkeypatch.delenv("MLOPS_MAX_BODY_BYTES")
+        bootstrap.configure(Settings())
