@@ -6,12 +6,17 @@ azure-ai-ml objects built by our pipeline code.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from core.errors import ValidationFailed
 from core.types import ModelVersion, RunRef, RunState
+from retrain.local_driver import run_forked
 from retrain.local_runner import LocalPipelineRunner, step_arguments
 from retrain.registry import LocalModelRegistry
 from retrain.steps import STEPS, WIRING
@@ -73,8 +78,9 @@ def test_a_resubmission_returns_the_same_run_and_starts_nothing(finished, data):
     assert LocalModelRegistry(runner.registry_root).versions("flights") == [ModelVersion("flights", "1")]
 
 
-def test_a_failing_step_reports_which_step_and_why(data, tmp_path):
-    runner = LocalPipelineRunner(tmp_path)
+@pytest.mark.parametrize("isolation", ["fork", "process"])
+def test_a_failing_step_reports_which_step_and_why(data, tmp_path, isolation):
+    runner = LocalPipelineRunner(tmp_path, isolation=isolation)
     ref = runner.submit(request(data, rule="everything"), idempotency_key="bad-rule")
     status = runner.wait(ref, timeout=120)
     assert status.state is RunState.FAILED
@@ -99,6 +105,109 @@ def test_a_run_whose_runner_process_died_is_reported_failed(tmp_path):
                                                     "pid": 2**22 + 7}))
     status = runner.status(RunRef("run-orphan", "local"))
     assert status.state is RunState.FAILED and "exited" in status.error
+
+
+def test_an_unknown_isolation_is_refused_naming_the_field(tmp_path):
+    with pytest.raises(ValidationFailed, match="isolation") as caught:
+        LocalPipelineRunner(tmp_path, isolation="thread")
+    assert caught.value.field == "isolation"
+
+
+@pytest.mark.slow
+def test_each_step_is_its_own_process_and_logs_its_command_line(finished):
+    runner, ref, status = finished
+    for step in STEPS:
+        first = runner.log(ref, step.name).splitlines()[0]
+        assert first.startswith(f"{sys.executable} ") and f"{step.script} " in first
+    assert status.steps["register"] == "succeeded"
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks a child per step")
+
+
+@pytest.fixture
+def scripts(tmp_path) -> Path:
+    """Scripts next to a helper module they import, as the component scripts import their `_lib`."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "_helper.py").write_text("GREETING = 'hello'\n")
+    (folder / "ok.py").write_text(
+        "import os, sys\nfrom _helper import GREETING\n"
+        "if __name__ == '__main__':\n    print(GREETING, sys.argv[1:], os.getcwd())\n")
+    (folder / "exits.py").write_text("import sys\nprint('about to exit')\nsys.exit(int(sys.argv[1]))\n")
+    (folder / "says.py").write_text("import sys\nsys.exit('bad input: --rule')\n")
+    (folder / "raises.py").write_text("raise RuntimeError('boom in step')\n")
+    (folder / "hangs.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    return folder
+
+
+@needs_fork
+def test_a_forked_step_runs_the_script_as_main_with_its_argv_folder_and_log(scripts, tmp_path):
+    log = tmp_path / "ok.log"
+    assert run_forked([str(scripts / "ok.py"), "--x", "1"], log, timeout=30) == 0
+    header, output = log.read_text().splitlines()
+    assert header == f"{sys.executable} {scripts / 'ok.py'} --x 1"
+    assert output == f"hello ['--x', '1'] {scripts}"
+
+
+@needs_fork
+def test_a_forked_step_exits_with_the_scripts_code_or_1_with_the_message_or_traceback(scripts, tmp_path):
+    assert run_forked([str(scripts / "exits.py"), "3"], tmp_path / "a.log", timeout=30) == 3
+    assert "about to exit" in (tmp_path / "a.log").read_text()
+    assert run_forked([str(scripts / "exits.py"), "0"], tmp_path / "b.log", timeout=30) == 0
+    assert run_forked([str(scripts / "says.py")], tmp_path / "c.log", timeout=30) == 1
+    assert "bad input: --rule" in (tmp_path / "c.log").read_text()
+    assert run_forked([str(scripts / "raises.py")], tmp_path / "d.log", timeout=30) == 1
+    text = (tmp_path / "d.log").read_text()
+    assert "Traceback" in text and "RuntimeError: boom in step" in text
+
+
+@needs_fork
+def test_a_forked_step_that_overruns_is_killed(scripts, tmp_path):
+    began = time.monotonic()
+    assert run_forked([str(scripts / "hangs.py")], tmp_path / "h.log", timeout=0.5) == -9
+    assert time.monotonic() - began < 10
+    text = (tmp_path / "h.log").read_text()
+    assert "started" in text and "timed out after 0.5s" in text
+
+
+def blocking_request(data: Path, tmp_path: Path) -> dict:
+    """A request whose prep blocks forever: its reference is a FIFO nobody writes."""
+    fifo = tmp_path / "never.parquet"
+    os.mkfifo(fifo)
+    return request(data, reference=str(fifo))
+
+
+@needs_fork
+def test_a_step_that_overruns_fails_the_run_with_a_timeout(data, tmp_path):
+    runner = LocalPipelineRunner(tmp_path / "runner", step_timeout_s=1.0)
+    ref = runner.submit(blocking_request(data, tmp_path), idempotency_key="slow")
+    status = runner.wait(ref, timeout=120)
+    assert status.state is RunState.FAILED and status.failed_step == "prep"
+    assert "code -9" in status.error and "timed out after 1.0s" in status.error
+    assert status.steps["train"] == "queued"
+
+
+@needs_fork
+def test_a_run_whose_driver_is_killed_is_reported_failed_and_its_step_dies_too(data, tmp_path):
+    import psutil
+
+    runner = LocalPipelineRunner(tmp_path / "runner")
+    ref = runner.submit(blocking_request(data, tmp_path), idempotency_key="killed")
+    status_file = runner.root / "runs" / ref.run_id / "status.json"
+    deadline, steps = time.monotonic() + 120, []
+    while not steps and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pid = json.loads(status_file.read_text())["pid"]
+        steps = psutil.Process(pid).children() if pid != os.getpid() else []
+    if pid != os.getpid():  # the driver, whatever happened: a blocked run must not outlive the test
+        os.kill(pid, signal.SIGKILL)
+    assert len(steps) == 1, "prep never started"
+    status = runner.wait(ref, timeout=30)
+    assert status.state is RunState.FAILED and "exited" in status.error
+    if sys.platform.startswith("linux"):
+        psutil.wait_procs(steps, timeout=10)
+        assert not steps[0].is_running()
 
 
 # --- Azure ML: the pipeline definition and the runner through MLClient's operations --------------------------
