@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 devhost: $(STAMP)
-	$(PY) -m devhost
+	$(PY) -m devhost --settings $(if $(wildcard local.settings.json),local.settings.json,local.settings.example.json)
 
 clean:
 	rm -rf $(VENV) node_modules .local out
