@@ -137,6 +137,11 @@ class Container:
 
         return run_check(envelope, self.check_deps)
 
+    def rebaseline(self, envelope) -> list[str]:
+        from monitors.rebaseline import on_model_promoted
+
+        return on_model_promoted(envelope, self.check_deps)
+
     def request_check(self, monitor: str, window: Window | None) -> dict[str, Any]:
         from core.events import event_id
         from monitors.check import request_check

@@ -11,5 +11,6 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "alerts": ("mlops.incident.changed.v1",),
     "retrain": ("mlops.drift.detected.v1", "mlops.retrain.requested.v1"),
     "deploy": ("mlops.retrain.completed.v1", "mlops.challenger.accepted.v1"),
+    "rebaseline": ("mlops.model.promoted.v1",),  # monitors take the promoted model's reference
     "audit": (),  # empty filter: every event, for the audit trail
 }

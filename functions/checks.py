@@ -1,4 +1,5 @@
-"""Checks: the Service Bus consumer that runs one check, and the HTTP routes to request and read one."""
+"""Checks: the Service Bus consumers that run one check and re-baseline monitors on a promotion, and the
+HTTP routes to request and read a check."""
 import azure.functions as func
 
 from core.routing import TOPIC
@@ -12,6 +13,12 @@ bp = func.Blueprint()
                               connection="ServiceBusConnection")
 def run_check(msg: func.ServiceBusMessage) -> None:
     consume(msg, "run-check", lambda envelope, box: box.run_check(envelope))
+
+
+@bp.service_bus_topic_trigger(arg_name="msg", topic_name=TOPIC, subscription_name="rebaseline",
+                              connection="ServiceBusConnection")
+def rebaseline_monitors(msg: func.ServiceBusMessage) -> None:
+    consume(msg, "rebaseline", lambda envelope, box: box.rebaseline(envelope))
 
 
 @bp.route(route="checks", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

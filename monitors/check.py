@@ -26,6 +26,7 @@ from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
 from core.records import CHECK, CLAIM, claim_window, put
 from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
 from monitors.alerts import OPENED, UPDATED, AlertPolicy, IncidentChange
+from monitors.rebaseline import active_reference
 from monitors.report import check_document, finding_json, save_check_report
 from monitors.schedule import check_requested, complete_window, window_at
 from monitors.signals.suite import FittedSuite, build_suite, fit_suite
@@ -115,7 +116,8 @@ def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
 
     spec = deps.specs.get(monitor)
     batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
-    reference = load_reference(spec.reference.uri, base_dir=spec.base_dir if spec.source else deps.base_dir)
+    active = active_reference(spec, deps.store, deps.base_dir)
+    reference = load_reference(active["uri"], base_dir=active["base_dir"])
     html = render_html(reference.frame(), batch.frame, spec)
     return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
 
@@ -129,7 +131,8 @@ def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
 def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDeps) -> dict:
     endpoint = EndpointRef(spec.endpoint.name, spec.endpoint.deployment)
     batch = deps.telemetry.fetch(endpoint, window)  # TelemetryUnavailable propagates: retryable
-    suite = fitted_suite(spec, deps)
+    active = active_reference(spec, deps.store, deps.base_dir)
+    suite = fitted_suite(spec, deps, active)
     findings = [f for evaluator in suite.current for f in evaluator.evaluate(batch)]
     performance_window = None
     if suite.performance is not None and spec.label is not None:
@@ -149,6 +152,7 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
                              "reason": envelope.data.get("reason"), "requested_by": envelope.id,
                              "completed_at": iso(deps.clock.now()), "reference_fingerprint": suite.fingerprint,
                              "reference_rows": suite.reference_rows, "model_version": model_version,
+                             "reference": {"uri": active["uri"], "model_version": active["model_version"]},
                              "performance_window": performance_window.to_json() if performance_window else None,
                              "alerting": "applied" if on_grid else "skipped: the window is not on the monitor's grid",
                              "incidents": [_incident_ref(c) for c in changes]})
@@ -159,11 +163,15 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
     return doc
 
 
-def fitted_suite(spec: MonitorSpec, deps: CheckDeps) -> FittedSuite:
-    """Fitted once per (monitor, reference fingerprint, spec) per process; profiles also cached on disk."""
+def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | None = None) -> FittedSuite:
+    """Fitted once per (monitor, reference fingerprint, spec) per process; profiles also cached on disk.
+
+    `active`: the reference in use (monitors.rebaseline.active_reference); a promotion changes it, and
+    with it the fingerprint, so the suite is refitted once per model version."""
     from monitors.reference import load_reference
 
-    reference = load_reference(spec.reference.uri, base_dir=spec.base_dir if spec.source else deps.base_dir)
+    active = active or active_reference(spec, deps.store, deps.base_dir)
+    reference = load_reference(active["uri"], base_dir=active["base_dir"])
     digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
     key = (spec.name, reference.fingerprint, digest)
 

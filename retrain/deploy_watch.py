@@ -3,13 +3,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
+from core.errors import NotFound
 from core.events import event_id, new_event
-from core.types import EndpointRef, iso, parse_time
+from core.types import EndpointRef, ModelVersion, iso, parse_time
 from retrain.deploy import parse_model
 from retrain.runs import model_json, transition
 
 if TYPE_CHECKING:
     from retrain.deps import RetrainDeps
+
+
+def promoted_fields(deps: "RetrainDeps", candidate: ModelVersion) -> dict[str, Any]:
+    """What the monitors need to follow the model in production: its version and its reference data."""
+    try:
+        lineage = deps.registry.get(candidate.name, candidate.version).get("lineage") or {}
+    except NotFound:  # promoted all the same; the monitors keep the reference they have
+        lineage = {}
+    return {"model_version": str(candidate), "reference_uri": lineage.get("reference")}
 
 
 def breaches(health: Any, deps: "RetrainDeps") -> list[str]:
@@ -49,6 +59,8 @@ def _finish(record: Mapping[str, Any], deps: "RetrainDeps", outcome: str, number
     split = deps.deployer.rollback(ref) if outcome == "rolled_back" else deps.deployer.promote(ref, candidate)
     data = {"run_id": record["run_id"], "endpoint": ref.name, "candidate": model_json(str(candidate)),
             "traffic": dict(split.shares), "health": numbers, "reason": "; ".join(reasons)}
+    if outcome == "promoted":
+        data.update(promoted_fields(deps, candidate))
     kind = "mlops.model.rolled_back.v1" if outcome == "rolled_back" else "mlops.model.promoted.v1"
     deps.publisher.publish(new_event(kind, data, id=event_id(kind, record["run_id"]), subject=ref.name, time=now,
                                      correlationid=record["run_id"]))

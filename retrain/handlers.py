@@ -18,7 +18,7 @@ from core.errors import ConcurrencyConflict, NotFound, PermanentError, Retryable
 from core.events import Envelope, event_id, new_event
 from core.records import RUN, already_processed, mark_processed, require
 from core.types import EndpointRef, ModelVersion, RunRef, RunState, Window, iso, parse_time
-from retrain.deploy_watch import watch_canary
+from retrain.deploy_watch import promoted_fields, watch_canary
 from retrain.deps import RetrainDeps, RetrainTarget
 from retrain.export import export_labelled
 from retrain.gate import EvalReport, decide
@@ -270,10 +270,11 @@ def _canary(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
     step = {"step": "canary", "at": iso(now), "deployment": deployment, "traffic": dict(split.shares)}
     first = split.shares.get(deployment) == 100  # an endpoint with no model: nothing to compare with
     kind, state = ("mlops.model.promoted.v1", "promoted") if first else ("mlops.canary.started.v1", "canary")
-    deps.publisher.publish(envelope.caused(kind, {
-        "run_id": record["run_id"], "endpoint": ref.name, "candidate": model_json(str(candidate)),
-        "traffic": dict(split.shares), "deployment": deployment, "bake_until": iso(now + deps.config.bake)},
-        id=event_id(kind, record["run_id"]), time=now))
+    data = {"run_id": record["run_id"], "endpoint": ref.name, "candidate": model_json(str(candidate)),
+            "traffic": dict(split.shares), "deployment": deployment, "bake_until": iso(now + deps.config.bake)}
+    if first:
+        data.update(promoted_fields(deps, candidate))
+    deps.publisher.publish(envelope.caused(kind, data, id=event_id(kind, record["run_id"]), time=now))
     transition(deps.store, record["run_id"], {"accepted"}, state, now, deployment=[*record["deployment"], step],
                canary={"deployment": deployment, "started_at": iso(now)},
                outcome={"result": "promoted", "traffic": dict(split.shares)} if first else None)

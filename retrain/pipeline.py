@@ -11,7 +11,8 @@ from core.errors import ValidationFailed
 from retrain.steps import COMPONENTS_DIR, DATA, NUMBER, STEPS, WIRING, Port, Step
 
 DEFAULT_ENVIRONMENT = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
-PIPELINE_OUTPUTS = {"metrics": ("evaluate", "metrics_out"), "registered": ("register", "registered")}
+PIPELINE_OUTPUTS = {"metrics": ("evaluate", "metrics_out"), "registered": ("register", "registered"),
+                    "reference": ("evaluate", "reference_out")}
 
 
 def _input(port: Port) -> Any:

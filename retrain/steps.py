@@ -54,11 +54,11 @@ STEPS: tuple[Step, ...] = (
          outputs=(Port("model_out"),)),
     Step("evaluate", "evaluate.py",
          inputs=(Port("model"), Port("champion", optional=True), Port("holdout"), *SCHEMA,
-                 Port("slices", TEXT)),
-         outputs=(Port("metrics_out"),)),
+                 Port("slices", TEXT), Port("train", optional=True), Port("time_column", TEXT, optional=True)),
+         outputs=(Port("metrics_out"), Port("reference_out"))),
     Step("register", "register.py",
          inputs=(Port("model"), Port("metrics"), Port("name", TEXT), Port("lineage", TEXT),
-                 Port("registry", TEXT, optional=True)),
+                 Port("registry", TEXT, optional=True), Port("reference", optional=True)),
          outputs=(Port("registered"),)),
 )
 
@@ -67,8 +67,10 @@ WIRING: dict[tuple[str, str], tuple[str, str]] = {
     ("train", "train"): ("prep", "out_train"),
     ("evaluate", "model"): ("train", "model_out"),
     ("evaluate", "holdout"): ("prep", "out_holdout"),
+    ("evaluate", "train"): ("prep", "out_train"),
     ("register", "model"): ("train", "model_out"),
     ("register", "metrics"): ("evaluate", "metrics_out"),
+    ("register", "reference"): ("evaluate", "reference_out"),
 }
 
 RULES_DOC = """Training-data rules for `prep` (the holdout is always the last `holdout_days` of labelled data):

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # imported where used: the register step needs neither
 
 KINDS = ("numeric", "categorical")
 MODEL_FILE, META_FILE = "model.joblib", "meta.json"
+REFERENCE_FILE = "reference.parquet"  # evaluate's monitoring reference, recorded by register
 
 
 class InputError(ValueError):

@@ -3,6 +3,9 @@
 metrics.json: {"holdout_rows", "holdout_window", "challenger": report, "champion": report | null,
 "flat": {"challenger/auc": ..., "challenger/slice/origin/JFK/auc": ...}} where a report is
 {"overall": {auc, accuracy, f1, log_loss, rows, positives}, "slices": {column: {value: {...}}}}.
+
+reference_out/reference.parquet: the training and holdout rows (features, label, time column) with the
+challenger's probability as `score`: the monitors' reference for this model version once it is promoted.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import joblib
 import numpy as np
 from _lib import (
     MODEL_FILE,
+    REFERENCE_FILE,
     InputError,
     check_columns,
     fail,
@@ -26,6 +30,7 @@ from _lib import (
 )
 
 MIN_SLICE_ROWS = 1
+SCORE_COLUMN = "score"  # the name the monitor specs read predictions from
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
@@ -58,11 +63,31 @@ def flatten(role: str, rep: dict) -> dict[str, float]:
     return {k: v for k, v in flat.items() if math.isfinite(v)}
 
 
+def write_reference(path: Path, model, frames: dict, features: dict[str, str], label: str,
+                    time_column: str | None) -> int:
+    """Training plus holdout rows with the model's scores, in the shape the monitor spec reads."""
+    import pandas as pd
+
+    columns = [*features, label, *([time_column] if time_column else [])]
+    for what, frame in frames.items():
+        check_columns(frame, columns, what)
+    rows = pd.concat([f[columns] for f in frames.values()], ignore_index=True)
+    if time_column:  # one type, whatever each source stored: the monitor windows on it
+        rows[time_column] = pd.to_datetime(rows[time_column], utc=True)
+    rows[SCORE_COLUMN] = model.predict_proba(feature_frame(rows, features))[:, 1]
+    path.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(path / REFERENCE_FILE, index=False)
+    return len(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("model", "holdout", "features", "label", "metrics_out"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--champion")
+    parser.add_argument("--train", help="the training rows, for the reference written to --reference_out")
+    parser.add_argument("--time_column")
+    parser.add_argument("--reference_out")
     parser.add_argument("--slices", default="[]", help="JSON list of columns to report per value")
     args = parser.parse_args(argv)
     try:
@@ -75,12 +100,14 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError(f"--holdout: no rows in {args.holdout}")
         check_columns(holdout, [*features, args.label], "holdout")
         y = labels(holdout, args.label, "holdout")
+        train = read_table(args.train, "train") if args.train else None
         champion_file = Path(args.champion) / MODEL_FILE if args.champion else None
         if champion_file is not None and not champion_file.exists():
             raise InputError(f"--champion: no {MODEL_FILE} in {args.champion}")
     except InputError as exc:
         fail(exc)
-    challenger = report(joblib.load(Path(args.model) / MODEL_FILE), holdout, features, y, slices)
+    model = joblib.load(Path(args.model) / MODEL_FILE)
+    challenger = report(model, holdout, features, y, slices)
     champion = report(joblib.load(champion_file), holdout, features, y, slices) if champion_file else None
     summary_path = Path(args.holdout) / "summary.json"
     window = json.loads(summary_path.read_text()).get("window") if summary_path.exists() else None
@@ -89,6 +116,13 @@ def main(argv: list[str] | None = None) -> None:
     write_json(Path(args.metrics_out) / "metrics.json", {
         "holdout_rows": len(holdout), "holdout_window": window, "challenger": challenger,
         "champion": champion, "flat": flat})
+    if args.reference_out:
+        try:
+            frames = {w: f for w, f in (("train", train), ("holdout", holdout)) if f is not None and not f.empty}
+            rows = write_reference(Path(args.reference_out), model, frames, features, args.label, args.time_column)
+        except InputError as exc:
+            fail(exc)
+        print(f"evaluate: reference of {rows} rows with the challenger's scores")
     auc = challenger["overall"]["auc"]
     print(f"evaluate: challenger auc {auc}, champion auc {champion and champion['overall']['auc']}")
 

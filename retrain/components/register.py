@@ -2,6 +2,10 @@
 
 In Azure ML the package (the `registered` output) is registered by the runner through the model
 registry, because a pipeline step has no workspace credentials of its own.
+
+With --registry (a local run), lineage["reference"] is the absolute path of evaluate's reference file (the
+model's monitoring reference). In Azure ML a step sees its inputs at a mount path that means nothing after
+the job, so it records none; the reference stays the pipeline job's `reference` output.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from _lib import META_FILE, MODEL_FILE, InputError, fail, write_json
+from _lib import META_FILE, MODEL_FILE, REFERENCE_FILE, InputError, fail, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("model", "metrics", "name", "lineage", "registered"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--registry", help="folder of a local model registry")
+    parser.add_argument("--reference", help="evaluate's reference_out folder")
     args = parser.parse_args(argv)
     try:
         lineage = json.loads(args.lineage)
@@ -31,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     meta = json.loads((Path(args.model) / META_FILE).read_text())
     lineage = {**lineage, "training_window": meta.get("training_window"), "training_rows": meta["training_rows"],
                "rule": meta.get("rule"), "holdout_window": metrics.get("holdout_window")}
+    reference = Path(args.reference) / REFERENCE_FILE if args.reference else None
+    if args.registry and reference is not None and reference.exists():
+        lineage["reference"] = str(reference.resolve())
     package = Path(args.registered)
     shutil.copytree(args.model, package / "model", dirs_exist_ok=True)
     write_json(package / "lineage.json", lineage)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from core.errors import ValidationFailed
@@ -64,6 +65,12 @@ def test_local_run_trains_evaluates_and_registers_a_version_with_lineage(finishe
     assert lineage["training_window"]["start"].startswith("2013-01")
     assert lineage["holdout_window"]["end"].startswith("2013-05-31")
     assert lineage["training_rows"] > 8000
+    # the monitors' reference for this version: training + holdout rows scored by the new model
+    reference = pd.read_parquet(lineage["reference"])
+    assert Path(lineage["reference"]).is_absolute()
+    assert list(reference.columns) == [*FEATURES, LABEL, "time", "score"]
+    assert len(reference) == lineage["training_rows"] + status.metrics["holdout_rows"]
+    assert reference["score"].between(0, 1).all() and reference["score"].std() > 0.01
     model = LocalModelRegistry(runner.registry_root).load_model(ModelVersion("flights", "1"))
     assert hasattr(model, "predict_proba")
     assert "train: fitted on" in runner.log(ref, "train")
@@ -236,7 +243,7 @@ def test_pipeline_definition_validates_offline_and_wires_each_step_to_the_previo
     with_champion = build_pipeline_job({**arguments(), "champion": "azureml:flights:3"})
     assert with_champion.inputs["champion"].path == "azureml:flights:3"
     assert "--features '${{inputs.features}}'" in job.jobs["train"].component.command
-    assert set(job.outputs) == {"metrics", "registered"}
+    assert set(job.outputs) == {"metrics", "registered", "reference"}
 
 
 def test_pipeline_refuses_text_that_the_step_command_cannot_carry():

@@ -7,6 +7,7 @@ import http.client
 import json
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pytest
 
 from core.clock import ManualClock
@@ -245,7 +246,9 @@ def test_canary_over_real_traffic_is_rolled_back_or_promoted(deps, models, tmp_p
         assert track_runs(deps)["promoted"] == 1
         assert deps.deployer.current(EP) == TrafficSplit({"green": 100})
         record = get_run(run["run_id"], deps)
-        assert record["state"] == "promoted" and deps.publisher.of("mlops.model.promoted.v1")
+        (event,) = deps.publisher.of("mlops.model.promoted.v1")
+        assert record["state"] == "promoted" and event.data["model_version"] == "flights:2"
+        assert event.data["reference_uri"] is None  # registered without one: monitors keep theirs
     # the audit trail: who asked, on what data, which run, the gate's numbers, each deployment step
     assert record["trigger"] == {"kind": "http", "caller": "bob"}
     assert record["window"]["end"] == "2013-06-01T00:00:00Z" and record["run"]["external_id"]
@@ -334,3 +337,10 @@ def test_the_loop_with_the_real_local_pipeline_from_request_to_canary(deps, tmp_
     assert gate["numbers"]["challenger"] > gate["numbers"]["champion"] + 0.005
     on_deploy_event(deps.publisher.of("mlops.challenger.accepted.v1")[0], deps)
     assert deps.deployer.current(EP) == TrafficSplit({"blue": 90, "green": 10})
+    deps.health = FixedHealth(DeploymentHealth(200, 0, 0.0, 10.0))
+    deps.clock.advance(deps.config.bake)
+    assert track_runs(deps)["promoted"] == 1
+    (event,) = deps.publisher.of("mlops.model.promoted.v1")
+    assert event.data["model_version"] == "flights:2" and event.data["reference_uri"] == lineage["reference"]
+    reference = pd.read_parquet(event.data["reference_uri"])  # what the monitors will compare traffic with
+    assert {*FEATURES, LABEL, "time", "score"} <= set(reference.columns)
