@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -73,9 +74,10 @@ def _champion(ws: wsp.Workspace, traffic: Any, box: Any) -> ModelVersion:
     if status.model is None:
         raise RuntimeError(f"champion training failed at {status.failed_step}: {status.error}")
     model = ModelVersion(status.model.name, status.model.version)
-    # The reference carries the champion's scores too, so prediction drift has a baseline.
-    wsp.write_reference(ws, traffic, scores=wsp.predict(deps.registry.load_model(model),
-                                                        pd.read_parquet(ws.reference_path)))
+    # The monitor's reference is the one the pipeline wrote for this version: Jan-Mar, scored out of sample
+    # (the holdout week) so prediction drift and performance have an honest baseline.
+    lineage = deps.registry.get(model.name, model.version)["lineage"]
+    shutil.copy(lineage["reference"], ws.reference_path)
     deps.deployer.start_canary(EndpointRef(wsp.ENDPOINT), model, 10)  # on an empty endpoint it takes 100%
     return model
 

@@ -56,10 +56,9 @@ def training_frame(rows: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def write_reference(ws: Workspace, traffic: Traffic, scores: Any = None) -> pd.DataFrame:
+def write_reference(ws: Workspace, traffic: Traffic) -> pd.DataFrame:
+    """Jan-Mar, the champion's training data; replaced by the pipeline's scored reference once it is trained."""
     frame = training_frame(traffic.between(CHAMPION_FROM, CHAMPION_TO))
-    if scores is not None:
-        frame["score"] = scores
     frame.to_parquet(ws.reference_path, index=False)
     return frame
 

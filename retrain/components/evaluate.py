@@ -5,7 +5,9 @@ metrics.json: {"holdout_rows", "holdout_window", "challenger": report, "champion
 {"overall": {auc, accuracy, f1, log_loss, rows, positives}, "slices": {column: {value: {...}}}}.
 
 reference_out/reference.parquet: the training and holdout rows (features, label, time column) with the
-challenger's probability as `score`: the monitors' reference for this model version once it is promoted.
+challenger's probability as `score` on the holdout rows only (out of sample; null on training rows, whose
+in-sample scores would inflate the performance baseline and narrow the prediction-drift baseline): the
+monitors' reference for this model version once it is promoted.
 """
 from __future__ import annotations
 
@@ -65,16 +67,22 @@ def flatten(role: str, rep: dict) -> dict[str, float]:
 
 def write_reference(path: Path, model, frames: dict, features: dict[str, str], label: str,
                     time_column: str | None) -> int:
-    """Training plus holdout rows with the model's scores, in the shape the monitor spec reads."""
+    """Training plus holdout rows in the shape the monitor spec reads; scores on the holdout rows only."""
+    import numpy as np
     import pandas as pd
 
     columns = [*features, label, *([time_column] if time_column else [])]
     for what, frame in frames.items():
         check_columns(frame, columns, what)
-    rows = pd.concat([f[columns] for f in frames.values()], ignore_index=True)
+    parts = []
+    for what, frame in frames.items():
+        part = frame[columns].copy()
+        part[SCORE_COLUMN] = (model.predict_proba(feature_frame(part, features))[:, 1] if what == "holdout"
+                              else np.nan)
+        parts.append(part)
+    rows = pd.concat(parts, ignore_index=True)
     if time_column:  # one type, whatever each source stored: the monitor windows on it
         rows[time_column] = pd.to_datetime(rows[time_column], utc=True)
-    rows[SCORE_COLUMN] = model.predict_proba(feature_frame(rows, features))[:, 1]
     path.mkdir(parents=True, exist_ok=True)
     rows.to_parquet(path / REFERENCE_FILE, index=False)
     return len(rows)

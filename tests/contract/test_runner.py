@@ -65,12 +65,15 @@ def test_local_run_trains_evaluates_and_registers_a_version_with_lineage(finishe
     assert lineage["training_window"]["start"].startswith("2013-01")
     assert lineage["holdout_window"]["end"].startswith("2013-05-31")
     assert lineage["training_rows"] > 8000
-    # the monitors' reference for this version: training + holdout rows scored by the new model
+    # the monitors' reference for this version: training + holdout rows, scored out of sample (holdout only)
     reference = pd.read_parquet(lineage["reference"])
     assert Path(lineage["reference"]).is_absolute()
     assert list(reference.columns) == [*FEATURES, LABEL, "time", "score"]
     assert len(reference) == lineage["training_rows"] + status.metrics["holdout_rows"]
-    assert reference["score"].between(0, 1).all() and reference["score"].std() > 0.01
+    scored = reference["score"].dropna()
+    assert len(scored) == status.metrics["holdout_rows"]
+    assert scored.between(0, 1).all() and scored.std() > 0.01
+    assert reference["time"][reference["score"].notna()].min() > reference["time"][reference["score"].isna()].max()
     model = LocalModelRegistry(runner.registry_root).load_model(ModelVersion("flights", "1"))
     assert hasattr(model, "predict_proba")
     assert "train: fitted on" in runner.log(ref, "train")
