@@ -20,13 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="April-May on a 40%% sample (for the e2e test)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--sample", type=float, default=Options.sample, help="share of flights replayed (seeded)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-scheduled", action="store_true", help="skip the monthly-schedule strategy")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    opts = Options(out=args.out, seed=args.seed, progress=not args.no_progress, scheduled=not args.no_scheduled)
+    if not 0.0 < args.sample <= 1.0:
+        parser.error("--sample must be in (0, 1]")
+    opts = Options(out=args.out, seed=args.seed, progress=not args.no_progress, scheduled=not args.no_scheduled,
+                   sample=args.sample)
     if args.fast:
         opts = Options(out=args.out, seed=args.seed, progress=not args.no_progress, scheduled=not args.no_scheduled,
                        end=pd.Timestamp("2013-06-01", tz="UTC"), sample=0.4)

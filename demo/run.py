@@ -27,7 +27,7 @@ class Options:
     start: pd.Timestamp = pd.Timestamp("2013-04-01", tz="UTC")
     end: pd.Timestamp = pd.Timestamp("2014-01-01", tz="UTC")
     label_lag: timedelta = timedelta(days=1)
-    sample: float = 1.0
+    sample: float = 0.8  # a seeded 80% of flights: keeps the whole run under 5 minutes on 2 cores
     seed: int = 13
     fault_canary: int = 2  # the Nth canary misbehaves (an injected error rate), to show a rollback; 0: none
     progress: bool = True

@@ -26,8 +26,8 @@ class Workspace:
     def env(self, webhook_url: str) -> dict[str, str]:
         return {
             "MLOPS_DATA_DIR": str(self.data_dir), "MLOPS_MONITORS_DIR": str(self.monitors_dir),
-            "CHECK_SCHEDULE": "0 5 * * * *",  # hourly: a daily window is checked soon after it closes
-            "TRACK_SCHEDULE": "0 */30 * * * *",
+            "CHECK_SCHEDULE": "0 5 */3 * * *",  # every 3 hours: a daily window is checked soon after it is due
+            "TRACK_SCHEDULE": "0 0 * * * *",  # hourly: pipeline runs and canary bakes are looked at
             "MLOPS_RETRAIN_CONFIG": str(ROOT / "demo" / "retrain.yaml"),
             "MLOPS_WEBHOOK_URL": webhook_url, "MLOPS_WEBHOOK_FORMAT": "json", "MLOPS_CLOCK": "real",
         }
