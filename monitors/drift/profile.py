@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -30,6 +31,8 @@ __all__ = ["NUMERIC", "CATEGORICAL", "ColumnProfile", "ReferenceProfile", "build
            "infer_kinds"]
 FORMAT = 1
 KINDS = (NUMERIC, CATEGORICAL)
+
+log = logging.getLogger("mlops.drift")
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,8 +210,9 @@ class ProfileCache:
         if path.exists():
             try:
                 return ReferenceProfile.load(path)
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                pass  # unreadable (older format, damaged disk): rebuild it from the reference below
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                # unreadable (older format, damaged disk): say so, then rebuild it from the reference below
+                log.warning("cached profile %s is unreadable (%s); rebuilding it", path, exc)
         profile = build_profile(load_reference(), kinds, methods=methods, fingerprint=fingerprint)
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
