@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-fast test bench lint devhost clean
+.PHONY: demo demo-fast demo-text test bench lint devhost clean
+TEXT   := $(VENV)/.installed-text
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 2; }
@@ -12,6 +13,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $(STAMP)
+
+# The text stack (issue 13) is an extra: the tabular path never needs it; `make test` and `make demo-text` do.
+$(TEXT): $(STAMP) requirements-text.txt
+	$(PY) -m pip install -q -r requirements-text.txt
+	$(PY) -m monitors.text export
+	@touch $(TEXT)
 
 node_modules/.bin/azurite: package.json
 	npm ci --no-audit --no-fund --silent
@@ -23,7 +30,10 @@ demo: $(STAMP)
 demo-fast: $(STAMP)
 	$(PY) -m demo --fast
 
-test: $(STAMP) node_modules/.bin/azurite
+demo-text: $(TEXT)
+	$(PY) -m demo --text
+
+test: $(STAMP) $(TEXT) node_modules/.bin/azurite
 	$(PY) -m pytest
 
 bench: $(STAMP)

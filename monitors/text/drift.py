@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from core.files import cached
 from monitors.drift.calibration import grid_size
 from monitors.text import stats
 from monitors.text.descriptors import clean_texts
@@ -104,7 +103,9 @@ class FittedText:
     def null(self, rows: int) -> np.ndarray:
         size = min(grid_size(rows), self.rows // 2)
         if size not in self._nulls:
-            self._nulls[size] = self._load(size) if self._cached(size) else self._draw(size)
+            path = self._path(size)
+            self._nulls[size] = self._draw(size) if path is None else cached(
+                path, lambda p: np.load(p, allow_pickle=False), lambda: self._draw(size), _save_npy)
         return self._nulls[size]
 
     def _draw(self, size: int) -> np.ndarray:
@@ -123,7 +124,6 @@ class FittedText:
             out[i] = stats.statistic(self.settings.method, self.vectors[compare], self.vectors[window], rng,
                                      self.width).value
         out.sort()
-        self._save(size, out)
         return out
 
     def _evidence(self, current: np.ndarray, texts: list[str], scores: np.ndarray | None,
@@ -147,17 +147,6 @@ class FittedText:
                            stats.RIDGE, stats.FOLDS, stats.MMD_ROWS])
         return self.cache_dir / f"textnull-{hashlib.sha256(text.encode()).hexdigest()[:32]}.npy"
 
-    def _cached(self, size: int) -> bool:
-        path = self._path(size)
-        return path is not None and path.exists()
-
-    def _load(self, size: int) -> np.ndarray:
-        return np.load(self._path(size), allow_pickle=False)
-
-    def _save(self, size: int, values: np.ndarray) -> None:
-        path = self._path(size)
-        if path is not None:
-            save_array(path, values)
 
 
 def fit_text(column: str, values: Sequence[object], settings: TextSettings, embedder: Any,
@@ -178,30 +167,22 @@ def fit_text(column: str, values: Sequence[object], settings: TextSettings, embe
 
 
 def cached_embeddings(texts: list[str], embedder: Any, key: str, cache_dir: Path | None) -> tuple[np.ndarray, int]:
-    path = cache_dir / f"embeddings-{key}.npz" if cache_dir else None
-    if path is not None and path.exists():
+    """Embeddings of `texts`, kept in `cache_dir` by content (a damaged file is recomputed)."""
+    def build() -> dict[str, np.ndarray]:
+        encoded = embedder.encode(texts)
+        return {"vectors": encoded.vectors, "truncated": np.array(encoded.truncated)}
+
+    def load(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
-            return data["vectors"], int(data["truncated"])
-    encoded = embedder.encode(texts)
-    if path is not None:
-        save_array(path, {"vectors": encoded.vectors, "truncated": np.array(encoded.truncated)})
-    return encoded.vectors, encoded.truncated
+            return {"vectors": data["vectors"], "truncated": data["truncated"]}
+
+    found = build() if cache_dir is None else cached(cache_dir / f"embeddings-{key}.npz", load, build,
+                                                     lambda value, out: np.savez(out, **value))
+    return found["vectors"], int(found["truncated"])
 
 
-def save_array(path: Path, values: np.ndarray | dict[str, np.ndarray]) -> None:
-    """Write atomically: a concurrent reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(values, dict):
-                np.savez(fh, **values)
-            else:
-                np.save(fh, values)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _save_npy(values: np.ndarray, out: Any) -> None:
+    np.save(out, values)
 
 
 def _content_key(texts: list[str], identity: str) -> str:
