@@ -28,3 +28,10 @@ def tweets():
 def text_cache(tmp_path_factory):
     """Embeddings and nulls are content-addressed: one cache for the session's tests is safe and saves minutes."""
     return tmp_path_factory.mktemp("text-cache")
+
+
+def pytest_configure(config):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))  # the local OpenAI-compatible server module
