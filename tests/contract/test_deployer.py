@@ -132,6 +132,23 @@ def test_a_second_canary_beside_a_running_one_is_refused(deployer):
         deployer.start_canary(EP, V3, 100)
 
 
+def test_local_canary_clones_the_champion_deployment_and_changes_only_the_model(tmp_path):
+    from retrain.serving import DeploymentSpec
+
+    template = DeploymentSpec(model="", code="/srv/code", scoring_script="score.py", environment_variables={"A": "1"},
+                              data_collector={"collections": {"model_inputs": {"enabled": "true"}}},
+                              request_timeout_ms=3000)
+    deployer = LocalDeployer(tmp_path / "endpoints.json", template=template)
+    deployer.start_canary(EP, V1, 10)
+    deployer.start_canary(EP, V2, 10)
+    specs = deployer.deployments(EP)
+    assert specs["blue"] == template.with_model("flights:1")
+    assert specs["green"] == specs["blue"].with_model("flights:2")
+    deployer.promote(EP, V2)
+    deployer.start_canary(EP, V3, 10)
+    assert deployer.deployments(EP)["blue"] == template.with_model("flights:3")
+
+
 def test_local_deployer_finishes_an_operation_interrupted_by_a_crash(tmp_path):
     path = tmp_path / "endpoints.json"
     deployer = LocalDeployer(path)
