@@ -210,6 +210,40 @@ class Container:
 
         return get_run(run_id, self.retrain_deps)
 
+    # --- read side: the list APIs and the dashboard --------------------------------------------
+    def list_monitors(self, page) -> dict[str, Any]:
+        from monitors.views import monitors_page
+
+        return monitors_page(self.specs, self.store, page)
+
+    def list_checks(self, page, *, monitor: str | None, start: datetime | None, end: datetime | None,
+                    status: str | None) -> dict[str, Any]:
+        from monitors.views import checks_page
+
+        names = [self.specs.get(monitor).name] if monitor else self.specs.names()
+        return checks_page(self.store, names, page, start=start, end=end, status=status).to_json()
+
+    def list_incidents(self, page, *, state: str | None, monitor: str | None) -> dict[str, Any]:
+        from monitors.views import incidents_page
+
+        return incidents_page(self.store, page, state=state, monitor=monitor).to_json()
+
+    def monitor_timeline(self, monitor: str, *, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+        from monitors.views import timeline
+
+        return timeline(self.specs.get(monitor), self.store, start=start, end=end)
+
+    def list_runs(self, page, *, endpoint: str | None, state: str | None) -> dict[str, Any]:
+        from retrain.views import runs_page
+
+        return runs_page(self.store, page, endpoint=endpoint, state=state).to_json()
+
+    def list_deployments(self) -> dict[str, Any]:
+        from retrain.views import deployments
+
+        endpoints = {spec.endpoint.name for spec in self.specs.all()} | set(self.retrain_deps.targets)
+        return {"items": deployments(self.retrain_deps.deployer, endpoints)}
+
     # --- poison messages ----------------------------------------------------------------------
     def reject(self, msg, consumer: str, exc: PermanentError) -> None:
         """Dead-letter a message that can never succeed, with its reason.
