@@ -87,7 +87,8 @@ class Container:
         return SqliteTelemetryStore(self.data_dir / "telemetry.sqlite")
 
     @cached_property
-    def telemetry(self):
+    def app_telemetry(self):
+        """The app-wide source: Log Analytics when configured, else the local store."""
         if self.settings.log_analytics_workspace_id:
             from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
 
@@ -97,9 +98,16 @@ class Container:
         return LocalTelemetrySource(self.telemetry_store)
 
     @cached_property
+    def telemetry(self):
+        """Each endpoint's telemetry where its monitor spec says (e.g. Azure ML's data collector files)."""
+        from monitors.telemetry.router import SpecTelemetrySource
+
+        return SpecTelemetrySource(self.specs, self.app_telemetry)
+
+    @cached_property
     def health(self):
         if self.settings.log_analytics_workspace_id:
-            return self.telemetry  # the Log Analytics source answers deployment health with KQL
+            return self.app_telemetry  # the Log Analytics source answers deployment health with KQL
         return self.telemetry_store
 
     # --- monitors ---------------------------------------------------------------------------

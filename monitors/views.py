@@ -58,8 +58,7 @@ def monitor_summary(spec: MonitorSpec, store: StateStore, open_incidents: list[d
 
 
 def _source_kind(spec: MonitorSpec) -> str:
-    source = getattr(spec, "source", None)
-    return str(getattr(source, "kind", "default")) if source is not None else "default"
+    return spec.telemetry.kind
 
 
 def _last_check(store: StateStore, monitor: str) -> dict[str, Any] | None:
