@@ -24,9 +24,21 @@ log = logging.getLogger("mlops.bootstrap")
 class Container:
     """Every adapter and handler entry point, built on first use and kept for the process."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, observability: Any = None) -> None:
         self.settings = settings
         self._clock = clock
+        self._observability = observability
+
+    @cached_property
+    def observability(self):
+        """Traces, metrics and logs of the service itself (core.observability); tests hand in-memory ones."""
+        if self._observability is not None:
+            return self._observability
+        from core.observability import for_process
+
+        s = self.settings
+        return for_process(s.otel_export, s.appinsights_connection_string or None,
+                           aad="AAD" in (s.appinsights_authentication or "").upper())
 
     # --- time, bus, state -------------------------------------------------------------------
     @cached_property
@@ -51,13 +63,16 @@ class Container:
 
     @cached_property
     def publisher(self):
+        """Every event leaves through here: stamped with its trace context and counted."""
+        from core.observability import TracedPublisher
+
         if self.settings.servicebus_namespace:
             from core.servicebus import ServiceBusPublisher
 
-            return ServiceBusPublisher(self.settings.servicebus_namespace)
+            return TracedPublisher(ServiceBusPublisher(self.settings.servicebus_namespace), self.observability)
         from core.localbus import SqliteBusPublisher
 
-        return SqliteBusPublisher(self.bus)
+        return TracedPublisher(SqliteBusPublisher(self.bus), self.observability)
 
     @cached_property
     def store(self):
@@ -137,13 +152,20 @@ class Container:
     def schedule_checks(self) -> list:
         from monitors.schedule import schedule_checks
 
-        return schedule_checks([spec.schedule_entry() for spec in self.specs.all()], self.store, self.publisher,
-                               self.clock.now())
+        with self.observability.span("timer schedule_checks"):
+            return schedule_checks([spec.schedule_entry() for spec in self.specs.all()], self.store,
+                                   self.publisher, self.clock.now())
 
     def run_check(self, envelope) -> Any:
+        import time
+
         from monitors.check import run_check
 
-        return run_check(envelope, self.check_deps)
+        started = time.perf_counter()
+        record = run_check(envelope, self.check_deps)
+        if record is not None:  # None: the window was done or held by another delivery
+            self.observability.check_done(record, time.perf_counter() - started)
+        return record
 
     def rebaseline(self, envelope) -> list[str]:
         from monitors.rebaseline import on_model_promoted
@@ -154,7 +176,8 @@ class Container:
         from core.events import event_id
         from monitors.check import request_check
 
-        envelope = request_check(monitor, self.check_deps, window=window, reason="http")
+        with self.observability.span("http request_check", monitor=monitor):
+            envelope = request_check(monitor, self.check_deps, window=window, reason="http")
         start, end = parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"])
         check_id = event_id("check", monitor, Window(start, end).key())
         return {"check_id": check_id, "event_id": envelope.id, "monitor": monitor,
@@ -204,14 +227,16 @@ class Container:
     def track_runs(self) -> None:
         from retrain.handlers import track_runs
 
-        track_runs(self.retrain_deps)
+        with self.observability.span("timer track_retrains"):
+            track_runs(self.retrain_deps)
 
     def request_retrain(self, endpoint: str, reason: str, *, window: Window | None, idempotency_key: str | None,
                         caller: str) -> dict[str, Any]:
         from retrain.handlers import request_retrain
 
-        return request_retrain(endpoint, reason, trigger={"kind": "http", "caller": caller},
-                               idempotency_key=idempotency_key, window=window, deps=self.retrain_deps)
+        with self.observability.span("http request_retrain", endpoint=endpoint):
+                return request_retrain(endpoint, reason, trigger={"kind": "http", "caller": caller},
+                                   idempotency_key=idempotency_key, window=window, deps=self.retrain_deps)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         from retrain.handlers import get_run
@@ -260,6 +285,7 @@ class Container:
         standard trigger cannot settle, so the message and reason are kept in the state store and the
         message completes instead of burning retries.
         """
+        self.observability.deadletter(consumer, exc.reason)
         if not self.settings.servicebus_namespace:
             raise exc
         from core.records import put
@@ -300,11 +326,11 @@ def container() -> Container:
         return _container
 
 
-def configure(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
+def configure(settings: Settings | None = None, *, clock: Clock | None = None, observability: Any = None) -> Container:
     """Replace the process's container (tests, demo, devhost with a simulated clock)."""
     global _container
     with _lock:
-        _container = Container(settings or load_settings(), clock)
+        _container = Container(settings or load_settings(), clock, observability)
         return _container
 
 

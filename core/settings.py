@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     azureml_resource_group: str | None = Field(None, alias="AZUREML_RESOURCE_GROUP")
     azureml_workspace: str | None = Field(None, alias="AZUREML_WORKSPACE")
 
+    # The service's own telemetry (core.observability): Application Insights when the connection string is set.
+    appinsights_connection_string: str | None = Field(None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING")
+    appinsights_authentication: str | None = Field(None, alias="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+    otel_export: str = Field("auto", alias="MLOPS_OTEL_EXPORT", description="auto, azure, log, console or off")
+
     max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
 
