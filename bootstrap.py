@@ -28,6 +28,7 @@ class Container:
         self.settings = settings
         self._clock = clock
         self._observability = observability
+        self._told: set[tuple[str, str]] = set()
 
     @cached_property
     def observability(self):
@@ -150,11 +151,21 @@ class Container:
         return LogNotifier(logging.getLogger("mlops.alerts"))
 
     def schedule_checks(self) -> list:
+        from monitors.rebaseline import not_ready
         from monitors.schedule import schedule_checks
 
+        ready = []
+        for spec in self.specs.all():
+            problem = not_ready(spec, self.store, Path(self.settings.monitors_dir))
+            if problem is None:
+                ready.append(spec.schedule_entry())
+            elif (spec.name, problem) not in self._told:  # once per process: it is listed by /api/monitors too
+                self._told.add((spec.name, problem))
+                log.warning("monitor %s is not scheduled: %s", spec.name, problem)
         with self.observability.span("timer schedule_checks"):
-            return schedule_checks([spec.schedule_entry() for spec in self.specs.all()], self.store,
-                                   self.publisher, self.clock.now())
+            published = schedule_checks(ready, self.store, self.publisher, self.clock.now())
+        announce_catch_up(published)
+        return published
 
     def run_check(self, envelope) -> Any:
         import time
@@ -172,21 +183,38 @@ class Container:
 
         return on_model_promoted(envelope, self.check_deps)
 
-    def request_check(self, monitor: str, window: Window | None) -> dict[str, Any]:
+    def request_check(self, monitor: str, window: Window | None, *, force: bool = False) -> dict[str, Any]:
+        """Ask for a check; a window already checked says so (status "already_checked") unless `force`."""
         from core.events import event_id
-        from monitors.check import request_check
+        from core.records import CHECK
+        from monitors.check import latest_complete_window, request_check
 
+        spec = self.specs.get(monitor)
+        window = window or latest_complete_window(spec, self.clock.now())
+        check_id = event_id("check", spec.name, window.key())
+        answer = {"check_id": check_id, "monitor": spec.name, "window": window.to_json()}
         with self.observability.span("http request_check", monitor=monitor):
-            envelope = request_check(monitor, self.check_deps, window=window, reason="http")
-        start, end = parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"])
-        check_id = event_id("check", monitor, Window(start, end).key())
-        return {"check_id": check_id, "event_id": envelope.id, "monitor": monitor,
-                "window": {"start": envelope.data["window_start"], "end": envelope.data["window_end"]}}
+            envelope = request_check(spec.name, self.check_deps, window=window, reason="http", force=force)
+        if envelope is not None:
+            return {**answer, "status": "requested", "event_id": envelope.id, "forced": force}
+        done = self.store.get(CHECK, check_id)
+        result = dict(done.data) if done else {}
+        return {**answer, "status": "already_checked", "result": result.get("status"),
+                "checked_at": result.get("completed_at"),
+                "message": f"window {window.key()} of {spec.name} was already checked"
+                           f"{' (' + str(result.get('status')) + ')' if result else ''}; nothing was requested. "
+                           "POST /api/checks?force=true to check it again."}
 
     def get_check(self, check_id: str) -> dict[str, Any]:
-        from core.records import CHECK, require
+        """The check record; while a forced re-run of its window is pending or running, "rerun" says so."""
+        from core.records import CHECK, CLAIM, require
 
-        return dict(require(self.store, CHECK, check_id).data)
+        record = dict(require(self.store, CHECK, check_id).data)
+        window = Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
+        claim = self.store.get(CLAIM, f"{record['monitor']}/{window.key()}")
+        if claim is None or claim.data.get("state") != "done":
+            record["rerun"] = "running" if claim is not None else "requested"
+        return record
 
     def check_report(self, check_id: str) -> bytes:
         """Render (once) and return the evidently HTML report of a recorded check's window."""
@@ -247,7 +275,7 @@ class Container:
     def list_monitors(self, page) -> dict[str, Any]:
         from monitors.views import monitors_page
 
-        return monitors_page(self.specs, self.store, page)
+        return monitors_page(self.specs, self.store, page, Path(self.settings.monitors_dir))
 
     def list_checks(self, page, *, monitor: str | None, start: datetime | None, end: datetime | None,
                     status: str | None) -> dict[str, Any]:
@@ -295,6 +323,22 @@ class Container:
             {"reason": exc.reason, "description": str(exc), "consumer": consumer,
              "body": body[:8192].decode("utf-8", "replace"), "at": self.clock.now().isoformat()})
         log.error("%s: dead-lettered message %s: %s: %s", consumer, msg.message_id, exc.reason, exc)
+
+
+def announce_catch_up(published: list) -> None:
+    """A monitor behind by more than one window says how far it is catching up (bounded per tick)."""
+    from monitors.schedule import MAX_WINDOWS_PER_TICK
+
+    by_monitor: dict[str, list] = {}
+    for envelope in published:
+        by_monitor.setdefault(str(envelope.data["monitor"]), []).append(envelope)
+    for monitor, requested in by_monitor.items():
+        if len(requested) > 1:
+            first, last = requested[0].data, requested[-1].data
+            log.warning("monitor %s is catching up: %d windows requested this tick (%s to %s)%s", monitor,
+                        len(requested), first["window_start"], last["window_end"],
+                        f"; at most {MAX_WINDOWS_PER_TICK} per tick, the rest follow on the next ticks"
+                        if len(requested) >= MAX_WINDOWS_PER_TICK else "")
 
 
 _lock = threading.Lock()

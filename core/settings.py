@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         """App settings cannot be absent in Bicep or local.settings.json, only empty: empty means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("data_dir", "monitors_dir", "retrain_config", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Relative folders are resolved once, against the directory the app starts in: code that later runs
+        elsewhere (the local pipeline runner's steps, forked drivers) then sees the same folders."""
+        return value.expanduser().absolute() if value is not None else None
+
     @model_validator(mode="after")
     def _complete_groups(self) -> "Settings":
         """A half-configured Azure adapter is a start-up error naming the missing setting."""

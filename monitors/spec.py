@@ -192,6 +192,7 @@ TelemetrySourceSpec = Annotated[DefaultSource | DataCollectorSource, Field(discr
 
 class MonitorSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    enabled: bool = True  # false: listed, never scheduled, checks refused (pausing a monitor keeps its history)
     endpoint: EndpointSpec
     model: ModelSpec
     features: list[FeatureSpec] = Field(min_length=1)

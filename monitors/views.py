@@ -7,13 +7,14 @@ check records, not every record ever written. Answers hold aggregates and links,
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from core.paging import Page, PageRequest, paginate
 from core.ports import StateStore
 from core.records import CHECK, CLAIM, INCIDENT, get_watermark
 from core.types import Window, iso
-from monitors.rebaseline import REFERENCE
+from monitors.rebaseline import REFERENCE, not_ready
 from monitors.spec import MonitorSpec, SpecRepository, format_duration
 
 INCIDENT_STATES = ("open", "resolved")
@@ -24,7 +25,7 @@ def report_url(check_id: str) -> str:
 
 
 # --- monitors --------------------------------------------------------------------------------------
-def monitors_page(specs: SpecRepository, store: StateStore, page: PageRequest) -> dict[str, Any]:
+def monitors_page(specs: SpecRepository, store: StateStore, page: PageRequest, base_dir: Path) -> dict[str, Any]:
     """Every monitor with its watermark, last check and open incidents; broken spec files listed apart."""
     all_specs = specs.all()
     open_by_monitor: dict[str, list[dict[str, Any]]] = {}
@@ -32,15 +33,19 @@ def monitors_page(specs: SpecRepository, store: StateStore, page: PageRequest) -
         if incident.get("status") == "open":
             open_by_monitor.setdefault(str(incident.get("monitor")), []).append(incident_summary(incident))
     result = paginate(all_specs, lambda s: (s.name,), page, newest_first=False,
-                      render=lambda s: monitor_summary(s, store, open_by_monitor.get(s.name, [])))
+                      render=lambda s: monitor_summary(s, store, open_by_monitor.get(s.name, []), base_dir))
     return {**result.to_json(), "errors": [{"file": p.name, "error": e} for p, e in sorted(specs.errors.items())]}
 
 
-def monitor_summary(spec: MonitorSpec, store: StateStore, open_incidents: list[dict[str, Any]]) -> dict[str, Any]:
+def monitor_summary(spec: MonitorSpec, store: StateStore, open_incidents: list[dict[str, Any]],
+                    base_dir: Path) -> dict[str, Any]:
     watermark = get_watermark(store, spec.name)
     last = _last_check(store, spec.name)
     reference = store.get(REFERENCE, spec.name)
-    if open_incidents:
+    problem = not_ready(spec, store, base_dir)
+    if problem:
+        status = "not scheduled"
+    elif open_incidents:
         status = "incident"
     elif last is None:
         status = "no checks yet"
@@ -48,7 +53,7 @@ def monitor_summary(spec: MonitorSpec, store: StateStore, open_incidents: list[d
         status = last["status"]
     return {"name": spec.name, "status": status, "endpoint": {"name": spec.endpoint.name,
                                                               "deployment": spec.endpoint.deployment},
-            "model": spec.model.name, "enabled": getattr(spec, "enabled", True),
+            "model": spec.model.name, "enabled": spec.enabled, "not_scheduled_because": problem,
             "source": _source_kind(spec),
             "window": {"size": format_duration(spec.window.size), "lateness": format_duration(spec.window.lateness)},
             "schedule": spec.schedule, "signals": [n for n, s in spec.signals if s.enabled],

@@ -104,8 +104,14 @@ function reportLink(path) {
 
 // --- sections ------------------------------------------------------------------------------------------
 function renderMonitors(monitors, errors) {
+  const status = (m) => {
+    const span = el("span");
+    span.appendChild(badge(m.status));
+    if (m.not_scheduled_because) span.appendChild(el("div", m.not_scheduled_because, "muted"));
+    return span;
+  };
   fill("monitors", monitors.map((m) => [
-    m.name, badge(m.status), m.endpoint.deployment ? `${m.endpoint.name}/${m.endpoint.deployment}` : m.endpoint.name,
+    m.name, status(m), m.endpoint.deployment ? `${m.endpoint.name}/${m.endpoint.deployment}` : m.endpoint.name,
     m.last_check ? windowText(m.last_check.window) : "none yet",
     m.last_check ? (m.last_check.breached_signals.length ? m.last_check.breached_signals.join(", ") : m.last_check.status) : "",
     m.open_incidents.length, m.reference_model_version || "spec reference", m.source,

@@ -79,7 +79,10 @@ class World:
         bootstrap.configure(Settings())
 
 
-def build(tmp: Path, monkeypatch: Any, *, days: int = 12, hot_from: int = 6, rows_per_day: int = 600) -> World:
+def build(tmp: Path, monkeypatch: Any, *, days: int = 12, hot_from: int = 6, rows_per_day: int = 600,
+          runs: bool = True) -> World:
+    """`runs`: also record two retrain runs and a deployment (what the dashboard shows); without them the
+    workspace is ready for a real retrain (no cooldown, no champion the local registry does not hold)."""
     import bootstrap
     import function_app
     from core.clock import ManualClock
@@ -104,13 +107,15 @@ def build(tmp: Path, monkeypatch: Any, *, days: int = 12, hot_from: int = 6, row
     clock = ManualClock(DAY0 + timedelta(days=1, hours=2))  # the first window checked is DAY0's
     box = bootstrap.configure(Settings(), clock=clock)
     _write_traffic(box, rng, days, hot_from, rows_per_day)
-    _deploy(tmp / "data")
+    if runs:
+        _deploy(tmp / "data")
     host = DevHost(function_app.app, bus=box.bus, clock=clock, http_port=0, keys_path=tmp / "data" / "keys.json")
     world = World(tmp, box, host, clock)
     try:
         host.advance_to(DAY0 + timedelta(days=days, hours=2))
         host.drain()
-        _record_runs(box, clock)
+        if runs:
+            _record_runs(box, clock)
     except BaseException:
         world.close()
         raise

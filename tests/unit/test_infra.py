@@ -204,7 +204,7 @@ def test_schedule_defaults_are_the_same_in_azure_as_locally():
     text = MAIN.read_text()
     assert f"param checkSchedule string = '{Settings().check_schedule}'" in text
     assert f"param trackSchedule string = '{Settings().track_schedule}'" in text
-    assert f"param monitorsDir string = '{Settings().monitors_dir.as_posix()}'" in text
+    assert f"param monitorsDir string = '{Settings.model_fields['monitors_dir'].default.as_posix()}'" in text
 
 
 def test_every_trigger_binding_resolves_against_the_deployment(app_functions):
