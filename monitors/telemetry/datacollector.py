@@ -26,6 +26,8 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 import msgspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pj
 
 from core.errors import ConfigurationError, ValidationFailed
 from core.types import EndpointRef, TelemetryBatch, Window, parse_time
@@ -79,10 +81,11 @@ _ROW = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass
-class _Rows:
-    """One collection's rows in a window, in collection order, grouped by correlation id."""
+class _Lines:
+    """One collection's lines in a window, in collection order, grouped by correlation id. Rows stay the raw
+    JSON bytes of the collector's file until they are parsed, column at a time, for the whole window."""
 
-    by_id: dict[str, list[tuple[datetime, str | None, str, bytes]]]  # id -> (time, version, deployment, row)
+    by_id: dict[str, list[tuple[datetime, str | None, str, list[msgspec.Raw]]]]  # (time, version, deployment, rows)
     rejected: dict[str, int]
 
 
@@ -100,8 +103,8 @@ class DataCollectorTelemetrySource:
     def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
         deployments = [endpoint.deployment] if endpoint.deployment else self.files.folders(
             f"{self.layout.path}/{endpoint.name}/")
-        inputs = _Rows({}, {})
-        outputs = _Rows({}, {})
+        inputs = _Lines({}, {})
+        outputs = _Lines({}, {})
         # outputs are collected just after their inputs: look one rolling period past the window's end
         late = Window(window.start, window.end + (timedelta(hours=1) if self.layout.rolling == "hour"
                                                   else timedelta(days=1)))
@@ -111,7 +114,7 @@ class DataCollectorTelemetrySource:
         return self._batch(endpoint, window, inputs, outputs)
 
     # --- reading ----------------------------------------------------------------------------------
-    def _collect(self, into: _Rows, endpoint: str, deployment: str, collection: str, span: Window,
+    def _collect(self, into: _Lines, endpoint: str, deployment: str, collection: str, span: Window,
                  keep: Window | None) -> None:
         for name in self._names(endpoint, deployment, collection, span):
             for line in _lines(self.files.read(name), into.rejected):
@@ -121,8 +124,8 @@ class DataCollectorTelemetrySource:
                     continue
                 if keep is not None and not keep.start <= moment < keep.end:
                     continue
-                rows = into.by_id.setdefault(line.correlationid or "", [])
-                rows.extend((moment, line.modelversion, deployment, bytes(raw)) for raw in line.data)
+                into.by_id.setdefault(line.correlationid or "", []).append(
+                    (moment, line.modelversion, deployment, line.data))
 
     def _names(self, endpoint: str, deployment: str, collection: str, span: Window) -> list[str]:
         """The files of the rolling folders that overlap `span`, listed one day folder at a time."""
@@ -144,36 +147,48 @@ class DataCollectorTelemetrySource:
         return sorted(names)
 
     # --- joining ----------------------------------------------------------------------------------
-    def _batch(self, endpoint: EndpointRef, window: Window, inputs: _Rows, outputs: _Rows) -> TelemetryBatch:
-        ids, times, deployments, versions, texts, predicted = [], [], [], [], [], []
+    def _batch(self, endpoint: EndpointRef, window: Window, inputs: _Lines, outputs: _Lines) -> TelemetryBatch:
+        """Rows of one correlation id match by position across its inputs and outputs lines; the per-row work
+        here is list bookkeeping only, the rows are parsed later for the whole window at once."""
+        ids: list[str] = []
+        times: list[datetime] = []
+        deployments: list[str] = []
+        versions: list[str | None] = []
+        rows: list[msgspec.Raw] = []
+        answers: list[msgspec.Raw | None] = []
         rejected = {**inputs.rejected, **{f"outputs_{k}": v for k, v in outputs.rejected.items()}}
-        for cid, rows in inputs.by_id.items():
-            answers = outputs.by_id.pop(cid, [])
-            if len(answers) != len(rows):
-                rejected["outputs_unmatched"] = rejected.get("outputs_unmatched", 0) + abs(len(answers) - len(rows))
-            for i, (moment, version, deployment, raw) in enumerate(rows):
-                ids.append(self._request_id(cid, i, len(rows), raw))
-                times.append(moment)
-                deployments.append(deployment)
-                versions.append(version)
-                texts.append(raw.decode("utf-8", "replace"))
-                predicted.append(answers[i][3] if i < len(answers) else None)
+        for cid, lines in inputs.by_id.items():
+            mine = [raw for line in lines for raw in line[3]]
+            theirs = [raw for line in outputs.by_id.pop(cid, []) for raw in line[3]]
+            if len(theirs) != len(mine):
+                rejected["outputs_unmatched"] = rejected.get("outputs_unmatched", 0) + abs(len(theirs) - len(mine))
+            ids.extend([cid] if len(mine) == 1 else [f"{cid}/{i}" for i in range(len(mine))])
+            for moment, version, deployment, data in lines:
+                times.extend([moment] * len(data))
+                versions.extend([version] * len(data))
+                deployments.extend([deployment] * len(data))
+            rows.extend(mine)
+            answers.extend(theirs[:len(mine)] + [None] * (len(mine) - len(theirs)))
         # answers past the window's end belong to the next window's requests, not here
-        orphans = sum(1 for rows in outputs.by_id.values() for row in rows if row[0] < window.end)
+        orphans = sum(len(line[3]) for lines in outputs.by_id.values() for line in lines if line[0] < window.end)
         if orphans:
             rejected["outputs_without_inputs"] = rejected.get("outputs_without_inputs", 0) + orphans
-        return self._frame(endpoint, window, ids, times, deployments, versions, texts, predicted, rejected)
+        if self.layout.id_column:
+            ids = self._custom_ids(ids, rows)
+        return self._frame(endpoint, window, ids, times, deployments, versions, _texts(rows), answers, rejected)
 
-    def _request_id(self, cid: str, index: int, count: int, raw: bytes) -> str:
-        if self.layout.id_column and self.layout.id_column.encode() in raw:
-            value = (_object(raw) or {}).get(self.layout.id_column)
-            if value is not None:
-                return str(value)
-        return cid if count == 1 else f"{cid}/{index}"
+    def _custom_ids(self, ids: list[str], rows: list[msgspec.Raw]) -> list[str]:
+        """The team's own id column where a row carries it; the collector's otherwise."""
+        marker = self.layout.id_column.encode()
+        out = []
+        for default, raw in zip(ids, rows, strict=True):
+            value = (_object(raw) or {}).get(self.layout.id_column) if marker in bytes(raw) else None
+            out.append(default if value is None else str(value))
+        return out
 
     def _frame(self, endpoint: EndpointRef, window: Window, ids: list[str], times: list[datetime],
-               deployments: list[str], versions: list[str | None], texts: list[str], predicted: list[bytes | None],
-               rejected: dict[str, int]) -> TelemetryBatch:
+               deployments: list[str], versions: list[str | None], texts: pa.Array,
+               predicted: list[msgspec.Raw | None], rejected: dict[str, int]) -> TelemetryBatch:
         rej = Rejections(ids)
         typed = self.features is not None
         columns = decode_inputs(texts, self.features, rej.reject) if typed else _untyped(texts, rej)
@@ -272,9 +287,9 @@ def _values(values: list[Any]) -> np.ndarray:
     return out
 
 
-def _untyped(texts: list[str], rej: Rejections) -> dict[str, Any]:
+def _untyped(texts: pa.Array, rej: Rejections) -> dict[str, Any]:
     docs = []
-    for i, text in enumerate(texts):
+    for i, text in enumerate(texts.to_pylist()):
         try:
             doc = _ROW.decode(text)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -285,11 +300,39 @@ def _untyped(texts: list[str], rej: Rejections) -> dict[str, Any]:
     return {str(c): frame[c].to_numpy() for c in frame.columns if c not in RESERVED}
 
 
-def _output_columns(predicted: list[bytes | None], taken: set[str]) -> dict[str, Any]:
-    """Every column of the logged outputs as its own column; `prediction` and `score` fill the reserved ones."""
-    rows = [(_object(raw) or {}) if raw is not None else {} for raw in predicted]
-    names = sorted({k for row in rows for k in row if k not in taken and k not in ("label", "request_id", "time")})
-    out = {name: _values([row.get(name) for row in rows]) for name in names}
+def _texts(rows: list[msgspec.Raw]) -> pa.Array:
+    """The rows' JSON text as one Arrow string array, built from their bytes without a Python string per row."""
+    lengths = np.fromiter((len(raw) for raw in rows), dtype=np.int32, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.StringArray.from_buffers(len(rows), pa.py_buffer(offsets), pa.py_buffer(b"".join(rows)))
+
+
+def _output_columns(predicted: list[msgspec.Raw | None], taken: set[str]) -> dict[str, Any]:
+    """Every column of the logged outputs as its own column; `prediction` and `score` fill the reserved ones.
+
+    Arrow's JSON reader parses them all at once; outputs whose types disagree between rows (or that are not
+    objects) take the row-by-row way."""
+    out: dict[str, Any] = {}
+    body = b"\n".join(b"{}" if raw is None else raw for raw in predicted)
+    try:
+        table = pj.read_json(pa.BufferReader(body), read_options=pj.ReadOptions(block_size=max(1 << 20, len(body))),
+                             parse_options=pj.ParseOptions(newlines_in_values=False)) if predicted else None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        table = None
+    if table is not None and table.num_rows == len(predicted) and all(
+            pa.types.is_integer(c.type) or pa.types.is_floating(c.type) or pa.types.is_string(c.type)
+            or pa.types.is_boolean(c.type) or pa.types.is_null(c.type) for c in table.columns):
+        for name in table.column_names:
+            if name not in taken and name not in ("label", "request_id", "time"):
+                column = table[name]
+                numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64) if numeric else \
+                    _values(column.to_pylist())
+    else:
+        rows = [(_object(raw) or {}) if raw is not None else {} for raw in predicted]
+        names = sorted({k for row in rows for k in row if k not in taken and k not in ("label", "request_id", "time")})
+        out = {name: _values([row.get(name) for row in rows]) for name in names}
     for reserved in ("prediction", "score"):
-        out.setdefault(reserved, np.full(len(rows), np.nan))
+        out.setdefault(reserved, np.full(len(predicted), np.nan))
     return out
