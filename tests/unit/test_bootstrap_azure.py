@@ -28,7 +28,7 @@ def test_one_credential_and_one_ml_client_serve_every_azure_adapter(tmp_path):
     assert box.check_deps.references is box.references
     assert box.references._ml_client() is client and box.references._credential() is credential
     assert box.references.cache_dir == tmp_path / "data" / "references"  # under MLOPS_DATA_DIR, not the package
-    assert box.publisher._credential is credential
+    assert box.publisher.inner._credential is credential
     assert box.store._credential is credential and box.reports._credential is credential
 
 
