@@ -48,6 +48,14 @@ def test_service_bus_consumers_listen_on_their_subscription(functions, name, sub
     ("request_retrain", "retrain", "POST", "FUNCTION"),
     ("get_run", "runs/{id}", "GET", "FUNCTION"),
     ("health", "health", "GET", "ANONYMOUS"),
+    ("list_monitors", "monitors", "GET", "FUNCTION"),
+    ("monitor_timeline", "monitors/{name}/timeline", "GET", "FUNCTION"),
+    ("list_checks", "checks", "GET", "FUNCTION"),
+    ("list_incidents", "incidents", "GET", "FUNCTION"),
+    ("list_runs", "runs", "GET", "FUNCTION"),
+    ("list_deployments", "deployments", "GET", "FUNCTION"),
+    ("dashboard", "dashboard", "GET", "FUNCTION"),
+    ("dashboard_asset", "dashboard/assets/{name}", "GET", "FUNCTION"),
 ])
 def test_http_routes_and_auth_levels(functions, name, route, method, auth):
     binding = trigger(functions[name])
@@ -70,7 +78,8 @@ def test_host_json_declares_bundle_service_bus_and_timeout():
 
 
 def test_importing_the_app_is_fast_and_pulls_no_heavy_library():
-    heavy_modules = ('pandas', 'numpy', 'evidently', 'sklearn', 'azure.ai.ml', 'scipy', 'pydantic',
+    heavy_modules = ('pandas', 'numpy', 'evidently', 'sklearn', 'azure.ai.ml', 'scipy', 'pydantic', 'plotly',
+                     'azure.storage.blob', 'azure.monitor.opentelemetry', 'opentelemetry.sdk',
                      'torch', 'onnxruntime', 'tokenizers', 'transformers', 'azure.ai.evaluation')  # the text stack too
     code = ("import sys, time; t = time.perf_counter(); import function_app; d = time.perf_counter() - t; "
             f"heavy = [m for m in {heavy_modules!r} if m in sys.modules]; print(d, heavy)")
