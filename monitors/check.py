@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from core.clock import Clock
 from core.errors import ConcurrencyConflict, ValidationFailed
@@ -25,7 +25,7 @@ from core.events import Envelope, event_id
 from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
 from core.records import CHECK, CLAIM, claim_window, put
 from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
-from monitors.alerts import OPENED, UPDATED, AlertPolicy, IncidentChange
+from monitors.alerts import RESOLVED, AlertPolicy, IncidentChange, open_incident
 from monitors.rebaseline import active_reference
 from monitors.report import check_document, finding_json, save_check_report
 from monitors.schedule import check_requested, complete_window, window_at
@@ -34,6 +34,7 @@ from monitors.spec import MonitorSpec, SpecRepository
 
 CHECK_REQUESTED = "mlops.check.requested.v1"
 DRIFT_SIGNALS = ("data_drift", "prediction_drift")
+ACTIONABLE_SIGNALS = (*DRIFT_SIGNALS, "performance", "estimated_performance")
 
 
 class EvaluatorCache:
@@ -201,34 +202,62 @@ def _publish(cause: Envelope, spec: MonitorSpec, window: Window, doc: dict, find
                 "deployment": spec.endpoint.deployment, "model_version": change.incident.get("model_version"),
                 **span, "check_id": check_id, "breached": change.incident.get("breached", []),
                 "opened_window": change.incident.get("opened_window"), "windows": change.incident.get("windows"),
-                "report": doc["report"]}
+                "facets": facet_summary(change.incident), "report": doc["report"]}
         deps.publisher.publish(cause.caused("mlops.incident.changed.v1", data, time=now, subject=spec.name,
                                             id=event_id("incident.changed", change.incident_id, change.status,
                                                         window.key())))
-        if change.signal in DRIFT_SIGNALS and change.status in (OPENED, UPDATED):
-            deps.publisher.publish(cause.caused("mlops.drift.detected.v1", _drift_evidence(
-                spec, change, findings, doc, span), id=event_id("drift.detected", change.incident_id, window.key()),
-                subject=spec.name, time=now))
+    incident = next((c.incident for c in changes if c.status != RESOLVED), None) or open_incident(deps.store,
+                                                                                                    spec.name)
+    if incident is not None and incident.get("status") == "open" and _actionable(findings):
+        status = next((c.status for c in changes if c.incident_id == incident["incident_id"]), "ongoing")
+        deps.publisher.publish(cause.caused("mlops.drift.detected.v1", drift_evidence(
+            spec, incident, status, findings, doc, span), id=event_id("drift.detected", incident["incident_id"],
+                                                                      window.key()), subject=spec.name, time=now))
 
 
-def _drift_evidence(spec: MonitorSpec, change: IncidentChange, findings: list[Finding], doc: dict,
-                    span: dict) -> dict[str, Any]:
-    mine = [f for f in findings if f.signal == change.signal]
-    dataset = next((f for f in mine if f.name == "dataset"), None)
-    return {"monitor": spec.name, "check_id": doc["check_id"], "incident_id": change.incident_id,
-            "status": change.status, "signal": change.signal, "severity": change.severity.value,
-            "endpoint": spec.endpoint.name, "deployment": spec.endpoint.deployment, "model": spec.model.name,
-            "model_version": doc["model_version"], **span,
-            "policy": dataset.details.get("policy") if dataset else None,
+def _actionable(findings: list[Finding]) -> bool:
+    """This window breached on the model's inputs, outputs or performance: evidence the retrain policy weighs."""
+    return any(f.breached and f.signal in ACTIONABLE_SIGNALS for f in findings)
+
+
+def facet_summary(incident: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"signal": f["signal"], "severity": f["severity"], "windows": f["windows"], "breaching": f["breaching"],
+             "breached": f["breached"][:10]} for f in incident.get("facets", {}).values()]
+
+
+def drift_evidence(spec: MonitorSpec, incident: Mapping[str, Any], status: str, findings: list[Finding], doc: dict,
+                   span: dict) -> dict[str, Any]:
+    """mlops.drift.detected.v1: this window's drift and performance evidence while an incident is open."""
+    drift = [f for f in findings if f.signal in DRIFT_SIGNALS]
+    dataset = next((f for f in drift if f.signal == "data_drift" and f.name == "dataset"), None)
+    signals = sorted({f.signal for f in findings if f.breached and f.signal in ACTIONABLE_SIGNALS})
+    return {"monitor": spec.name, "check_id": doc["check_id"], "incident_id": incident["incident_id"],
+            "status": status, "signal": signals[0] if signals else incident.get("signal"), "signals": signals,
+            "severity": incident.get("severity"), "endpoint": spec.endpoint.name,
+            "deployment": spec.endpoint.deployment, "model": spec.model.name, "model_version": doc["model_version"],
+            **span, "policy": dataset.details.get("policy") if dataset else None,
             "drift_share": dataset.statistic if dataset else None,
-            "drifted_features": sorted(f.name for f in mine if f.breached and f.name != "dataset"),
-            "findings": [finding_json(f) for f in mine], "reference_fingerprint": doc["reference_fingerprint"],
-            "retrain_allowed": spec.retrain.on_drift, "report": doc["report"]}
+            "drifted_features": sorted(f.name for f in drift if f.breached and f.name != "dataset"),
+            "findings": [finding_json(f) for f in drift], "performance": performance_evidence(findings),
+            "reference_fingerprint": doc["reference_fingerprint"], "retrain_allowed": spec.retrain.on_drift,
+            "report": doc["report"]}
+
+
+def performance_evidence(findings: list[Finding]) -> dict[str, Any]:
+    """Realized (labels) and estimated (label-free) performance of the window, as the retrain policy reads it."""
+    out: dict[str, Any] = {}
+    for signal, key in (("performance", "realized"), ("estimated_performance", "estimated")):
+        found = next((f for f in findings if f.signal == signal and not f.details.get("insufficient")), None)
+        if found is not None:
+            out[key] = {"metric": found.name, "value": found.statistic, "baseline": found.details.get("baseline"),
+                        "threshold": found.threshold, "breached": found.breached,
+                        "standard_error": found.details.get("standard_error")}
+    return out
 
 
 def _incident_ref(change: IncidentChange) -> dict[str, Any]:
-    return {"incident_id": change.incident_id, "signal": change.signal, "status": change.status,
-            "severity": change.severity.value}
+    return {"incident_id": change.incident_id, "signal": change.signal, "signals": change.signals,
+            "status": change.status, "severity": change.severity.value, "notify": change.notify}
 
 
 def _model_version(batch: TelemetryBatch) -> str | None:

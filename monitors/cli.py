@@ -99,13 +99,11 @@ def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[
     from monitors.signals.suite import data_drift_evaluator
 
     if spec is not None:
+        from monitors.signals.suite import quality_evaluator
+
         kinds = spec.kinds
         drift = data_drift_evaluator(spec)
-        q = spec.signals.data_quality
-        known = {c.column for c in (spec.prediction, spec.label) if c is not None}
-        quality = DataQualityEvaluator(kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate,
-                                       q.max_unseen_rate, q.max_rejected_rate, q.allow_extra_columns,
-                                       frozenset(known))
+        quality = quality_evaluator(spec, frozenset())
     else:
         from monitors.drift.profile import infer_kinds
         from monitors.signals.data_drift import DataDriftEvaluator

@@ -42,6 +42,7 @@ class DataDriftEvaluator:
     calibration_dir: Path | None = None
     severity: Severity = Severity.WARNING
     name: str = SIGNAL
+    min_rows: int = 30
 
     def fit(self, reference) -> "FittedDataDrift":
         columns = [c for c in self.kinds if c in reference]
@@ -73,8 +74,9 @@ class FittedDataDrift:
 
         cfg, frame = self.config, current.frame
         present = [c for c in self.columns if c in frame]
-        if len(frame) == 0 or not present:
-            why = "no rows in the window" if len(frame) == 0 else "no monitored feature in the telemetry"
+        if len(frame) < cfg.min_rows or not present:
+            why = (f"insufficient data: {len(frame)} rows in the window, at least {cfg.min_rows} needed to judge"
+                   if len(frame) < cfg.min_rows else "no monitored feature in the telemetry")
             return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})]
         thresholds = {c: t for c, t in cfg.thresholds.items() if c in present} or None
         features = compare(self.profile, frame[present], thresholds=thresholds)
