@@ -29,6 +29,7 @@ from monitors.alerts import RESOLVED, AlertPolicy, IncidentChange, open_incident
 from monitors.rebaseline import active_reference
 from monitors.report import check_document, finding_json, save_check_report
 from monitors.schedule import check_requested, complete_window, window_at
+from monitors.signals.performance import HIGHER_IS_BETTER
 from monitors.signals.suite import FittedSuite, build_suite, fit_suite
 from monitors.spec import MonitorSpec, SpecRepository
 
@@ -251,7 +252,9 @@ def performance_evidence(findings: list[Finding]) -> dict[str, Any]:
         if found is not None:
             out[key] = {"metric": found.name, "value": found.statistic, "baseline": found.details.get("baseline"),
                         "threshold": found.threshold, "breached": found.breached,
-                        "standard_error": found.details.get("standard_error")}
+                        "standard_error": found.details.get("standard_error"), "margin": found.details.get("margin"),
+                        "higher_is_better": HIGHER_IS_BETTER.get(found.name, True),
+                        "window": found.details.get("window")}
     return out
 
 

@@ -29,7 +29,7 @@ from core.types import Severity
 log = logging.getLogger("mlops.monitors")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "health")
+SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "estimated_performance", "health")
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -151,6 +151,15 @@ class PerformanceSignal(_Strict):
     min_labels: int = Field(30, ge=1)
 
 
+class EstimatedPerformanceSignal(_Strict):
+    """Label-free: expected performance from the calibrated scores of a binary classifier (CBPE)."""
+
+    enabled: bool = True
+    metric: Literal["auc", "accuracy"] | None = None  # default: auc
+    max_drop: float = Field(0.05, ge=0)  # relative to the reference's realized metric
+    min_rows: int = Field(100, ge=1)
+
+
 class HealthSignal(_Strict):
     enabled: bool = True
     # calibrated: a limit is breached only when the window shows it beyond its sampling noise (one-sided
@@ -167,6 +176,7 @@ class Signals(_Strict):
     prediction_drift: PredictionDriftSignal = PredictionDriftSignal()
     data_quality: DataQualitySignal = DataQualitySignal()
     performance: PerformanceSignal = PerformanceSignal()
+    estimated_performance: EstimatedPerformanceSignal = EstimatedPerformanceSignal()
     health: HealthSignal = HealthSignal()
 
 

@@ -22,7 +22,7 @@ from retrain.deploy_watch import promoted_fields, watch_canary
 from retrain.deps import RetrainDeps, RetrainTarget
 from retrain.export import export_labelled
 from retrain.gate import EvalReport, decide
-from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start
+from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start, performance_at_risk
 from retrain.runs import endpoint_runs, model_json, new_record, run_id_for, summary, transition
 
 log = logging.getLogger("mlops.retrain")
@@ -73,14 +73,17 @@ def _from_drift(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
     data, endpoint = envelope.data, envelope.data["endpoint"]
     if not data.get("retrain_allowed") or endpoint not in deps.targets:
         return None
-    decision = may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(), deps.config.retrain)
+    risk = performance_at_risk(data.get("performance"), deps.config.retrain)
+    decision = risk if not risk.allowed else may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(),
+                                                       deps.config.retrain)
     if not decision.allowed:  # drift repeats every window: a refusal is logged, not recorded as a run
         log.info("drift on %s does not start a retrain: %s", endpoint, "; ".join(decision.reasons))
         return {"started": False, "reasons": decision.reasons, "active_run": decision.active_run}
     run_id = run_id_for(endpoint, f"drift:{envelope.id}")
     trigger = {"kind": "drift", "event_id": envelope.id, "incident_id": data.get("incident_id"),
                "check_id": data.get("check_id"), "monitor": data.get("monitor")}
-    reason = f"drift: {', '.join(data.get('drifted_features') or []) or data.get('signal', 'drift')}"
+    reason = (f"drift: {', '.join(data.get('drifted_features') or []) or data.get('signal', 'drift')}; "
+              f"{risk.reasons[0]}")
     _ensure_record(deps, run_id, endpoint, reason, trigger, f"drift:{envelope.id}", None)
     return _start(run_id, envelope, deps)
 

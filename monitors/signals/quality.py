@@ -172,9 +172,11 @@ class FittedQuality:
         return out
 
     def null(self, check: str, feature: str, rows: int):
-        """The rate's no-problem law at this window size, computed once per size."""
+        """The rate's no-problem law near this window size, computed once per grid size."""
+        from monitors.drift.calibration import grid_size
         from monitors.signals import rates
 
+        rows = grid_size(rows)  # runs about 9% apart in size have the same law; a handful of sizes get cached
         key = (check, feature, rows)
         if key not in self._nulls:
             ref = self.columns[feature]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.ports import Evaluator, FittedEvaluator
 from monitors.signals.data_drift import DataDriftEvaluator
+from monitors.signals.estimated import EstimatedPerformanceEvaluator
 from monitors.signals.health import HealthEvaluator
 from monitors.signals.performance import PerformanceEvaluator
 from monitors.signals.prediction import PredictionDriftEvaluator
@@ -46,6 +47,12 @@ def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str =
             calibration_dir=calibration_dir))
     if sig.data_quality.enabled:
         evaluators.append(quality_evaluator(spec))
+    if sig.estimated_performance.enabled and spec.prediction and spec.label:
+        e = sig.estimated_performance
+        evaluators.append(EstimatedPerformanceEvaluator(
+            spec.prediction.column, spec.prediction.kind, spec.label.column, spec.label.task,
+            e.metric or (sig.performance.metric if sig.performance.metric in ("auc", "accuracy") else None),
+            e.max_drop, e.min_rows, severity=sev("estimated_performance")))
     if sig.health.enabled:
         h = sig.health
         evaluators.append(HealthEvaluator(h.max_error_rate, h.max_p95_latency_ms, severity=sev("health"),
