@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping, Protocol
 
-from core.errors import ConcurrencyConflict
 from core.events import event_id
 from core.ports import StateStore
 from core.records import INCIDENT, put
+from core.retry import retry_on_conflict
 from core.types import Finding, Severity, Window, iso, parse_time
 from monitors.report import finding_json  # strict JSON, without raw examples: the store refuses NaN
 
@@ -98,7 +98,7 @@ class AlertPolicy:
         for finding in findings:
             if finding.breached:
                 breaching.setdefault(finding.signal, []).append(finding)
-        for _ in range(10):
+        def attempt() -> list[IncidentChange]:
             doc = store.get(ALERT_STATE, monitor)
             state = dict(doc.data) if doc else {"streak": 0, "clean": 0, "open": None, "cooldown_until": None,
                                                 "facets": {}}
@@ -110,15 +110,13 @@ class AlertPolicy:
             changes = step.run(store, state)
             state.update(last_window=window.key(), last_window_end=iso(window.end),
                          last_changes=[c.to_json() for c in changes])
-            try:
-                if doc is None:
-                    store.insert(ALERT_STATE, monitor, state)
-                else:
-                    store.replace(ALERT_STATE, monitor, state, doc.etag)
-                return changes
-            except ConcurrencyConflict:
-                continue
-        raise ConcurrencyConflict(f"alert state of {monitor} kept changing under us")
+            if doc is None:
+                store.insert(ALERT_STATE, monitor, state)
+            else:
+                store.replace(ALERT_STATE, monitor, state, doc.etag)
+            return changes
+
+        return retry_on_conflict(attempt, what=f"alert state of {monitor}")
 
 
 def open_incident(store: StateStore, monitor: str) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.plain import finite
 from core.types import Finding, Severity, TelemetryBatch
 
 SIGNAL = "data_quality"
@@ -135,8 +136,8 @@ class FittedQuality:
             outside = (values < low) | (values > high)
             found.append(self._rate("out_of_range_rate", name, outside,
                                     reference_min=low, reference_max=high,
-                                    current_min=_finite_or_none(values.min()),
-                                    current_max=_finite_or_none(values.max())))
+                                    current_min=finite(values.min()),
+                                    current_max=finite(values.max())))
         return found
 
     def _unseen(self, name: str, column) -> Finding:
@@ -221,11 +222,6 @@ class FittedQuality:
 
 def _too_few(rows: int, needed: int) -> str:
     return f"insufficient data: {rows} rows in the window, at least {needed} needed to judge"
-
-
-def _finite_or_none(value) -> float | None:
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def quality_summary(findings: list[Finding]) -> dict[str, Any]:
