@@ -14,28 +14,26 @@ import hashlib
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from core.clock import Clock
 from core.errors import ConcurrencyConflict, ValidationFailed
 from core.events import Envelope, event_id
 from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
-from core.records import CHECK, CLAIM, claim_window, put
+from core.records import CHECK, CLAIM, claim_window, put, window_done
 from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
 from monitors.alerts import RESOLVED, AlertPolicy, IncidentChange, open_incident
-from monitors.rebaseline import active_reference
-from monitors.report import check_document, finding_json, save_check_report
+from monitors.evidence import actionable, drift_evidence, facet_summary
+from monitors.rebaseline import active_reference, not_ready
+from monitors.report import check_document, save_check_report
 from monitors.schedule import check_requested, complete_window, window_at
-from monitors.signals.performance import HIGHER_IS_BETTER
 from monitors.signals.suite import FittedSuite, build_suite, fit_suite
 from monitors.spec import MonitorSpec, SpecRepository
 
 CHECK_REQUESTED = "mlops.check.requested.v1"
-DRIFT_SIGNALS = ("data_drift", "prediction_drift")
-ACTIONABLE_SIGNALS = (*DRIFT_SIGNALS, "performance", "estimated_performance")
 
 
 class EvaluatorCache:
@@ -94,12 +92,18 @@ def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
 
 
 def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None,
-                  reason: str = "http") -> Envelope:
+                  reason: str = "http", force: bool = False) -> Envelope | None:
     """Publish mlops.check.requested.v1 for `window` (default: the latest complete one) and return it.
 
     The event id is the timer's for the same window, so an HTTP request and a tick dedupe on the bus.
+    A window already checked is not requested again (None is returned) unless `force`: then its claim is
+    reopened and the request gets an id of its own, so neither the claim nor the bus's duplicate detection
+    drops it; the check record is replaced by the new run's, and incidents are not re-announced for it.
     """
     spec = deps.specs.get(monitor)
+    problem = not_ready(spec, deps.store, deps.base_dir)
+    if problem:
+        raise ValidationFailed(f"monitor {spec.name} cannot be checked: {problem}", field="monitor")
     now = deps.clock.now()
     window = window or latest_complete_window(spec, now)
     complete_at = window.end + spec.window.lateness
@@ -107,8 +111,22 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
         raise ValidationFailed(f"window {window.key()} of {spec.name} is not complete until {iso(complete_at)} "
                                f"(window end + lateness {spec.window.lateness})", field="window")
     envelope = check_requested(spec.name, window, now, reason=reason)
+    if window_done(deps.store, spec.name, window):
+        if not force:
+            return None
+        reopen_window(deps.store, spec.name, window)
+        envelope = replace(envelope, id=event_id("check.requested", spec.name, window.key(), "rerun", iso(now)),
+                           data={**envelope.data, "reason": f"{reason} (re-run)"})
     deps.publisher.publish(envelope)
     return envelope
+
+
+def reopen_window(store: StateStore, monitor: str, window: Window) -> None:
+    """Drop a done window's claim so one more check can take it (the watermark does not move back)."""
+    key = f"{monitor}/{window.key()}"
+    doc = store.get(CLAIM, key)
+    if doc is not None and doc.data.get("state") == "done":
+        store.delete(CLAIM, key, doc.etag)
 
 
 def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
@@ -209,53 +227,11 @@ def _publish(cause: Envelope, spec: MonitorSpec, window: Window, doc: dict, find
                                                         window.key())))
     incident = next((c.incident for c in changes if c.status != RESOLVED), None) or open_incident(deps.store,
                                                                                                     spec.name)
-    if incident is not None and incident.get("status") == "open" and _actionable(findings):
+    if incident is not None and incident.get("status") == "open" and actionable(findings):
         status = next((c.status for c in changes if c.incident_id == incident["incident_id"]), "ongoing")
         deps.publisher.publish(cause.caused("mlops.drift.detected.v1", drift_evidence(
             spec, incident, status, findings, doc, span), id=event_id("drift.detected", incident["incident_id"],
                                                                       window.key()), subject=spec.name, time=now))
-
-
-def _actionable(findings: list[Finding]) -> bool:
-    """This window breached on the model's inputs, outputs or performance: evidence the retrain policy weighs."""
-    return any(f.breached and f.signal in ACTIONABLE_SIGNALS for f in findings)
-
-
-def facet_summary(incident: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"signal": f["signal"], "severity": f["severity"], "windows": f["windows"], "breaching": f["breaching"],
-             "breached": f["breached"][:10]} for f in incident.get("facets", {}).values()]
-
-
-def drift_evidence(spec: MonitorSpec, incident: Mapping[str, Any], status: str, findings: list[Finding], doc: dict,
-                   span: dict) -> dict[str, Any]:
-    """mlops.drift.detected.v1: this window's drift and performance evidence while an incident is open."""
-    drift = [f for f in findings if f.signal in DRIFT_SIGNALS]
-    dataset = next((f for f in drift if f.signal == "data_drift" and f.name == "dataset"), None)
-    signals = sorted({f.signal for f in findings if f.breached and f.signal in ACTIONABLE_SIGNALS})
-    return {"monitor": spec.name, "check_id": doc["check_id"], "incident_id": incident["incident_id"],
-            "status": status, "signal": signals[0] if signals else incident.get("signal"), "signals": signals,
-            "severity": incident.get("severity"), "endpoint": spec.endpoint.name,
-            "deployment": spec.endpoint.deployment, "model": spec.model.name, "model_version": doc["model_version"],
-            **span, "policy": dataset.details.get("policy") if dataset else None,
-            "drift_share": dataset.statistic if dataset else None,
-            "drifted_features": sorted(f.name for f in drift if f.breached and f.name != "dataset"),
-            "findings": [finding_json(f) for f in drift], "performance": performance_evidence(findings),
-            "reference_fingerprint": doc["reference_fingerprint"], "retrain_allowed": spec.retrain.on_drift,
-            "report": doc["report"]}
-
-
-def performance_evidence(findings: list[Finding]) -> dict[str, Any]:
-    """Realized (labels) and estimated (label-free) performance of the window, as the retrain policy reads it."""
-    out: dict[str, Any] = {}
-    for signal, key in (("performance", "realized"), ("estimated_performance", "estimated")):
-        found = next((f for f in findings if f.signal == signal and not f.details.get("insufficient")), None)
-        if found is not None:
-            out[key] = {"metric": found.name, "value": found.statistic, "baseline": found.details.get("baseline"),
-                        "threshold": found.threshold, "breached": found.breached,
-                        "standard_error": found.details.get("standard_error"), "margin": found.details.get("margin"),
-                        "higher_is_better": HIGHER_IS_BETTER.get(found.name, True),
-                        "window": found.details.get("window")}
-    return out
 
 
 def _incident_ref(change: IncidentChange) -> dict[str, Any]:
