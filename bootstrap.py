@@ -143,12 +143,12 @@ class Container:
                          base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance)
 
     @cached_property
-    def notifier(self):
-        from monitors.notify import LogNotifier, WebhookNotifier
+    def channels(self) -> list:
+        """Where messages go: MLOPS_NOTIFY_URLS (apprise URLs), MLOPS_WEBHOOK_URL; the log when neither is set."""
+        from monitors.notify import channels_from
 
-        if self.settings.webhook_url:
-            return WebhookNotifier(self.settings.webhook_url, self.settings.webhook_format)
-        return LogNotifier(logging.getLogger("mlops.alerts"))
+        return channels_from(self.settings.notify_url_list(), self.settings.webhook(), self.settings.webhook_format,
+                             logging.getLogger("mlops.alerts"))
 
     def schedule_checks(self) -> list:
         from monitors.rebaseline import not_ready
@@ -231,9 +231,14 @@ class Container:
             return self.reports.get(name)
 
     def notify(self, envelope) -> None:
-        from monitors.notify import handle_incident_changed
+        from monitors.notify import handle_event
 
-        handle_incident_changed(envelope, self.notifier, self.store)
+        handle_event(envelope, self.channels, self.store, clock=self.clock)
+
+    def send_digest(self) -> int:
+        from monitors.notify import send_digest
+
+        return send_digest(self.channels, self.store, clock=self.clock)
 
     # --- retrain ----------------------------------------------------------------------------
     @cached_property

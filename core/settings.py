@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,7 +22,11 @@ class Settings(BaseSettings):
     track_schedule: str = Field("30 * * * * *", alias="TRACK_SCHEDULE")
     clock: str = Field("real", alias="MLOPS_CLOCK", description="real, or sim:START[@SPEED] for simulated time.")
     instance: str = Field("local", alias="WEBSITE_INSTANCE_ID")
-    webhook_url: str | None = Field(None, alias="MLOPS_WEBHOOK_URL")
+    # Channel URLs hold tokens: secret values (never in a repr or a log line); in Azure, Key Vault references.
+    notify_urls: SecretStr | None = Field(None, alias="MLOPS_NOTIFY_URLS",
+                                          description="apprise URLs (Teams, Slack, email, PagerDuty ...), "
+                                                      "separated by spaces or commas.")
+    webhook_url: SecretStr | None = Field(None, alias="MLOPS_WEBHOOK_URL")
     webhook_format: str = Field("json", alias="MLOPS_WEBHOOK_FORMAT")
     retrain_config: Path | None = Field(None, alias="MLOPS_RETRAIN_CONFIG",
                                         description="Optional YAML of retrain policy, gate and canary settings.")
@@ -70,6 +74,13 @@ class Settings(BaseSettings):
         if self.webhook_format not in ("json", "teams", "slack"):
             raise ValueError(f"MLOPS_WEBHOOK_FORMAT must be json, teams or slack, not {self.webhook_format!r}")
         return self
+
+    def notify_url_list(self) -> list[str]:
+        text = self.notify_urls.get_secret_value() if self.notify_urls else ""
+        return [u for u in text.replace(",", " ").split() if u]
+
+    def webhook(self) -> str | None:
+        return (self.webhook_url.get_secret_value() or None) if self.webhook_url else None
 
     @property
     def azureml_configured(self) -> bool:

@@ -177,7 +177,8 @@ class _Step:
             incident.update(windows=state["episode_windows"], last_window=self.window.to_json(),
                             last_check=self.check_id, facets=state["facets"], signals=now["signals"],
                             severity=now["severity"], signal=lead, clean_windows=0,
-                            breached=self._breached(), model_version=self.model_version)
+                            breached=self._breached(), evidence=_facet_evidence(state["facets"]),
+                            model_version=self.model_version)
             return self._save(store, incident, UPDATED if now != known else None)
         cooldown = state.get("cooldown_until")
         if state["streak"] < self.settings.consecutive or (cooldown and self.window.start < parse_time(cooldown)):
@@ -192,7 +193,9 @@ class _Step:
                     "opened_window": self.window.to_json(), "last_window": self.window.to_json(),
                     "resolved_window": None, "windows": state["streak"], "clean_windows": 0,
                     "first_check": self.check_id, "last_check": self.check_id, "breached": self._breached(),
-                    "facets": state["facets"], "model_version": self.model_version, "history": []}
+                    "facets": state["facets"], "evidence": _facet_evidence(state["facets"]),
+                    "model_version": self.model_version,
+                    "history": []}
         return self._save(store, incident, OPENED)
 
     def _resolve(self, store: StateStore, state: dict[str, Any], incident: dict[str, Any]) -> list[IncidentChange]:
@@ -212,12 +215,15 @@ class _Step:
         put(store, INCIDENT, incident["incident_id"], incident)
         if status is None:
             return []
-        evidence = tuple(e for signal in sorted(self.breaching) for e in self._evidence(signal))
+        evidence = tuple(self._all_evidence())
         return [IncidentChange(incident["incident_id"], self.monitor, incident["signal"], status,
                                Severity(incident["severity"]), self.window, self.check_id, incident, evidence)]
 
     def _breached(self) -> list[str]:
         return sorted(f"{signal}/{f.name}" for signal, found in self.breaching.items() for f in found)
+
+    def _all_evidence(self) -> list[dict[str, Any]]:
+        return [e for signal in sorted(self.breaching) for e in self._evidence(signal)]
 
     def _evidence(self, signal: str) -> list[dict[str, Any]]:
         mine = [f for f in self.findings if f.signal == signal and (f.breached or f.name == "dataset")]
@@ -235,6 +241,11 @@ def _merge_facets(before: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str
         else:
             merged[signal] = dict(facet)
     return merged
+
+
+def _facet_evidence(facets: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The incident's `evidence`: each facet's latest breaching findings, every signal of the episode."""
+    return [e for signal in sorted(facets) for e in facets[signal].get("evidence", [])]
 
 
 def _lead(facets: Mapping[str, Mapping[str, Any]]) -> tuple[str, Severity]:

@@ -26,7 +26,7 @@ from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
 from core.records import CHECK, CLAIM, claim_window, put, window_done
 from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
 from monitors.alerts import RESOLVED, AlertPolicy, IncidentChange, open_incident
-from monitors.evidence import actionable, drift_evidence, facet_summary
+from monitors.evidence import actionable, drift_evidence, facet_summary, highlights
 from monitors.rebaseline import active_reference, not_ready
 from monitors.report import check_document, save_check_report
 from monitors.schedule import check_requested, complete_window, window_at
@@ -221,7 +221,8 @@ def _publish(cause: Envelope, spec: MonitorSpec, window: Window, doc: dict, find
                 "deployment": spec.endpoint.deployment, "model_version": change.incident.get("model_version"),
                 **span, "check_id": check_id, "breached": change.incident.get("breached", []),
                 "opened_window": change.incident.get("opened_window"), "windows": change.incident.get("windows"),
-                "facets": facet_summary(change.incident), "report": doc["report"]}
+                "facets": facet_summary(change.incident), "highlights": highlights(change.incident),
+                "digest": spec.alert.digest, "report": doc["report"]}
         deps.publisher.publish(cause.caused("mlops.incident.changed.v1", data, time=now, subject=spec.name,
                                             id=event_id("incident.changed", change.incident_id, change.status,
                                                         window.key())))

@@ -59,3 +59,34 @@ def performance_evidence(findings: list[Finding]) -> dict[str, Any]:
                         "higher_is_better": HIGHER_IS_BETTER.get(found.name, True),
                         "window": found.details.get("window")}
     return out
+
+
+def highlights(incident: Mapping[str, Any], limit: int = 3) -> list[str]:
+    """One line per facet of the episode with the numbers that decided it, most severe first."""
+    lines = []
+    for facet in sorted(incident.get("facets", {}).values(), key=lambda f: (f["severity"] != "critical",
+                                                                           f["first_window"]["start"])):
+        shown = [f for f in facet.get("evidence", []) if f.get("breached") and f.get("name") != "dataset"]
+        parts = [_decided(f) for f in shown[:limit]]
+        more = f" (+{len(shown) - limit} more)" if len(shown) > limit else ""
+        lines.append(f"{facet['signal']} ({facet['severity']}, {facet['windows']} window(s)): "
+                     f"{'; '.join(parts) or ', '.join(facet.get('breached', []))}{more}")
+    return lines
+
+
+def _decided(finding: Mapping[str, Any]) -> str:
+    """'temp: effect 0.31 >= floor 0.10, p 0.005' or 'auc 0.612 vs reference 0.700 (threshold 0.665)'."""
+    details = finding.get("details") or {}
+    calibrated = details.get("calibrated")
+    name = finding.get("name")
+    if calibrated:
+        return (f"{name}: {_n(finding.get('statistic'))} (effect {_n(calibrated.get('effect'))} >= floor "
+                f"{_n(calibrated.get('floor'))}, p {_n(calibrated.get('p_value'), 4)})")
+    if details.get("baseline") is not None:
+        return (f"{name} {_n(finding.get('statistic'))} vs reference {_n(details['baseline'])} "
+                f"(threshold {_n(finding.get('threshold'))})")
+    return f"{name} {_n(finding.get('statistic'))} (limit {_n(finding.get('threshold'))})"
+
+
+def _n(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"

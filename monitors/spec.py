@@ -70,6 +70,7 @@ class ReferenceSpec(_Strict):
 class WindowSpec(_Strict):
     size: Duration = timedelta(days=1)
     lateness: Duration = timedelta(0)  # how long after a window's end its telemetry is complete
+    min_rows: int = Field(30, ge=1)  # a window with fewer rows is "insufficient data" for every signal, not a verdict
     origin: datetime = datetime(1970, 1, 1, tzinfo=UTC)
 
     @field_validator("size")
@@ -148,7 +149,6 @@ class HealthSignal(_Strict):
 
 
 class Signals(_Strict):
-    min_rows: int = Field(30, ge=1)  # fewer rows in a window: "insufficient data", never a verdict
     data_drift: DataDriftSignal = DataDriftSignal()
     prediction_drift: PredictionDriftSignal = PredictionDriftSignal()
     data_quality: DataQualitySignal = DataQualitySignal()

@@ -129,7 +129,8 @@ def _start(run_id: str, cause: Envelope, deps: RetrainDeps) -> dict[str, Any]:
         _fail(deps, run_id, {"requested"}, "submit", exc)
         return summary(require(deps.store, RUN, run_id).data, existing=False)
     deps.publisher.publish(cause.caused("mlops.retrain.started.v1", {
-        "run_id": run_id, "endpoint": endpoint, "backend": ref.backend, "external_id": ref.external_id,
+        "run_id": run_id, "endpoint": endpoint, "reason": record["reason"], "backend": ref.backend,
+        "external_id": ref.external_id,
         "window": window.to_json(), "champion": str(champion) if champion else None},
         id=event_id("retrain.started", run_id), subject=endpoint, time=now))
     done = transition(deps.store, run_id, {"requested"}, "running", now, submitted_at=iso(now),

@@ -43,7 +43,7 @@ def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str =
         evaluators.append(PredictionDriftEvaluator(
             spec.prediction.column, spec.prediction.kind, p.method, p.threshold, profiles=profiles,
             fingerprint=fingerprint, severity=sev("prediction_drift"), policy=p.policy, fwer=p.fwer,
-            effect_floor=p.effect_floor, resamples=sig.data_drift.resamples, min_rows=sig.min_rows,
+            effect_floor=p.effect_floor, resamples=sig.data_drift.resamples, min_rows=spec.window.min_rows,
             calibration_dir=calibration_dir))
     if sig.data_quality.enabled:
         evaluators.append(quality_evaluator(spec))
@@ -56,7 +56,7 @@ def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str =
     if sig.health.enabled:
         h = sig.health
         evaluators.append(HealthEvaluator(h.max_error_rate, h.max_p95_latency_ms, severity=sev("health"),
-                                          policy=h.policy, alpha=h.alpha, min_rows=sig.min_rows))
+                                          policy=h.policy, alpha=h.alpha, min_rows=spec.window.min_rows))
     performance = None
     if sig.performance.enabled and spec.prediction and spec.label:
         p = sig.performance
@@ -76,7 +76,7 @@ def data_drift_evaluator(spec: "MonitorSpec", *, profiles: Any = None, fingerpri
         thresholds={f.name: f.threshold for f in spec.features if f.threshold is not None},
         policy=dd.policy, fwer=dd.fwer, effect_floors=floors or None, share=dd.share, resamples=dd.resamples,
         profiles=profiles, fingerprint=fingerprint, calibration_dir=calibration_dir,
-        severity=spec.alert.severity_of("data_drift"), min_rows=spec.signals.min_rows)
+        severity=spec.alert.severity_of("data_drift"), min_rows=spec.window.min_rows)
 
 
 def quality_evaluator(spec: "MonitorSpec", known: frozenset[str] = TELEMETRY_COLUMNS) -> DataQualityEvaluator:
@@ -85,7 +85,7 @@ def quality_evaluator(spec: "MonitorSpec", known: frozenset[str] = TELEMETRY_COL
     return DataQualityEvaluator(
         spec.kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate, q.max_unseen_rate,
         q.max_rejected_rate, q.allow_extra_columns, frozenset(known), severity=spec.alert.severity_of("data_quality"),
-        policy=q.policy, fwer=q.fwer, effect_floor=q.effect_floor, min_rows=spec.signals.min_rows)
+        policy=q.policy, fwer=q.fwer, effect_floor=q.effect_floor, min_rows=spec.window.min_rows)
 
 
 def fit_suite(suite: Suite, reference, fingerprint: str = "") -> FittedSuite:

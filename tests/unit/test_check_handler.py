@@ -216,7 +216,7 @@ def test_through_the_local_bus_from_request_to_one_notification(deps, tmp_path):
     from core.events import decode
     from core.localbus import SqliteBus, SqliteBusPublisher, provision
     from core.routing import TOPIC
-    from monitors.notify import handle_incident_changed
+    from monitors.notify import handle_event
 
     bus = SqliteBus(tmp_path / "bus.sqlite", clock=deps.clock)
     provision(bus)
@@ -232,17 +232,20 @@ def test_through_the_local_bus_from_request_to_one_notification(deps, tmp_path):
     notified = []
 
     class Recording:
-        def notify(self, incident):
-            notified.append(dict(incident))
+        name, id = "recording", "recording"
+
+        def notify(self, message):
+            notified.append(dict(message))
 
     alerts = bus.receive(f"{TOPIC}/subscriptions/alerts", max_messages=10)
     assert {decode(m.message.body).data["signal"] for m in alerts} >= {"data_drift"}
     for m in alerts:
-        handle_incident_changed(decode(m.message.body), Recording(), deps.store)
+        handle_event(decode(m.message.body), [Recording()], deps.store)
         bus.abandon(m.lock_token)  # as if the host crashed before settling: the message comes back
     for m in bus.receive(f"{TOPIC}/subscriptions/alerts", max_messages=10):
-        assert handle_incident_changed(decode(m.message.body), Recording(), deps.store) is False
+        assert handle_event(decode(m.message.body), [Recording()], deps.store) == []
     assert len(notified) == len(alerts)  # one notification per incident change, despite the redelivery
+    assert notified[0]["kind"] == "incident.opened" and "distance" in notified[0]["text"]
     (drift,) = bus.receive(f"{TOPIC}/subscriptions/retrain", max_messages=10)
     assert decode(drift.message.body).data["retrain_allowed"] is True
     bus.close()
