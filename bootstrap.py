@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import Clock, parse_clock
-from core.errors import ConfigurationError, NotFound, PermanentError
+from core.errors import ConfigurationError, PermanentError
 from core.settings import Settings
 from core.types import Window, parse_time
 
@@ -140,7 +140,8 @@ class Container:
 
         return CheckDeps(store=self.store, publisher=self.publisher, telemetry=self.telemetry, specs=self.specs,
                          profiles=ProfileCache(self.data_dir / "profiles"), reports=self.reports, clock=self.clock,
-                         base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance)
+                         base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance,
+                         snapshots=self.data_dir / "references")
 
     @cached_property
     def channels(self) -> list:
@@ -216,19 +217,19 @@ class Container:
             record["rerun"] = "running" if claim is not None else "requested"
         return record
 
-    def check_report(self, check_id: str) -> bytes:
-        """Render (once) and return the evidently HTML report of a recorded check's window."""
-        from monitors.check import html_report
-        from monitors.report import report_name
+    def check_report(self, check_id: str) -> bytes | dict[str, Any]:
+        """The stored HTML report of a check, or (not built yet) the receipt of a request to build it."""
+        from monitors.check_report import request_report, stored_report
 
-        record = self.get_check(check_id)
-        window = Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
-        name = report_name(record["monitor"], window, "html")
-        try:
-            return self.reports.get(name)
-        except NotFound:
-            html_report(record["monitor"], window, self.check_deps)
-            return self.reports.get(name)
+        html = stored_report(check_id, self.check_deps)
+        return html if html is not None else request_report(check_id, self.check_deps)
+
+    def build_report(self, check_id: str) -> bytes:
+        """Build (or rebuild) a check's report now, from what the check recorded; returns the HTML."""
+        from monitors.check_report import build_report, stored_report
+
+        build_report(check_id, self.check_deps)
+        return stored_report(check_id, self.check_deps) or b""
 
     def notify(self, envelope) -> None:
         from monitors.notify import handle_event

@@ -71,6 +71,7 @@ class CheckDeps:
     base_dir: Path
     instance: str = "local"
     evaluators: EvaluatorCache = field(default_factory=EvaluatorCache)
+    snapshots: Path | None = None  # where reference frames are kept per fingerprint, for reports rebuilt later
 
 
 def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
@@ -129,19 +130,6 @@ def reopen_window(store: StateStore, monitor: str, window: Window) -> None:
         store.delete(CLAIM, key, doc.etag)
 
 
-def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
-    """On request: an evidently HTML report of one window against the reference, saved beside the JSON one."""
-    from monitors.reference import load_reference
-    from monitors.report import render_html, report_name
-
-    spec = deps.specs.get(monitor)
-    batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
-    active = active_reference(spec, deps.store, deps.base_dir)
-    reference = load_reference(active["uri"], base_dir=active["base_dir"])
-    html = render_html(reference.frame(), batch.frame, spec)
-    return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
-
-
 def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
     """The last window of the spec's grid whose end plus lateness has passed."""
     current = window_at(now - spec.window.lateness, size=spec.window.size, origin=spec.window.origin)
@@ -172,7 +160,9 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
                              "reason": envelope.data.get("reason"), "requested_by": envelope.id,
                              "completed_at": iso(deps.clock.now()), "reference_fingerprint": suite.fingerprint,
                              "reference_rows": suite.reference_rows, "model_version": model_version,
-                             "reference": {"uri": active["uri"], "model_version": active["model_version"]},
+                             "reference": {"uri": active["uri"], "model_version": active["model_version"],
+                                           "fingerprint": suite.fingerprint, "snapshot": suite.snapshot},
+                             "spec": used_spec(spec),
                              "performance_window": performance_window.to_json() if performance_window else None,
                              "alerting": "applied" if on_grid else "skipped: the window is not on the monitor's grid",
                              "incidents": [_incident_ref(c) for c in changes]})
@@ -196,10 +186,21 @@ def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | No
     key = (spec.name, reference.fingerprint, digest)
 
     def fit() -> FittedSuite:
+        from monitors.check_report import snapshot_reference
+
         suite = build_suite(spec, profiles=deps.profiles, fingerprint=reference.fingerprint)
-        return fit_suite(suite, reference.frame(), reference.fingerprint)
+        frame = reference.frame()
+        snapshot = snapshot_reference(deps.snapshots, reference.fingerprint, frame)
+        return replace(fit_suite(suite, frame, reference.fingerprint), snapshot=snapshot)
 
     return deps.evaluators.get_or_fit(key, fit)
+
+
+def used_spec(spec: MonitorSpec) -> dict[str, Any]:
+    """What a report rebuilt later needs of the spec as it was: features, methods, thresholds, evidently's share."""
+    return {"features": [{"name": f.name, "kind": f.kind, "method": f.method, "threshold": f.threshold}
+                         for f in spec.features], "share": spec.signals.data_drift.share,
+            "policy": spec.signals.data_drift.policy}
 
 
 def shifted(window: Window, lag: timedelta) -> Window:

@@ -238,4 +238,11 @@ def quality_summary(findings: list[Finding]) -> dict[str, Any]:
         elif ":" in f.name:
             check, feature = f.name.split(":", 1)
             summary.setdefault(check, {})[feature] = f.statistic
+            calibrated = f.details.get("calibrated")
+            if calibrated and (f.breached or calibrated.get("significant")):  # what decided, or nearly did
+                summary.setdefault("decisions", []).append({
+                    "name": f.name, "rate": f.statistic, "reference_rate": calibrated.get("reference_rate"),
+                    "floor": calibrated.get("floor"), "null_q99": calibrated.get("null_q99"),
+                    "p_value": calibrated.get("p_value"), "significant": calibrated.get("significant"),
+                    "breached": f.breached})
     return summary

@@ -29,6 +29,7 @@ class FittedSuite:
     current: tuple[FittedEvaluator, ...]
     performance: FittedEvaluator | None
     reference_rows: int
+    snapshot: str | None = None  # the reference frame as the check saw it (monitors.check_report)
 
 
 def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str = "",
