@@ -116,7 +116,9 @@ class Container:
 
         return CheckDeps(store=self.store, publisher=self.publisher, telemetry=self.telemetry, specs=self.specs,
                          profiles=ProfileCache(self.data_dir / "profiles"), reports=self.reports, clock=self.clock,
-                         base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance)
+                         base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance,
+                         lease=self.settings.check_lease, max_attempts=self.settings.check_max_attempts,
+                         request_ttl=self.settings.check_request_ttl)
 
     @cached_property
     def notifier(self):
@@ -126,11 +128,13 @@ class Container:
             return WebhookNotifier(self.settings.webhook_url, self.settings.webhook_format)
         return LogNotifier(logging.getLogger("mlops.alerts"))
 
-    def schedule_checks(self) -> list:
+    def schedule_checks(self):
+        """monitors.schedule.TickReport: the requests published and how far behind each monitor still is."""
         from monitors.schedule import schedule_checks
 
         return schedule_checks([spec.schedule_entry() for spec in self.specs.all()], self.store, self.publisher,
-                               self.clock.now())
+                               self.clock.now(), limit=self.settings.max_windows_per_tick,
+                               request_ttl=self.settings.check_request_ttl)
 
     def run_check(self, envelope) -> Any:
         from monitors.check import run_check
@@ -142,15 +146,13 @@ class Container:
 
         return on_model_promoted(envelope, self.check_deps)
 
-    def request_check(self, monitor: str, window: Window | None) -> dict[str, Any]:
-        from core.events import event_id
+    def request_check(self, monitor: str, window: Window | None, *, force: bool = False,
+                      reason: str = "http") -> dict[str, Any]:
+        """An operator's request for one window (monitors.check.request_check): re-runs a failed window,
+        a done one only with `force`."""
         from monitors.check import request_check
 
-        envelope = request_check(monitor, self.check_deps, window=window, reason="http")
-        start, end = parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"])
-        check_id = event_id("check", monitor, Window(start, end).key())
-        return {"check_id": check_id, "event_id": envelope.id, "monitor": monitor,
-                "window": {"start": envelope.data["window_start"], "end": envelope.data["window_end"]}}
+        return request_check(monitor, self.check_deps, window=window, reason=reason, force=force)
 
     def get_check(self, check_id: str) -> dict[str, Any]:
         from core.records import CHECK, require
@@ -227,6 +229,30 @@ class Container:
             {"reason": exc.reason, "description": str(exc), "consumer": consumer,
              "body": body[:8192].decode("utf-8", "replace"), "at": self.clock.now().isoformat()})
         log.error("%s: dead-lettered message %s: %s: %s", consumer, msg.message_id, exc.reason, exc)
+
+    def retry_later(self, msg, consumer: str, exc: BaseException) -> None:
+        """A delivery failed and will be retried; the caller re-raises so the host abandons the message.
+
+        Locally devhost abandons it with a backoff and keeps the error for its dead-letter. In Azure the
+        Functions host abandons at once and Service Bus dead-letters after maxDeliveryCount with a generic
+        reason: so the last delivery's real error is kept in the state store, and a bounded pause before
+        the abandon spaces the redeliveries out.
+        """
+        if not self.settings.servicebus_namespace:
+            return
+        import time
+
+        from core.records import put
+        from core.retry import retry_delay
+        from core.servicebus import host_settings
+
+        count = int(getattr(msg, "delivery_count", None) or 1)
+        if count >= host_settings(Path(__file__).with_name("host.json")).get("max_delivery_count", 10):
+            put(self.store, "deadletter", f"{consumer}/{msg.message_id or 'no-id'}",
+                {"reason": "MaxDeliveryCountExceeded", "description": f"{type(exc).__name__}: {exc}"[:2000],
+                 "consumer": consumer, "deliveries": count, "body": msg.get_body()[:8192].decode("utf-8", "replace"),
+                 "at": self.clock.now().isoformat()})
+        time.sleep(min(retry_delay(exc, count, self.clock.now()).total_seconds(), 30.0))
 
 
 _lock = threading.Lock()
