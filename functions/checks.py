@@ -24,11 +24,9 @@ def rebaseline_monitors(msg: func.ServiceBusMessage) -> None:
 @bp.route(route="checks", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @guarded
 def request_check(req: func.HttpRequest) -> func.HttpResponse:
-    """POST /api/checks {"monitor", "window": {"start", "end"}?, "force": bool?} (or ?force=true).
-
-    202 with the check id when a check was asked for or is running; 200 with the check id when the window is
-    already done (force re-checks it). A window given up after failed attempts is re-run.
-    """
+    """POST /api/checks[?force=true] {"monitor", "window": {"start", "end"}?, "force": bool?} -> 202 with the
+    check id; 200 with "status": "already_checked" when that window was checked (force=true checks it again).
+    A window given up after failed attempts is re-run."""
     import bootstrap
     from functions._parse import flag, optional_window
 
@@ -38,8 +36,9 @@ def request_check(req: func.HttpRequest) -> func.HttpResponse:
     force = flag(body, req.params, "force")
     accepted = bootstrap.container().request_check(monitor, window, force=force)
     url = f"/api/checks/{accepted['check_id']}"
-    status = 200 if accepted["state"] == "done" else 202
-    return json_response({**accepted, "status_url": url}, status, {"Location": url})
+    if accepted["status"] == "already_checked":
+        return json_response({**accepted, "status_url": url}, 200)
+    return json_response({**accepted, "status_url": url}, 202, {"Location": url})
 
 
 @bp.route(route="checks/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

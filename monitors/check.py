@@ -31,7 +31,7 @@ from monitors import windows
 from monitors.alerts import AlertPolicy, check_failed
 from monitors.check_events import check_events, incident_ref
 from monitors.late import LATE_RECHECK, late_telemetry
-from monitors.rebaseline import active_reference
+from monitors.rebaseline import active_reference, not_ready
 from monitors.report import check_document, save_check_report
 from monitors.schedule import REQUEST_TTL, check_requested, complete_window, window_at
 from monitors.signals.suite import FittedSuite, build_suite, fit_suite
@@ -79,6 +79,7 @@ class CheckDeps:
     lease: timedelta = timedelta(minutes=10)  # MLOPS_CHECK_LEASE: a live check holds its window this long
     max_attempts: int = 3  # MLOPS_CHECK_MAX_ATTEMPTS: failed attempts (not outages) before giving a window up
     request_ttl: timedelta = REQUEST_TTL  # MLOPS_CHECK_REQUEST_TTL
+    references: Any = None  # monitors.reference.ReferenceLoader; None: file references only
 
 
 def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
@@ -119,6 +120,9 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
     `force`. Returns what happened: state requested | running | done, with the check id and event id.
     """
     spec = deps.specs.get(monitor)
+    problem = not_ready(spec, deps.store, deps.base_dir)
+    if problem:
+        raise ValidationFailed(f"monitor {spec.name} cannot be checked: {problem}", field="monitor")
     now = deps.clock.now()
     window = window or latest_complete_window(spec, now)
     complete_at = window.end + spec.window.lateness
@@ -127,6 +131,8 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
                                f"(window end + lateness {spec.window.lateness})", field="window")
     check_id = event_id("check", spec.name, window.key())
     answer = {"check_id": check_id, "monitor": spec.name, "window": window.to_json()}
+    if force and windows.load(deps.store, spec.name, window).state == windows.DONE:
+        reason = f"{reason} (re-run)"
     asked = windows.next_request(deps.store, spec.name, window, now, ttl=deps.request_ttl, operator=True,
                                  force=force)
     if asked is None:
@@ -141,15 +147,22 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
 
 def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
     """On request: an evidently HTML report of one window against the reference, saved beside the JSON one."""
-    from monitors.reference import load_reference
     from monitors.report import render_html, report_name
 
     spec = deps.specs.get(monitor)
     batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
     active = active_reference(spec, deps.store, deps.base_dir)
-    reference = load_reference(active["uri"], base_dir=active["base_dir"])
+    reference = open_reference(active, deps)
     html = render_html(reference.frame(), batch.frame, spec)
     return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
+
+
+def open_reference(active: dict, deps: CheckDeps) -> Any:
+    from monitors.reference import load_reference
+
+    if deps.references is not None:
+        return deps.references.load(active["uri"], active["base_dir"])
+    return load_reference(active["uri"], base_dir=active["base_dir"])
 
 
 def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
@@ -239,10 +252,8 @@ def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | No
 
     `active`: the reference in use (monitors.rebaseline.active_reference); a promotion changes it, and
     with it the fingerprint, so the suite is refitted once per model version."""
-    from monitors.reference import load_reference
-
     active = active or active_reference(spec, deps.store, deps.base_dir)
-    reference = load_reference(active["uri"], base_dir=active["base_dir"])
+    reference = open_reference(active, deps)
     digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
     key = (spec.name, reference.fingerprint, digest)
 
