@@ -70,7 +70,8 @@ class Container:
         if self.settings.servicebus_namespace:
             from core.servicebus import ServiceBusPublisher
 
-            return TracedPublisher(ServiceBusPublisher(self.settings.servicebus_namespace), self.observability)
+            return TracedPublisher(ServiceBusPublisher(self.settings.servicebus_namespace, credential=self.credential),
+                                   self.observability)
         from core.localbus import SqliteBusPublisher
 
         return TracedPublisher(SqliteBusPublisher(self.bus), self.observability)
@@ -80,7 +81,7 @@ class Container:
         if self.settings.tables_endpoint:
             from core.state_tables import TableStateStore
 
-            return TableStateStore(self.settings.tables_endpoint)
+            return TableStateStore(self.settings.tables_endpoint, credential=self.credential)
         from core.state_sqlite import SqliteStateStore
 
         return SqliteStateStore(self.data_dir / "state.sqlite")
@@ -90,10 +91,38 @@ class Container:
         if self.settings.blob_endpoint:
             from core.reports import BlobReportStore
 
-            return BlobReportStore(self.settings.blob_endpoint)
+            return BlobReportStore(self.settings.blob_endpoint, credential=self.credential)
         from core.reports import FileReportStore
 
         return FileReportStore(self.data_dir / "reports")
+
+    # --- Azure identity and Azure ML: one credential and one MLClient for the process ----------
+    @cached_property
+    def credential(self):
+        """DefaultAzureCredential (the app's managed identity in Azure), shared by every Azure adapter."""
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+    @cached_property
+    def ml_client(self):
+        """The workspace's MLClient (no network call until an operation); the runner, registry, deployer and
+        azureml: references all use this one."""
+        if not self.settings.azureml_configured:
+            raise ConfigurationError("Azure ML is not configured: set AZUREML_SUBSCRIPTION_ID, "
+                                     "AZUREML_RESOURCE_GROUP and AZUREML_WORKSPACE")
+        from azure.ai.ml import MLClient  # lazy: about 1.5 s to import
+
+        return MLClient(self.credential, self.settings.azureml_subscription_id,
+                        self.settings.azureml_resource_group, self.settings.azureml_workspace)
+
+    @cached_property
+    def references(self):
+        from monitors.reference import ReferenceLoader
+
+        azureml = self.settings.azureml_configured
+        return ReferenceLoader(self.data_dir / "references", ml_client=(lambda: self.ml_client) if azureml else None,
+                               credential=lambda: self.credential)
 
     # --- telemetry --------------------------------------------------------------------------
     @cached_property
@@ -108,7 +137,8 @@ class Container:
         if self.settings.log_analytics_workspace_id:
             from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
 
-            return LogAnalyticsTelemetrySource(self.settings.log_analytics_workspace_id)
+            return LogAnalyticsTelemetrySource(self.settings.log_analytics_workspace_id,
+                                               credential=self.credential)
         from monitors.telemetry.local import LocalTelemetrySource
 
         return LocalTelemetrySource(self.telemetry_store)
@@ -140,6 +170,7 @@ class Container:
 
         return CheckDeps(store=self.store, publisher=self.publisher, telemetry=self.telemetry, specs=self.specs,
                          profiles=ProfileCache(self.data_dir / "profiles"), reports=self.reports, clock=self.clock,
+                         references=self.references,
                          base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance)
 
     @cached_property

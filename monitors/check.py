@@ -71,6 +71,7 @@ class CheckDeps:
     base_dir: Path
     instance: str = "local"
     evaluators: EvaluatorCache = field(default_factory=EvaluatorCache)
+    references: Any = None  # monitors.reference.ReferenceLoader; None: file references only
 
 
 def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
@@ -131,15 +132,22 @@ def reopen_window(store: StateStore, monitor: str, window: Window) -> None:
 
 def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
     """On request: an evidently HTML report of one window against the reference, saved beside the JSON one."""
-    from monitors.reference import load_reference
     from monitors.report import render_html, report_name
 
     spec = deps.specs.get(monitor)
     batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
     active = active_reference(spec, deps.store, deps.base_dir)
-    reference = load_reference(active["uri"], base_dir=active["base_dir"])
+    reference = open_reference(active, deps)
     html = render_html(reference.frame(), batch.frame, spec)
     return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
+
+
+def open_reference(active: dict, deps: CheckDeps) -> Any:
+    from monitors.reference import load_reference
+
+    if deps.references is not None:
+        return deps.references.load(active["uri"], active["base_dir"])
+    return load_reference(active["uri"], base_dir=active["base_dir"])
 
 
 def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
@@ -188,10 +196,8 @@ def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | No
 
     `active`: the reference in use (monitors.rebaseline.active_reference); a promotion changes it, and
     with it the fingerprint, so the suite is refitted once per model version."""
-    from monitors.reference import load_reference
-
     active = active or active_reference(spec, deps.store, deps.base_dir)
-    reference = load_reference(active["uri"], base_dir=active["base_dir"])
+    reference = open_reference(active, deps)
     digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
     key = (spec.name, reference.fingerprint, digest)
 
