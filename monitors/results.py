@@ -4,7 +4,9 @@ optionally evidently snapshots in an evidently workspace (`evidently ui --worksp
 Azure Monitor alert rules and workbooks then use them like any platform metric of the online endpoint (namespace
 `mlops/monitoring`): `DriftShare` {Monitor}, `FeatureEffectRatio` {Monitor, Feature} (effect over its floor, 1 and
 above is a drift the calibrated policy would call), `SignalBreached` {Monitor, Signal} (1 or 0 per signal judged),
-`PerformanceMetric` {Monitor, Metric} (realized performance, e.g. auc), `RowsChecked` and `RowsRejected` {Monitor}.
+`PerformanceMetric` {Monitor, Metric}
+(realized performance, e.g. `auc`; a label-free estimate as `auc (estimated)`), `RowsChecked` and
+`RowsRejected` {Monitor}.
 
 The custom metrics API takes values stamped within the last 20 minutes, so each is stamped with the time it is
 sent: what the latest check of a monitor found. It is called with the app's identity (Monitoring Metrics Publisher
@@ -40,9 +42,9 @@ def metric_series(record: Mapping[str, Any]) -> list[tuple[str, dict[str, str], 
         if signal == "data_drift" and finding.get("name") != "dataset" and calibrated.get("floor"):
             ratio = float(calibrated["effect"]) / float(calibrated["floor"])
             out.append(("FeatureEffectRatio", {"Monitor": monitor, "Feature": str(finding["name"])}, ratio))
-        if signal == "performance" and isinstance(finding.get("statistic"), (int, float)):
-            out.append(("PerformanceMetric", {"Monitor": monitor, "Metric": str(finding["name"])},
-                        float(finding["statistic"])))
+        if "performance" in signal and isinstance(finding.get("statistic"), (int, float)):
+            metric = str(finding["name"]) + ("" if signal == "performance" else f" ({signal.split('_')[0]})")
+            out.append(("PerformanceMetric", {"Monitor": monitor, "Metric": metric}, float(finding["statistic"])))
     out += [("SignalBreached", {"Monitor": monitor, "Signal": s}, float(b)) for s, b in sorted(judged.items())]
     out.append(("RowsChecked", {"Monitor": monitor}, float(record.get("rows") or 0)))
     out.append(("RowsRejected", {"Monitor": monitor}, float(sum((record.get("rejected") or {}).values()))))
