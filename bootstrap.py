@@ -269,6 +269,47 @@ class Container:
             html_report(record["monitor"], window, self.check_deps)
             return self.reports.get(name)
 
+    @cached_property
+    def result_sinks(self) -> list:
+        """Where each check's results go besides the state store (Azure Monitor custom metrics)."""
+        sinks = []
+        s = self.settings
+        if s.metrics_region:
+            if not s.azureml_configured:
+                raise ConfigurationError("MLOPS_METRICS_REGION needs AZUREML_SUBSCRIPTION_ID, AZUREML_RESOURCE_GROUP "
+                                         "and AZUREML_WORKSPACE: the metrics go on the workspace's online endpoints")
+            from monitors.results import AzureMonitorCustomMetrics, endpoint_resource_id
+
+            sinks.append(AzureMonitorCustomMetrics(s.metrics_region, lambda endpoint: endpoint_resource_id(
+                s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace, endpoint)))
+        if s.evidently_workspace:
+            from monitors.results import EvidentlySnapshots
+
+            sinks.append(EvidentlySnapshots(s.evidently_workspace, self._window_frames))
+        return sinks
+
+    def _window_frames(self, monitor: str, window: Window) -> tuple:
+        """(reference frame, the window's telemetry frame, spec) of a monitor, as its checks read them."""
+        from core.types import EndpointRef
+        from monitors.rebaseline import active_reference
+        from monitors.reference import load_reference
+
+        spec = self.specs.get(monitor)
+        batch = self.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
+        active = active_reference(spec, self.store, Path(self.settings.monitors_dir))
+        return load_reference(active["uri"], base_dir=active["base_dir"]).frame(), batch.frame, spec
+
+    def publish_results(self, envelope) -> int:
+        """mlops.check.completed.v1 -> the check's results to every sink; the count of series sent."""
+        from core.records import CHECK
+
+        if not self.result_sinks:
+            return 0
+        found = self.store.get(CHECK, str(envelope.data["check_id"]))
+        if found is None:
+            raise NotFound(f"check {envelope.data['check_id']} is not recorded")
+        return sum(sink.publish(found.data) for sink in self.result_sinks)
+
     def notify(self, envelope) -> None:
         from monitors.notify import handle_incident_changed
 

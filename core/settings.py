@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     appinsights_authentication: str | None = Field(None, alias="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
     otel_export: str = Field("auto", alias="MLOPS_OTEL_EXPORT", description="auto, azure, log, console or off")
 
+    metrics_region: str | None = Field(None, alias="MLOPS_METRICS_REGION", description=(
+        "Region of the Azure ML workspace: each check's results become Azure Monitor custom metrics on its "
+        "online endpoint (needs the AZUREML_* settings)."))
+
+    evidently_workspace: Path | None = Field(None, alias="MLOPS_EVIDENTLY_WORKSPACE", description=(
+        "A folder: each check's window also becomes an evidently snapshot there (`evidently ui --workspace`)."))
+
     max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
     max_window_span: Duration = Field(timedelta(days=92), alias="MLOPS_MAX_WINDOW_SPAN",
                                       description="Longest window POST /api/checks and /api/retrain accept.")
@@ -61,13 +68,13 @@ class Settings(BaseSettings):
                                       description="Catch-up bound: windows one monitor requests per timer tick.")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
 
-    @field_validator("retrain_config", mode="before")
+    @field_validator("retrain_config", "evidently_workspace", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """App settings cannot be absent in Bicep or local.settings.json, only empty: empty means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("data_dir", "monitors_dir", "retrain_config", mode="after")
+    @field_validator("data_dir", "monitors_dir", "retrain_config", "evidently_workspace", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """Relative folders are resolved once, against the directory the app starts in: code that later runs
