@@ -88,7 +88,7 @@ def reference_frame(record: Mapping[str, Any], deps: "CheckDeps") -> tuple["pd.D
     """The reference the check used: its snapshot, or its uri if the content is still the same."""
     import pandas as pd
 
-    from monitors.reference import load_reference
+    from monitors.check import open_reference
 
     reference = record.get("reference") or {}
     snapshot = reference.get("snapshot")
@@ -96,7 +96,8 @@ def reference_frame(record: Mapping[str, Any], deps: "CheckDeps") -> tuple["pd.D
         return pd.read_parquet(snapshot), []
     fingerprint = record.get("reference_fingerprint")
     try:
-        current = load_reference(str(reference.get("uri")), base_dir=deps.base_dir)
+        current = open_reference({"uri": str(reference.get("uri")),
+                                  "base_dir": Path(reference.get("base_dir") or deps.base_dir)}, deps)
         if current.fingerprint == fingerprint:
             return current.frame(), []
         why = f"the reference at {reference.get('uri')} changed since the check (fingerprint {fingerprint})"

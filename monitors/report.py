@@ -11,8 +11,10 @@ from core.ports import ReportStore
 from core.types import Finding, Window
 from monitors.signals.data_drift import drift_summary
 from monitors.signals.quality import quality_summary
+from monitors.signals.text_drift import text_summary
 
 if TYPE_CHECKING:
+    import pandas as pd
 
     from monitors.spec import MonitorSpec
 
@@ -30,6 +32,9 @@ def result_document(findings: list[Finding], *, rows: int, reference_rows: int |
     """The CLI's JSON: dataset_drift, drift_share, policy, features[...], quality{...} (+ other signals)."""
     doc = drift_summary(findings)
     doc["quality"] = {"rows": rows, "reference_rows": reference_rows, **quality_summary(findings)}
+    text = text_summary(findings)
+    if text:
+        doc["text"] = text
     prediction = drift_summary(findings, "prediction_drift")["features"]
     if prediction:
         doc["prediction_drift"] = prediction
@@ -61,3 +66,32 @@ def report_name(monitor: str, window: Window, suffix: str = "json") -> str:
 def save_check_report(reports: ReportStore, doc: Mapping[str, Any], window: Window) -> str:
     body = json.dumps(doc, sort_keys=True, allow_nan=False, default=str).encode()
     return reports.put(report_name(doc["monitor"], window), body, "application/json")
+
+
+def drift_snapshot(reference_df: "pd.DataFrame", current_df: "pd.DataFrame", spec: "MonitorSpec | None" = None, *,
+                   kinds: Mapping[str, str] | None = None, methods: Mapping[str, str] | None = None,
+                   thresholds: Mapping[str, float] | None = None, share: float | None = None, **run: Any) -> Any:
+    """evidently 0.7's data drift snapshot with the spec's (or the given) methods and thresholds; `run` goes to
+    `Report.run` (timestamp, tags). evidently is imported here only."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    kinds = dict(spec.kinds if spec is not None else kinds or {})
+    if not kinds:
+        raise ValueError("drift_snapshot needs a spec or the feature kinds")
+    columns = [c for c in kinds if c in reference_df and c in current_df and kinds[c] in ("numeric", "categorical")]
+    if not columns:
+        raise ValueError("no monitored column is in both the reference and the window")
+    definition = DataDefinition(numerical_columns=[c for c in columns if kinds[c] == "numeric"],
+                                categorical_columns=[c for c in columns if kinds[c] == "categorical"])
+    if spec is not None:
+        methods = {f.name: f.method for f in spec.features if f.method}
+        thresholds = {f.name: f.threshold for f in spec.features if f.threshold is not None}
+        share = spec.signals.data_drift.share
+    methods = {c: m for c, m in (methods or {}).items() if c in columns}
+    thresholds = {c: t for c, t in (thresholds or {}).items() if c in columns}
+    preset = DataDriftPreset(columns=columns, drift_share=0.5 if share is None else share,
+                             per_column_method=methods or None, per_column_threshold=thresholds or None)
+    reference = Dataset.from_pandas(reference_df[columns], data_definition=definition)
+    current = Dataset.from_pandas(current_df[columns], data_definition=definition)
+    return Report([preset]).run(current, reference, **run)

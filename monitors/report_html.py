@@ -42,20 +42,9 @@ def evidently_panels(reference: "pd.DataFrame", current: "pd.DataFrame", kinds: 
                      methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
                      share: float = 0.5) -> EvidentlyPanels:
     """evidently 0.7's DataDriftPreset with the check's methods and thresholds, on the same two frames."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from monitors.report import drift_snapshot
 
-    columns = [c for c in kinds if c in reference and c in current]
-    if not columns:
-        raise ValueError("no monitored column is in both the reference and the window")
-    definition = DataDefinition(numerical_columns=[c for c in columns if kinds[c] == "numeric"],
-                                categorical_columns=[c for c in columns if kinds[c] == "categorical"])
-    methods = {c: m for c, m in (methods or {}).items() if c in columns}
-    thresholds = {c: t for c, t in (thresholds or {}).items() if c in columns}
-    preset = DataDriftPreset(columns=columns, drift_share=share, per_column_method=methods or None,
-                             per_column_threshold=thresholds or None)
-    snapshot = Report([preset]).run(Dataset.from_pandas(current[columns], data_definition=definition),
-                                    Dataset.from_pandas(reference[columns], data_definition=definition))
+    snapshot = drift_snapshot(reference, current, kinds=kinds, methods=methods, thresholds=thresholds, share=share)
     return EvidentlyPanels(snapshot.get_html_str(as_iframe=False), _columns(snapshot.dict()), share)
 
 

@@ -198,7 +198,7 @@ function timelineTraces(data) {
   for (const p of data.points) for (const name of Object.keys(p.performance)) metrics.add(name);
   for (const name of metrics) {
     traces.push({
-      type: "scatter", mode: "lines+markers", name: name.replace(/^performance\//, ""), x,
+      type: "scatter", mode: "lines+markers", name: name.replace(/^performance\//, "").replace(/^estimated_performance\/(.*)$/, "$1 (estimated)"), x,
       y: data.points.map((p) => (p.performance[name] ? p.performance[name].value : null)), connectgaps: false,
       xaxis: "x", yaxis: "y3",
     });

@@ -59,12 +59,14 @@ class DataQualityEvaluator:
                     ranges[name] = (float(finite.min()), float(finite.max()))
                 columns[name] = _Reference(column.isna().to_numpy(), (values.isna() & column.notna()).to_numpy(),
                                            values.to_numpy(dtype=float), None)
-            else:
+            elif kind == "categorical":  # free text has no categories: every window would look "unseen"
                 keys = pd.Series(category_keys(column.dropna()), index=column.dropna().index, dtype=object)
                 categories[name] = frozenset(keys)
                 codes = pd.Series(-1, index=column.index, dtype="int64")
                 codes[keys.index] = pd.Categorical(keys).codes
                 columns[name] = _Reference(column.isna().to_numpy(), None, None, codes.to_numpy())
+            else:
+                columns[name] = _Reference(column.isna().to_numpy(), None, None, None)
         return FittedQuality(self, ranges, categories, columns)
 
     def floor(self, check: str) -> float:
