@@ -346,9 +346,11 @@ class SpecRepository:
     def get(self, name: str) -> MonitorSpec:
         spec = self._load_all().get(name)
         if spec is None:
-            broken = "; ".join(f"{p.name}: {e.splitlines()[0]}" for p, e in self.errors.items())
-            raise NotFound(f"no monitor {name!r} in {self.directory}" + (f" (broken specs: {broken})" if broken
-                                                                          else ""))
+            # An answer to a caller: monitor and file names only, never the server's folders.
+            known = ", ".join(sorted(self._load_all())[:20]) or "none"
+            broken = "; ".join(e.splitlines()[0].replace(str(p), p.name) for p, e in sorted(self.errors.items()))
+            raise NotFound(f"no monitor {name!r} (known: {known})" + (f" (broken specs: {broken})" if broken
+                                                                        else ""))
         return spec
 
     def _load_all(self) -> dict[str, MonitorSpec]:

@@ -96,7 +96,7 @@ def _window_of(claim_key: str) -> tuple[datetime, datetime]:
 
 def _claim_row(store: StateStore, claim: tuple[str, Window, Mapping[str, Any]]) -> dict[str, Any]:
     monitor, window, data = claim
-    if data.get("state") == "done" and data.get("result"):
+    if data.get("state") in ("done", "failed") and data.get("result"):  # failed: the record of giving up
         found = store.get(CHECK, str(data["result"]))
         if found is not None:
             return check_summary(found.data)
