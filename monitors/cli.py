@@ -134,7 +134,19 @@ def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[
         raise UsageError(f"the current data has none of the monitored columns ({', '.join(list(kinds)[:5])}...)")
     batch = TelemetryBatch(EndpointRef("cli"), _NOMINAL, current)
     findings = drift.fit(reference).evaluate(batch) + quality.fit(reference).evaluate(batch)
+    for evaluator in _generative(spec):  # language-model endpoints: silent on frames without generation columns
+        findings += evaluator.fit(reference).evaluate(batch)
     return result_document(findings, rows=len(current), reference_rows=len(reference)), kinds, findings
+
+
+def _generative(spec) -> list[Any]:
+    if spec is not None:
+        from monitors.signals.suite import generative_evaluators
+
+        return generative_evaluators(spec)
+    from monitors.signals.generative import GenerationHealthEvaluator
+
+    return [GenerationHealthEvaluator()]
 
 
 def _text_kinds(reference) -> dict[str, str]:
@@ -180,6 +192,12 @@ def table(result: dict[str, Any]) -> str:
                      + (f"; topics {moved}" if moved else "") + (f"; {text['note']}" if text.get("note") else ""))
     quality = result["quality"]
     lines.append(f"quality: {quality['rows']} rows; breached: {', '.join(quality['breached']) or 'none'}")
+    for signal in ("generation_health", "answer_quality"):
+        for f in result.get(signal, []):
+            d = f.get("details") or {}
+            moved = f", reference {_fmt(d.get('reference'))}, p {_fmt(f.get('p_value'))}" if d.get("tested") else ""
+            lines.append(f"{signal} {f['name']}: {_fmt(f.get('statistic'))}{moved}"
+                         + (" BREACHED" if f.get("breached") else "") + (f"; {d['note']}" if d.get("note") else ""))
     return "\n".join(lines)
 
 

@@ -179,7 +179,9 @@ class FittedGenerationHealth:
         verdict = judge_value(float((values > limit).mean()), row_local((clean > limit).astype(np.int64),
                                                                         values.size), values.size,
                               floor=self.config.min_increase * 0.05, relative=False, alpha=self.config.alpha)
-        return {**verdict, "reference_p95_ms": limit, "share_above_reference_p95": float((values > limit).mean())}
+        # judged: the share of requests slower than the reference's p95 (5% in a window like the reference)
+        return {**verdict, "reference": limit, "share_above_reference_p95": float((values > limit).mean()),
+                "reference_share": verdict.get("reference")}
 
     def _over_limit(self, m: Measure, value: float, values: np.ndarray) -> bool:
         if m.limit is None or value <= m.limit:

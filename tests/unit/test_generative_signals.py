@@ -106,3 +106,18 @@ def test_judge_metrics_need_a_judge_and_unknown_metrics_are_refused():
         spec(answers="  answer_quality: {enabled: true, metrics: [groundedness]}")
     with pytest.raises(ValidationFailed, match="unknown answer metrics"):
         spec(answers="  answer_quality: {enabled: true, metrics: [vibes]}")
+
+
+def test_the_cli_reports_a_language_model_window_against_its_reference(tmp_path, capsys):
+    import json
+
+    from monitors.cli import main
+
+    chats(1500, seed=1).to_parquet(tmp_path / "ref.parquet")
+    chats(200, seed=5, latency=2500.0).to_parquet(tmp_path / "cur.parquet")
+    code = main(["check", "--reference", str(tmp_path / "ref.parquet"), "--current", str(tmp_path / "cur.parquet")])
+    doc = json.loads(capsys.readouterr().out)
+    health = {f["name"]: f for f in doc["generation_health"]}
+    assert code == 0 and health["p95_latency_ms"]["breached"]
+    assert health["p95_latency_ms"]["details"]["reference"] == pytest.approx(1500, rel=0.2)  # gamma(9, 100): ~1.5 s
+    assert not health["tokens_out_per_request"]["breached"] and "cost_per_1k_requests" not in health  # no prices
