@@ -128,7 +128,7 @@ function evidenceText(e) {
 
 function renderIncidents(incidents) {
   fill("incidents", incidents.map((i) => [
-    i.monitor, i.signal || (i.signals || []).join(", "), badge(i.severity), windowText(i.opened_window), i.windows,
+    i.monitor, (i.signals || [i.signal]).join(", "), badge(i.severity), windowText(i.opened_window), i.windows,
     list((i.evidence || []).filter((e) => e.breached && e.name !== "dataset").map(evidenceText)),
     reportLink(i.last_check_report_url),
   ]), "No open incidents.");
