@@ -121,3 +121,20 @@ def test_the_cli_reports_a_language_model_window_against_its_reference(tmp_path,
     assert code == 0 and health["p95_latency_ms"]["breached"]
     assert health["p95_latency_ms"]["details"]["reference"] == pytest.approx(1500, rel=0.2)  # gamma(9, 100): ~1.5 s
     assert not health["tokens_out_per_request"]["breached"] and "cost_per_1k_requests" not in health  # no prices
+
+
+def test_worse_answers_put_performance_at_risk_for_the_retrain_policy():
+    from core.types import Finding
+    from monitors.evidence import actionable, performance_evidence
+    from retrain.policy import RetrainPolicy, performance_at_risk
+
+    def finding(breached: bool) -> Finding:
+        return Finding("answer_quality", "f1", 0.52, 0.05, breached, details={
+            "tested": True, "reference": 0.83, "effect": 0.31, "p_value": 1e-6 if breached else 0.2})
+
+    worse = [finding(True)]
+    assert actionable(worse)
+    decision = performance_at_risk(performance_evidence(worse), RetrainPolicy())
+    assert decision.allowed and "answer quality f1 0.520 vs reference 0.830" in decision.reasons[0]
+    calm = performance_at_risk(performance_evidence([finding(False)]), RetrainPolicy())
+    assert not calm.allowed and "answer quality f1" in calm.reasons[0]
