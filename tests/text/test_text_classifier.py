@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,20 @@ def _contract_folder(tmp: Path, rows: pd.DataFrame) -> Path:
     return data
 
 
+CACHE = {}
+
+
 def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TEXT_TRAIN_CACHE": CACHE["dir"]}
     return subprocess.run([sys.executable, str(TRAIN), "--data", str(data), "--target", "label", "--task",
-                           "multiclass", "--model-out", str(out), *extra], capture_output=True, text=True, timeout=900)
+                           "multiclass", "--model-out", str(out), *extra], capture_output=True, text=True, timeout=900,
+                          env=env)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    """One encoder export and embedding cache for this module's runs, not the user's."""
+    CACHE["dir"] = str(tmp_path_factory.mktemp("text-train-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +76,17 @@ def test_head_only_model_learns_and_serves_class_probabilities(head_model, traff
     # bad input is scored, never raised: empty, missing, non-string, overlong texts
     odd = model.predict(pd.DataFrame({"text": ["", None, 5, "word " * 2000]}))
     assert odd.shape == (4, 3) and np.isfinite(odd).all()
+
+
+def test_a_second_run_embeds_only_texts_it_has_not_seen(head_model, tmp_path, traffic):
+    shards = sorted(Path(CACHE["dir"]).glob("encoder-*/embeddings/*.npz"))
+    assert len(shards) == 1  # the head model's 600 texts
+    done = _train(_contract_folder(tmp_path, traffic.iloc[500:700]), tmp_path / "again")
+    assert done.returncode == 0, done.stderr[-2000:]
+    added = set(Path(CACHE["dir"]).glob("encoder-*/embeddings/*.npz")) - set(shards)
+    (shard,) = added
+    with np.load(shard) as data:
+        assert len(data["keys"]) == len(set(traffic.iloc[600:700]["text"]) - set(traffic.iloc[:600]["text"]))
 
 
 def test_full_fine_tuning_runs_and_exports_what_torch_answers(tmp_path, traffic):
