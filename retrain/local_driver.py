@@ -1,9 +1,11 @@
 """One local pipeline run: import the heavy libraries once, then fork a child process per step.
 
 `python -m retrain.local_driver <run folder> --step-timeout S --threads N`, the step arguments as JSON
-on stdin. Started by LocalPipelineRunner (isolation "fork"). Each child runs the unchanged component
-script as `__main__` with the same argv as `python <script> ...` would get, its stdout and stderr in
-<step>.log; the driver records progress in status.json exactly as the per-process runner does.
+on stdin. Started by LocalPipelineRunner (isolation "fork"). A step whose command is `python <script>`
+or `python -m <module>` (the product's steps, and a team's Python training command) runs in a forked
+child as `__main__`, with the argv, working folder, stdout (<step>.log) and stderr (<step>.err) that the
+command would have had; any other command runs as a subprocess. The driver records progress in
+status.json exactly as the per-process runner does.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import importlib
 import json
 import os
 import runpy
+import shlex
 import signal
 import sys
 import time
@@ -21,8 +24,9 @@ from pathlib import Path
 
 # What the component scripts import (directly or through pandas.read_parquet and joblib.load). A child
 # imports anything else itself, so this list is about speed, not correctness.
-PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "joblib", "sklearn.compose", "sklearn.ensemble",
-           "sklearn.pipeline", "sklearn.preprocessing", "sklearn.metrics", "retrain.registry")
+PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "scipy.stats", "sklearn.compose", "sklearn.ensemble",
+           "sklearn.pipeline", "sklearn.preprocessing", "sklearn.metrics", "mlflow.pyfunc", "mlflow.sklearn",
+           "skops.io", "retrain.registry", "retrain.components._models")
 POLL_S = 0.02
 
 
@@ -41,49 +45,88 @@ def main(argv: list[str] | None = None) -> int:
     save_status(args.folder, {**doc, "pid": os.getpid()})  # from now on status() watches this process
     for name in PRELOAD:
         importlib.import_module(name)
+    _warm_mlflow()
     execute(args.folder, arguments, partial(run_forked, timeout=args.step_timeout))
     return 0
 
 
-def run_forked(argv: list[str], log_path: Path, timeout: float) -> int:
-    """Run the script argv[0] in a forked child with its output in `log_path`; its exit code, -9 on timeout."""
-    log_path.write_text(" ".join([sys.executable, *argv]) + "\n")
+def _warm_mlflow() -> None:
+    """mlflow maps installed packages to modules on every save_model (1-2 s here): build the map once, so
+    each forked training command inherits it. Only speed depends on this; it is skipped if mlflow changes."""
+    from mlflow.utils import requirements_utils
+
+    warm = getattr(requirements_utils, "_init_packages_to_modules_map", None)
+    if callable(warm):
+        warm()
+
+
+def run_forked(argv: list[str], log_path: Path, cwd: Path, timeout: float) -> int:
+    """Run argv in a forked child (a Python script or module) or a subprocess (anything else), its stdout in
+    `log_path` and its stderr beside it; its exit code, -9 on timeout."""
+    from retrain.local_runner import err_path, run_subprocess
+
+    target = python_target(argv)
+    if target is None:
+        return run_subprocess(argv, log_path, cwd, timeout)
+    log_path.write_text(shlex.join(argv) + "\n")
+    err_path(log_path).write_text("")
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _child(argv, log_path, parent)
-    return _wait(pid, timeout, log_path)
+        _child(target, argv, log_path, cwd, parent)
+    return _wait(pid, timeout, err_path(log_path))
 
 
-def _child(argv: list[str], log_path: Path, parent: int) -> None:
+def python_target(argv: list[str]) -> tuple[str, str] | None:
+    """("script", path) for `<this python> path.py ...`, ("module", name) for `<this python> -m name ...`."""
+    if len(argv) < 2 or argv[0] != sys.executable:
+        return None
+    if argv[1] == "-m" and len(argv) > 2:
+        return "module", argv[2]
+    if argv[1].endswith(".py") and not argv[1].startswith("-"):
+        return "script", argv[1]
+    return None
+
+
+def _child(target: tuple[str, str], argv: list[str], log_path: Path, cwd: Path, parent: int) -> None:
     """Never returns: the process exits with the script's exit code."""
+    from retrain.local_runner import err_path
+
     code = 1
     try:
         _die_with(parent)
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        for fd_number, path in ((1, log_path), (2, err_path(log_path))):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            os.dup2(fd, fd_number)
+            os.close(fd)
         # Fresh streams on fds 1 and 2, as a new interpreter would have: the inherited ones may not be on them.
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives until os._exit
         sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
-        script = Path(argv[0])
-        os.chdir(script.parent)
-        sys.argv = list(argv)
-        sys.path.insert(0, str(script.parent))  # as `python <script>`: the scripts import their `_lib`
-        code = run_script(str(script))
+        os.chdir(cwd)
+        kind, name = target
+        if kind == "script":
+            script = (Path(cwd) / name).resolve()
+            sys.argv = [str(script), *argv[2:]]
+            sys.path.insert(0, str(script.parent))  # as `python <script>`: its folder is importable
+        else:
+            sys.argv = [name, *argv[3:]]
+            sys.path.insert(0, str(cwd))  # as `python -m`: the working folder is importable
+        code = run_script(kind, str(script) if kind == "script" else name)
     finally:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(code)
 
 
-def run_script(script: str) -> int:
-    """Run a script as `__main__` the way the interpreter would; its exit code."""
+def run_script(kind: str, name: str) -> int:
+    """Run a script (or a module) as `__main__` the way the interpreter would; its exit code."""
     try:
-        runpy.run_path(script, run_name="__main__")
+        if kind == "module":
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(name, run_name="__main__")
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
