@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from core.clock import Clock, ManualClock, ScaledClock, SystemClock
+from core.clock import Clock, parse_clock
 from core.errors import ConfigurationError, NotFound, PermanentError
 from core.settings import Settings
 from core.types import Window, parse_time
@@ -227,23 +227,6 @@ class Container:
             {"reason": exc.reason, "description": str(exc), "consumer": consumer,
              "body": body[:8192].decode("utf-8", "replace"), "at": self.clock.now().isoformat()})
         log.error("%s: dead-lettered message %s: %s: %s", consumer, msg.message_id, exc.reason, exc)
-
-
-def parse_clock(text: str) -> Clock:
-    """'real' | 'sim:2013-04-01T00:00:00Z[@SPEED]' | 'manual:2013-04-01T00:00:00Z'."""
-    if text == "real":
-        return SystemClock()
-    kind, _, rest = text.partition(":")
-    start, _, speed = rest.partition("@")
-    try:
-        moment = parse_time(start)
-        if kind == "sim":
-            return ScaledClock(moment, float(speed or 1.0))
-        if kind == "manual":
-            return ManualClock(moment)
-    except ValueError as exc:
-        raise ConfigurationError(f"MLOPS_CLOCK={text!r} is not valid: {exc}") from exc
-    raise ConfigurationError(f"MLOPS_CLOCK={text!r}: expected real, sim:START[@SPEED] or manual:START")
 
 
 _lock = threading.Lock()

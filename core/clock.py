@@ -56,3 +56,31 @@ class ScaledClock:
     def now(self) -> datetime:
         elapsed = (self._wall.now() - self._origin_wall).total_seconds()
         return self._origin + timedelta(seconds=elapsed * self._speed)
+
+
+def parse_clock(text: str) -> Clock:
+    """'real' | 'sim:START[@SPEED]' (simulated time from START, SPEED times faster) | 'manual:START'.
+
+    The one clock syntax for MLOPS_CLOCK and `devhost --clock`; ConfigurationError names what was wrong.
+    """
+    from core.errors import ConfigurationError
+    from core.types import parse_time
+
+    text = (text or "").strip()
+    if text == "real":
+        return SystemClock()
+    kind, _, rest = text.partition(":")
+    start, _, speed = rest.partition("@")
+    if kind not in ("sim", "manual") or not start or (kind == "manual" and speed):
+        raise ConfigurationError(f"clock {text!r}: expected real, sim:2013-04-01T00:00:00Z[@SPEED] or "
+                                 "manual:2013-04-01T00:00:00Z")
+    try:
+        moment = parse_time(start)
+        if kind == "manual":
+            return ManualClock(moment)
+        rate = float(speed or 1.0)
+        if not 0 < rate < 1e9:
+            raise ValueError(f"speed must be a positive number, got {speed!r}")
+        return ScaledClock(moment, rate)
+    except ValueError as exc:
+        raise ConfigurationError(f"clock {text!r}: {exc}") from exc

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Mapping
 
 from core.errors import MalformedEvent, UnknownEventType
+from core.plain import plain
+from core.types import iso, parse_time
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -81,7 +82,7 @@ class Envelope:
                          correlationid=self.correlationid or self.id, causationid=self.id)
 
     def with_time(self, time: datetime) -> "Envelope":
-        return replace(self, time=_iso(time))
+        return replace(self, time=iso(time))
 
 
 def event_id(*parts: object) -> str:
@@ -97,9 +98,9 @@ def new_event(type_: str, data: Mapping[str, Any], *, id: str | None = None, sub
     if kind is None:
         raise UnknownEventType(f"unknown event type {type_!r}")
     _check_required(kind, data)
-    plain = json.loads(json.dumps(_finite(data), default=_json_default, allow_nan=False))
+    plain_data = plain(data)  # strict JSON: NaN -> null, numpy -> Python; anything else is a TypeError
     return Envelope(id=id or str(uuid.uuid4()), type=type_, source=source, subject=subject,
-                    time=_iso(time or datetime.now(UTC)), data=plain,
+                    time=iso(time or datetime.now(UTC)), data=plain_data,
                     correlationid=correlationid, causationid=causationid)
 
 
@@ -141,7 +142,7 @@ def decode(body: bytes | str) -> Envelope:
     if not isinstance(data, dict):
         raise MalformedEvent("attribute 'data' must be a JSON object")
     _check_required(kind, data)
-    _parse_time(doc["time"])
+    _event_time(doc["time"])
     return Envelope(
         id=doc["id"], type=doc["type"], source=doc["source"], subject=doc.get("subject") or "",
         time=doc["time"], data=data, datacontenttype=doc.get("datacontenttype") or CONTENT_TYPE,
@@ -156,38 +157,8 @@ def _check_required(kind: EventType, data: Mapping[str, Any]) -> None:
         raise MalformedEvent(f"{kind.type}: data is missing {', '.join(missing)}")
 
 
-def _parse_time(text: str) -> datetime:
+def _event_time(text: str) -> datetime:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError as exc:
-        raise MalformedEvent(f"attribute 'time' is not RFC 3339: {text!r}") from exc
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("event times must be timezone-aware")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _json_default(value: Any) -> Any:
-    """numpy scalars and datetimes become plain JSON; anything else is a bug in the caller."""
-    if isinstance(value, datetime):
-        return _iso(value)
-    if getattr(value, "ndim", 0) > 0 and hasattr(value, "tolist"):
-        return _finite(value.tolist())
-    if hasattr(value, "item") and callable(value.item):
-        return _finite(value.item())
-    raise TypeError(f"{type(value).__name__} is not JSON data")
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities are not JSON: a missing statistic is null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return _finite(value.item())
-    return value
+        raise MalformedEvent(f"attribute 'time' is not RFC 3339 with a timezone: {text!r}") from exc

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from core.errors import ConcurrencyConflict, NotFound
 from core.ports import Doc, StateStore
+from core.retry import retry_on_conflict
 from core.types import Window, iso, parse_time
 
 INBOX, WATERMARK, CLAIM, CHECK, INCIDENT, RUN = "inbox", "watermark", "claim", "check", "incident", "run"
@@ -34,23 +35,19 @@ def get_watermark(store: StateStore, monitor: str) -> datetime | None:
 
 def advance_watermark(store: StateStore, monitor: str, to: datetime) -> datetime:
     """Move the watermark forward to `to` (never backwards); retries on a lost race."""
-    for _ in range(20):
+
+    def attempt() -> datetime:
         doc = store.get(WATERMARK, monitor)
         if doc is None:
-            try:
-                store.insert(WATERMARK, monitor, {"watermark": iso(to)})
-                return to
-            except ConcurrencyConflict:
-                continue
+            store.insert(WATERMARK, monitor, {"watermark": iso(to)})
+            return to
         current = parse_time(doc.data["watermark"])
         if current >= to:
             return current
-        try:
-            store.replace(WATERMARK, monitor, {"watermark": iso(to)}, doc.etag)
-            return to
-        except ConcurrencyConflict:
-            continue
-    raise ConcurrencyConflict(f"watermark of {monitor} kept changing under us")
+        store.replace(WATERMARK, monitor, {"watermark": iso(to)}, doc.etag)
+        return to
+
+    return retry_on_conflict(attempt, what=f"watermark of {monitor}")
 
 
 def claim_window(store: StateStore, monitor: str, window: Window, owner: str, now: datetime,

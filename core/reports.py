@@ -6,14 +6,13 @@ not starting with `.`), so a name can never escape the folder or container it is
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigurationError, NotFound, ValidationFailed
+from core.files import write_atomic
 from core.state_tables import translate_azure_error
 
 if TYPE_CHECKING:
@@ -46,19 +45,6 @@ def _check_content(content: bytes, content_type: str) -> None:
                                field="content_type")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 class FileReportStore:
     """Reports as files under `root`; each one's content type in `root/.meta/<name>.json`."""
 
@@ -68,8 +54,8 @@ class FileReportStore:
     def put(self, name: str, content: bytes, content_type: str) -> str:
         path = self.root / check_report_name(name)
         _check_content(content, content_type)
-        _write_atomic(path, bytes(content))
-        _write_atomic(self._meta(name), json.dumps({"content_type": content_type}).encode())
+        write_atomic(path, bytes(content))
+        write_atomic(self._meta(name), json.dumps({"content_type": content_type}).encode())
         return path.as_uri()
 
     def get(self, name: str) -> bytes:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 from core.errors import ConfigurationError, RetryableError, ValidationFailed
+from core.plain import plain
 from core.types import iso
 
 log = logging.getLogger(__name__)
@@ -81,16 +82,8 @@ def to_json_text(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def _plain_value(value: Any) -> Any:
-    """numpy scalars and arrays (what models hand back) as their Python values; anything else as text."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, datetime):
-        return iso(value)
-    return str(value)
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_plain_value)  # one encoder, not one per call
+# One encoder, not one per call. numpy values (what models hand back) become Python ones, anything else text.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=lambda v: plain(v, nonfinite="keep", default=str))
 
 
 def request_row(record: RequestRecord) -> dict[str, Any]:
@@ -148,8 +141,9 @@ class LogsIngestionTelemetrySink:
         """Uploads in ~1 MB chunks; only the chunks that failed are reported back, so none is sent twice."""
         if not rows:
             return
-        plain = [_plain(row) for row in rows]
-        by_row = {id(row): item for row, item in zip(plain, items, strict=True)}
+        # Strict JSON for the API: non-finite numbers go as text ("NaN") so they stay countable.
+        strict = [plain(row, nonfinite="text") for row in rows]
+        by_row = {id(row): item for row, item in zip(strict, items, strict=True)}
         failed: list[Any] = []
         errors: list[str] = []
 
@@ -157,7 +151,7 @@ class LogsIngestionTelemetrySink:
             failed.extend(by_row[id(row)] for row in error.failed_logs)
             errors.append(str(error.error))
 
-        self._client.upload(rule_id=self._rule_id, stream_name=stream, logs=plain, on_error=on_error)
+        self._client.upload(rule_id=self._rule_id, stream_name=stream, logs=strict, on_error=on_error)
         if failed:
             raise SinkWriteFailed(f"Logs Ingestion upload to {stream} failed for {len(failed)} of {len(rows)} "
                                   f"rows: {errors[0]}", failed=failed)
@@ -169,17 +163,6 @@ class SinkWriteFailed(RetryableError):
     def __init__(self, message: str, *, failed: Sequence[Any]) -> None:
         super().__init__(message)
         self.failed = list(failed)
-
-
-def _plain(value: Any) -> Any:
-    """The ingestion API takes strict JSON: non-finite numbers are sent as text ("NaN") so they stay countable."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value).replace("nan", "NaN").replace("inf", "Infinity")
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 class RequestLogger:

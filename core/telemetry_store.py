@@ -9,13 +9,13 @@ import gc
 import os
 import sqlite3
 import threading
-import time
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from core.errors import TelemetryUnavailable
+from core.retry import retry_transient
 from core.telemetry import DeploymentHealth, LabelRecord, RequestRecord, to_json_text
 from core.types import utc
 
@@ -113,18 +113,18 @@ class SqliteTelemetryStore:
         import adbc_driver_manager
         import adbc_driver_sqlite.dbapi as adbc
 
-        deadline = time.monotonic() + self.busy_timeout_s
-        while True:
-            try:
-                with closing(adbc.connect(f"{self.path.resolve().as_uri()}?mode=ro")) as db, \
-                        closing(db.cursor()) as cursor:
-                    cursor.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-                    cursor.execute(_WINDOW_SQL, (endpoint, micros(start), micros(end), deployment, deployment))
-                    return _typed(cursor.fetch_arrow_table())
-            except adbc_driver_manager.Error as exc:
-                if time.monotonic() >= deadline:
-                    raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
-                time.sleep(0.05)
+        def read() -> "pa.Table":
+            with closing(adbc.connect(f"{self.path.resolve().as_uri()}?mode=ro")) as db, \
+                    closing(db.cursor()) as cursor:
+                cursor.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                cursor.execute(_WINDOW_SQL, (endpoint, micros(start), micros(end), deployment, deployment))
+                return _typed(cursor.fetch_arrow_table())
+
+        try:
+            return retry_transient(read, on=(adbc_driver_manager.Error,), within=self.busy_timeout_s, base=0.05,
+                                   cap=0.05, what=f"reading {self.path}")
+        except adbc_driver_manager.Error as exc:
+            raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
         rows = self._query("SELECT latency_ms, status_code FROM requests WHERE endpoint = ? AND deployment = ? "

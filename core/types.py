@@ -1,6 +1,7 @@
 """Plain domain values shared by every area. Frozen, JSON-friendly, no heavy imports."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -17,11 +18,52 @@ def utc(moment: datetime) -> datetime:
 
 
 def parse_time(text: str) -> datetime:
-    return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    """ISO 8601 / RFC 3339 with a timezone ('Z' or an offset) -> aware UTC datetime; ValueError otherwise.
+
+    A time whose conversion to UTC leaves the calendar (year 1 with a positive offset) is a ValueError too.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a time: {text!r}")
+    try:
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} is outside the range of dates") from exc
 
 
 def iso(moment: datetime) -> str:
     return utc(moment).isoformat().replace("+00:00", "Z")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """'90s', '15m', '1.5h', '1d', '2w', a number of seconds, or a timedelta -> timedelta (never negative).
+
+    The one duration rule for specs, retrain config and settings; ValueError names what was wrong.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. '90s', '30m', '6h', '7d', '2w')")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 <= seconds <= timedelta.max.total_seconds() / 2:  # NaN fails this too
+        raise ValueError(f"not a duration: {value!r} (must be between 0 and about a million years)")
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact text parse_duration reads back: 90s, 15m, 6h, 7d, 2w."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True)

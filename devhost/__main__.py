@@ -16,10 +16,9 @@ import signal
 import sys
 from pathlib import Path
 
-from core.clock import Clock, ScaledClock, SystemClock
+from core.clock import Clock, parse_clock
 from core.errors import ConfigurationError
 from core.localbus import SqliteBus, provision
-from core.types import parse_time
 from devhost.bindings import load_app
 from devhost.host import DevHost
 from devhost.keys import DEFAULT_KEYS_FILE
@@ -57,19 +56,6 @@ def load_settings_file(path: Path | None) -> None:
     for name, value in values.items():
         if value is not None and value != "":
             os.environ.setdefault(name, str(value))
-
-
-def parse_clock(text: str) -> Clock:
-    if text == "real":
-        return SystemClock()
-    kind, _, rest = text.partition(":")
-    start, _, speed = rest.partition("@")
-    if kind != "sim" or not start:
-        raise ConfigurationError(f"--clock {text!r}: expected real or sim:2013-04-01T00:00:00Z[@SPEED]")
-    try:
-        return ScaledClock(parse_time(start), float(speed or 1.0))
-    except ValueError as exc:
-        raise ConfigurationError(f"--clock {text!r}: {exc}") from exc
 
 
 def share_clock(clock: Clock) -> None:

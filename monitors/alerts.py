@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping, Protocol
 
-from core.errors import ConcurrencyConflict
 from core.events import event_id
 from core.ports import StateStore
 from core.records import INCIDENT, put
+from core.retry import retry_on_conflict
 from core.types import Finding, Severity, Window, iso, parse_time
 from monitors.report import finding_json  # strict JSON, without raw examples: the store refuses NaN
 
@@ -82,7 +82,8 @@ class AlertPolicy:
     def _apply_signal(self, store: StateStore, monitor: str, signal: str, window: Window, findings: list[Finding],
                       check_id: str, model_version: str | None) -> list[IncidentChange]:
         key = f"{monitor}/{signal}"
-        for _ in range(10):
+
+        def attempt() -> list[IncidentChange]:
             doc = store.get(ALERT_STATE, key)
             state = dict(doc.data) if doc else {"streak": 0, "clean": 0, "open": None, "cooldown_until": None}
             if state.get("last_window") == window.key():
@@ -93,15 +94,13 @@ class AlertPolicy:
             changes = step.run(store, state)
             state.update(last_window=window.key(), last_window_end=iso(window.end),
                          last_changes=[c.to_json() for c in changes])
-            try:
-                if doc is None:
-                    store.insert(ALERT_STATE, key, state)
-                else:
-                    store.replace(ALERT_STATE, key, state, doc.etag)
-                return changes
-            except ConcurrencyConflict:
-                continue
-        raise ConcurrencyConflict(f"alert state of {key} kept changing under us")
+            if doc is None:
+                store.insert(ALERT_STATE, key, state)
+            else:
+                store.replace(ALERT_STATE, key, state, doc.etag)
+            return changes
+
+        return retry_on_conflict(attempt, what=f"alert state of {key}")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from core.errors import PermanentError, RetryableError, ValidationFailed
 from core.events import Envelope
 from core.ports import Notifier, StateStore
 from core.records import already_processed, mark_processed
+from core.retry import retry_transient
 
 FORMATS = ("json", "teams", "slack")
 _COLOURS = {"opened": "attention", "updated": "warning", "resolved": "good"}
@@ -80,30 +81,26 @@ class WebhookNotifier:
 
     def notify(self, incident: Mapping[str, Any]) -> None:
         body = json.dumps(self.payload(incident), default=str).encode()
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._sleep(self.backoff * 2 ** (attempt - 1))
-            last = self._post(body)
-            if not last:
-                return
-        raise RetryableError(f"webhook {self.url} failed after {self.retries + 1} attempts: {last}")
+        try:
+            retry_transient(lambda: self._post(body), on=(RetryableError,), attempts=self.retries + 1,
+                            base=self.backoff, sleep=self._sleep, what=f"webhook {self.url}")
+        except RetryableError as exc:
+            raise RetryableError(f"webhook {self.url} failed after {self.retries + 1} attempts: {exc}") from exc
 
-    def _post(self, body: bytes) -> str:
-        """'' on success; the reason when worth retrying; raises PermanentError when retrying cannot help."""
+    def _post(self, body: bytes) -> None:
+        """Raises RetryableError when worth retrying, PermanentError when retrying cannot help."""
         request = urllib.request.Request(self.url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
-                return ""
         except urllib.error.HTTPError as exc:
             if exc.code >= 500 or exc.code == 429:
-                return f"HTTP {exc.code}"
+                raise RetryableError(f"HTTP {exc.code}") from exc
             raise PermanentError(f"webhook {self.url} refused the message: HTTP {exc.code} {exc.reason}",
                                  reason="WebhookRejected") from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            return f"connection failed: {getattr(exc, 'reason', exc)}"
+            raise RetryableError(f"connection failed: {getattr(exc, 'reason', exc)}") from exc
 
 
 class LogNotifier:

@@ -4,9 +4,9 @@ evidently HTML report of the same window (evidently is imported only inside `ren
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any, Mapping
 
+from core.plain import plain
 from core.ports import ReportStore
 from core.types import Finding, Window
 from monitors.signals.data_drift import drift_summary
@@ -25,19 +25,6 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     doc = finding.to_json()
     doc["details"] = {k: v for k, v in doc["details"].items() if k not in _RAW_DETAILS}
     return plain(doc)
-
-
-def plain(value: Any) -> Any:
-    """Strict JSON values: NaN and infinities become null, numpy scalars Python numbers, tuples lists."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def result_document(findings: list[Finding], *, rows: int, reference_rows: int | None = None) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from core.errors import ConcurrencyConflict
 from core.events import Envelope, event_id, new_event
 from core.ports import Publisher, StateStore
 from core.records import CLAIM, advance_watermark, get_watermark, window_done
+from core.retry import retry_on_conflict
 from core.types import Window, iso, parse_time, utc
 
 CHECK_REQUESTED = "mlops.check.requested.v1"
@@ -124,16 +124,14 @@ def complete_window(store: StateStore, monitor: str, window: Window, check_id: s
 def _mark_done(store: StateStore, monitor: str, window: Window, check_id: str) -> None:
     """core.records.finish_claim without knowing the owner: whoever held the claim, the window is now done."""
     key = f"{monitor}/{window.key()}"
-    for _ in range(10):
+
+    def attempt() -> None:
         doc = store.get(CLAIM, key)
         done = {"owner": (doc.data.get("owner") if doc else None) or "schedule", "state": "done",
                 "result": check_id}
-        try:
-            if doc is None:
-                store.insert(CLAIM, key, done)
-            elif doc.data.get("state") != "done":
-                store.replace(CLAIM, key, done, doc.etag)
-            return
-        except ConcurrencyConflict:
-            continue
-    raise ConcurrencyConflict(f"claim {key} kept changing while marking it done")
+        if doc is None:
+            store.insert(CLAIM, key, done)
+        elif doc.data.get("state") != "done":
+            store.replace(CLAIM, key, done, doc.etag)
+
+    retry_on_conflict(attempt, what=f"claim {key}")

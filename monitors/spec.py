@@ -6,7 +6,6 @@ along pydantic's error location.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,32 +14,10 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from core.errors import NotFound, ValidationFailed
-from core.types import Severity
+from core.types import Severity, format_duration, parse_duration  # noqa: F401 - re-exported
 
 log = logging.getLogger("mlops.monitors")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "health")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """'90s', '15m', '1h', '1d', '2w' (or a number of seconds, or a timedelta) -> timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use e.g. '30m', '1h', '1d')")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit in ("w", "d", "h", "m"):
-        if seconds and seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

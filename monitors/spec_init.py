@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from core.errors import ValidationFailed
+from core.files import write_atomic
 
 PREDICTION_NAMES = ("prediction", "predicted", "pred", "y_pred", "score", "probability", "proba")
 LABEL_NAMES = ("label", "target", "y", "y_true", "ground_truth", "actual", "outcome")
@@ -101,7 +102,7 @@ def write_spec(reference: str | Path, out: str | Path, *, name: str | None = Non
     name = name or re.sub(r"[^A-Za-z0-9_.-]+", "-", reference.name.split(".")[0]).strip("-.") or "monitor"
     uri = os.path.relpath(reference.resolve(), out.resolve().parent)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(spec_text(frame, uri, name, endpoint or name), encoding="utf-8")
+    write_atomic(out, spec_text(frame, uri, name, endpoint or name))
     load_spec(out)  # what we write must load
     return out
 

@@ -7,31 +7,32 @@
     endpoints:
       flights: {rule: "sliding:90", holdout_days: 7, lookback: 60d, slices: [origin], random_state: 0}
 
-Durations are a number and a unit: 45s, 30m, 6h, 7d. Unknown keys are refused, naming the key.
+Durations are a number and a unit (core.types.parse_duration): 45s, 30m, 6h, 7d, 2w.
+Unknown keys are refused, naming the key.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
 from core.errors import ValidationFailed
+from core.types import parse_duration
 from retrain.deps import RetrainConfig, RetrainTarget
 from retrain.gate import GatePolicy
 
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _CANARY = {"percent": "canary_percent", "bake": "bake", "max_error_rate": "max_error_rate",
            "max_p95_latency_ms": "max_p95_latency_ms", "min_requests": "min_canary_requests"}
 _TARGET = ("rule", "holdout_days", "lookback", "slices", "random_state", "time_column")
 
 
 def duration(value: Any, field: str) -> timedelta:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
-    if not match:
-        raise ValidationFailed(f"{field}: {value!r} is not a duration like 30m, 6h or 7d", field=field)
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    """core.types.parse_duration (the one duration rule), with the config key named on failure."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValidationFailed(f"{field}: {exc}", field=field) from exc
 
 
 def _section(doc: Mapping[str, Any], name: str, allowed: Any) -> dict[str, Any]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from core.errors import NotFound, PermanentError, ValidationFailed
+from core.files import write_json
 from core.types import EndpointRef, ModelVersion, TrafficSplit
 
 NAMES = ("blue", "green")
@@ -71,9 +71,7 @@ class EndpointStateFile:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def save(self, state: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_json(self.path, state)
 
 
 def _create(ep: dict, name: str, model: str) -> None:

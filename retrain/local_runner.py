@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from core.errors import NotFound, ValidationFailed
+from core.files import write_json
 from core.types import ModelVersion, RunRef, RunState, RunStatus
 from retrain.steps import COMPONENTS_DIR, STEPS, TRAIN, WIRING, Step
 
@@ -97,7 +98,8 @@ class LocalPipelineRunner:
             folder.mkdir(parents=True)  # atomic: exactly one submitter owns the run
         except FileExistsError:
             return RunRef(run_id, BACKEND, run_id)
-        _write_json(folder / "request.json", {"request": dict(request), "idempotency_key": idempotency_key})
+        write_json(folder / "request.json", {"request": dict(request), "idempotency_key": idempotency_key},
+                   default=str)
         save_status(folder, {"state": RunState.QUEUED.value, "steps": {s.name: "queued" for s in STEPS},
                              "pid": os.getpid()})
         target = self._drive if self.isolation == "fork" else self._execute
@@ -264,13 +266,7 @@ def load_status(folder: Path) -> dict[str, Any]:
 
 
 def save_status(folder: Path, doc: Mapping[str, Any]) -> None:
-    _write_json(folder / "status.json", doc)
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_json(folder / "status.json", doc, default=str)
 
 
 def _alive(pid: int | None) -> bool:

@@ -12,7 +12,6 @@ target, time_column, classes, reference, train, ...}}.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core.errors import NotFound, ValidationFailed
+from core.files import write_json
 from core.types import ModelVersion, iso
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -54,9 +54,7 @@ class LocalModelRegistry:
         meta = {"name": name, "version": version, "run_id": run_id,
                 "created": iso(created or datetime.now(timezone.utc)), "metrics": dict(metrics),
                 "lineage": dict(lineage)}
-        tmp = target / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        os.replace(tmp, target / "meta.json")  # a version is visible only once complete
+        write_json(target / "meta.json", meta)  # atomic: a version is visible only once complete
         return ModelVersion(name, version)
 
     def get(self, name: str, version: str) -> dict[str, Any]:

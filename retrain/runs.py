@@ -10,9 +10,9 @@ import hashlib
 from datetime import datetime
 from typing import Any, Mapping
 
-from core.errors import ConcurrencyConflict
 from core.ports import StateStore
 from core.records import RUN, require
+from core.retry import retry_on_conflict
 from core.types import iso
 
 TERMINAL = frozenset({"skipped", "failed", "rejected", "promoted", "rolled_back"})
@@ -40,7 +40,7 @@ def transition(store: StateStore, run_id: str, expect: set[str] | frozenset[str]
                note: str | None = None, **fields: Any) -> dict[str, Any] | None:
     """Move a run from one of `expect` to `state`, recording fields; None if it was not in `expect`
     (another delivery got there first). Optimistic concurrency: re-read and retry on a lost race."""
-    for _ in range(20):
+    def attempt() -> dict[str, Any] | None:
         doc = require(store, RUN, run_id)
         if doc.data["state"] not in expect:
             return None
@@ -49,12 +49,10 @@ def transition(store: StateStore, run_id: str, expect: set[str] | frozenset[str]
         data["history"] = [*doc.data.get("history", []), entry]
         if state in TERMINAL:
             data["finished_at"] = iso(now)
-        try:
-            store.replace(RUN, run_id, data, doc.etag)
-            return data
-        except ConcurrencyConflict:
-            continue
-    raise ConcurrencyConflict(f"run {run_id} kept changing under us")
+        store.replace(RUN, run_id, data, doc.etag)
+        return data
+
+    return retry_on_conflict(attempt, what=f"run {run_id}")
 
 
 def model_json(text: str | None) -> dict[str, str] | None:

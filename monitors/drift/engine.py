@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.plain import finite
 from monitors.drift import stattests as st
 from monitors.drift.methods import METHODS, default_method, needs_union
 from monitors.drift.profile import ColumnProfile, ReferenceProfile, clean, is_integer, numeric_values
@@ -55,14 +56,10 @@ class FeatureDrift:
         return self.note is None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "method": self.method, "statistic": _plain(self.statistic),
-                "p_value": _plain(self.p_value), "threshold": self.threshold, "drifted": self.drifted,
-                "effect": _plain(self.effect), "effect_method": self.effect_method,
+        return {"name": self.name, "kind": self.kind, "method": self.method, "statistic": finite(self.statistic),
+                "p_value": finite(self.p_value), "threshold": self.threshold, "drifted": self.drifted,
+                "effect": finite(self.effect), "effect_method": self.effect_method,
                 "reference_rows": self.reference_rows, "current_rows": self.current_rows, "note": self.note}
-
-
-def _plain(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def compare(profile: ReferenceProfile, current: pd.DataFrame, *,

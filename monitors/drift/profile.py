@@ -9,18 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.files import cached
 from monitors.drift.methods import default_method, get_method
 from monitors.drift.stattests import CATEGORICAL, NUMERIC, cdf_integral, run_lengths
 
@@ -61,7 +59,7 @@ class ReferenceProfile:
     rows: int
     fingerprint: str
 
-    def save(self, path: Path) -> None:
+    def save(self, out: Path | IO[bytes]) -> None:
         arrays: dict[str, np.ndarray] = {}
         meta = {"format": FORMAT, "rows": self.rows, "fingerprint": self.fingerprint, "columns": []}
         for i, col in enumerate(self.columns.values()):
@@ -73,8 +71,7 @@ class ReferenceProfile:
                                     "rows": col.rows, "nunique": col.nunique, "std": col.std,
                                     "integer": col.integer, "categories": _plain_categories(col)})
         arrays["meta"] = np.array(json.dumps(meta))
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+        np.savez(out, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> ReferenceProfile:
@@ -206,24 +203,10 @@ class ProfileCache:
 
     def get_or_build(self, fingerprint: str, load_reference: Callable[[], pd.DataFrame], kinds: Mapping[str, str],
                      methods: Mapping[str, str] | None = None) -> ReferenceProfile:
-        path = self.path(fingerprint, kinds, methods)
-        if path.exists():
-            try:
-                return ReferenceProfile.load(path)
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-                # unreadable (older format, damaged disk): say so, then rebuild it from the reference below
-                log.warning("cached profile %s is unreadable (%s); rebuilding it", path, exc)
-        profile = build_profile(load_reference(), kinds, methods=methods, fingerprint=fingerprint)
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        os.close(fd)
-        try:
-            profile.save(Path(tmp))
-            os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return profile
+        # A damaged or older cached file is logged and rebuilt from the reference (core.files.cached).
+        return cached(self.path(fingerprint, kinds, methods), ReferenceProfile.load,
+                      lambda: build_profile(load_reference(), kinds, methods=methods, fingerprint=fingerprint),
+                      ReferenceProfile.save)
 
 
 _ID_NAME = re.compile(r"(^|_)(id|uuid|guid|key)$|^(time|timestamp|date|datetime|ts)$|_(at|time|ts|timestamp)$", re.I)

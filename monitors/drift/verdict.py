@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.files import cached
 from monitors.drift import calibration
 from monitors.drift.engine import FeatureDrift
 from monitors.drift.profile import ReferenceProfile
@@ -91,21 +92,18 @@ class Calibrator:
         if held:
             return self._nulls[(column, size, min(held))]
         key = (column, size, draws)
-        self._nulls[key] = self._load(key) if self._cached(key) else self._compute(key)
+        if self.cache_dir is None:
+            self._nulls[key] = self._compute(key)
+        else:  # a damaged cached null (truncated, wrong length, not sorted) is logged and recomputed
+            self._nulls[key] = cached(self._path(key), lambda path: _load_null(path, draws), lambda: self._compute(key),
+                                      lambda values, out: np.save(out, values))
         return self._nulls[key]
 
     def _compute(self, key: tuple[str, int, int]) -> np.ndarray:
         column, size, draws = key
         index = list(self.profile.columns).index(column)
         rng = np.random.default_rng([self.seed, index, size, draws])
-        values = np.sort(calibration.simulate(self.profile.columns[column], size, draws, rng, self._order(column)))
-        if self.cache_dir:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self._path(key).with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                np.save(fh, values)
-            tmp.replace(self._path(key))
-        return values
+        return np.sort(calibration.simulate(self.profile.columns[column], size, draws, rng, self._order(column)))
 
     def _order(self, column: str) -> np.ndarray | None:
         if self.reference is None:
@@ -119,12 +117,6 @@ class Calibrator:
     def _path(self, key: tuple[str, int, int]) -> Path:
         text = json.dumps([self.profile.fingerprint, *key, self.seed, self.mode, calibration.MAX_SIZE])
         return self.cache_dir / f"null-{hashlib.sha256(text.encode()).hexdigest()[:32]}.npy"
-
-    def _cached(self, key: tuple[str, int, int]) -> bool:
-        return self.cache_dir is not None and self._path(key).exists()
-
-    def _load(self, key: tuple[str, int, int]) -> np.ndarray:
-        return np.load(self._path(key), allow_pickle=False)
 
     def verdict(self, features: list[FeatureDrift], current_rows: int, *, fwer: float = 0.01,
                 effect_floors: Mapping[str, float] | None = None) -> DatasetVerdict:
@@ -169,3 +161,11 @@ def holm(p_values: Mapping[str, float], fwer: float) -> set[str]:
             break
         rejected.add(name)
     return rejected
+
+
+def _load_null(path: Path, draws: int) -> np.ndarray:
+    """A cached null as written by `_compute`: sorted, finite, `draws` values; ValueError when it is not."""
+    values = np.load(path, allow_pickle=False)
+    if values.ndim != 1 or values.size != draws or not np.isfinite(values).all() or (np.diff(values) < 0).any():
+        raise ValueError(f"{path.name} is not a sorted null of {draws} finite values")
+    return values

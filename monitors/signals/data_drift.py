@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.plain import finite, plain
 from core.types import Finding, Severity, TelemetryBatch
 
 SIGNAL = "data_drift"
@@ -83,7 +84,7 @@ class FittedDataDrift:
         else:
             verdict = evidently_verdict(features, share=cfg.share)
         drifted = set(verdict.drifted_features)
-        details = _plain(verdict.details)
+        details = plain(verdict.details, default=str)
         per_feature = details.pop("features", {}) if isinstance(details.get("features"), dict) else {}
         found = [_feature_finding(f, f.name in drifted, cfg.severity, per_feature.get(f.name)) for f in features]
         found.append(Finding(SIGNAL, DATASET, float(verdict.drift_share), cfg.share if verdict.policy == "evidently"
@@ -98,39 +99,17 @@ class FittedDataDrift:
 
 def _feature_finding(fd: Any, breached: bool, severity: Severity, calibrated: Any = None) -> Finding:
     """One feature's numbers; `calibrated` is its entry in the calibrated verdict (null-based p-value, floor)."""
-    details = {"kind": fd.kind, "effect": _num(fd.effect), "threshold_exceeded": bool(fd.drifted),
+    details = {"kind": fd.kind, "effect": finite(fd.effect), "threshold_exceeded": bool(fd.drifted),
                "reference_rows": int(fd.reference_rows), "current_rows": int(fd.current_rows)}
     if getattr(fd, "note", None):
         details["note"] = fd.note
-    if _num(fd.statistic) is None:
+    if finite(fd.statistic) is None:
         details["insufficient"] = True  # untested (no values): says nothing about drift either way
     if calibrated:
         details["calibrated"] = calibrated
-    return Finding(SIGNAL, fd.name, _num(fd.statistic), _num(fd.threshold), breached,
-                   severity if breached else Severity.INFO, method=fd.method, p_value=_num(fd.p_value),
+    return Finding(SIGNAL, fd.name, finite(fd.statistic), finite(fd.threshold), breached,
+                   severity if breached else Severity.INFO, method=fd.method, p_value=finite(fd.p_value),
                    details=details)
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
-
-
-def _plain(value: Any) -> Any:
-    """Verdict details as plain JSON (numpy scalars, tuples and dataclasses flattened)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "to_json"):
-        return _plain(value.to_json())
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        return _plain(value.item())
-    if isinstance(value, float):
-        return _num(value)
-    return value if isinstance(value, (str, int, bool, type(None))) else str(value)
 
 
 def drift_summary(findings: list[Finding], signal: str = SIGNAL) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.plain import finite
 from core.types import Finding, Severity, TelemetryBatch
 
 SIGNAL = "data_quality"
@@ -92,8 +93,8 @@ class FittedQuality:
             outside = (values < low) | (values > high)
             found.append(self._rate("out_of_range_rate", name, outside, self.config.max_out_of_range_rate,
                                     reference_min=low, reference_max=high,
-                                    current_min=_finite_or_none(values.min()),
-                                    current_max=_finite_or_none(values.max())))
+                                    current_min=finite(values.min()),
+                                    current_max=finite(values.max())))
         return found
 
     def _unseen(self, name: str, column) -> Finding:
@@ -129,11 +130,6 @@ class FittedQuality:
                        cfg.severity if breached else Severity.INFO,
                        details={"rejected": rejected, "by_reason": dict(batch.rejected), "rows": batch.rows,
                                 "examples": [dict(e) for e in batch.rejected_examples[:_EXAMPLES]]})
-
-
-def _finite_or_none(value) -> float | None:
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def quality_summary(findings: list[Finding]) -> dict[str, Any]:

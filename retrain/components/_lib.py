@@ -119,8 +119,24 @@ def feature_frame(frame: pd.DataFrame, features: dict[str, str]) -> pd.DataFrame
 
 
 def write_json(path: Path, data: dict) -> None:
+    """Strict JSON, written atomically (temp file + rename: a killed step never leaves half a file).
+
+    The one copy of core.files.write_json that lives outside core: component scripts are shipped to Azure ML
+    as this folder alone (the component's code), so they cannot import the service's core package.
+    """
+    import os
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(data, indent=2, sort_keys=True, allow_nan=False))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def read_json(path: Path) -> dict:
