@@ -14,7 +14,7 @@ import pandas as pd
 
 from core.types import EndpointRef, ModelVersion, Window
 from demo.data import LABEL, Traffic
-from demo.workspace import ENDPOINT, MODEL, predict, training_frame
+from demo.workspace import ENDPOINT, MODEL, TRAINING, predict, training_frame
 
 
 def months(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
@@ -89,7 +89,7 @@ class Scheduled:
         request = {"run_id": f"scheduled-{month:%Y-%m}", "endpoint": ENDPOINT, "model_name": f"{MODEL}-monthly",
                    "features": _features(), "label": "label", "time_column": "time", "reference": self.reference,
                    "recent": str(path), "rule": self.rule, "holdout_days": 7, "slices": ["origin"],
-                   "champion": None, "parent": None, "random_state": 0,
+                   "champion": None, "parent": None, **TRAINING,
                    "window": {"start": (month - pd.Timedelta(days=75)).isoformat(), "end": known.isoformat()},
                    "requested_at": month.isoformat()}
         ref = self.runner.submit(request, idempotency_key=f"demo-scheduled-{month:%Y-%m}")

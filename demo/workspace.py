@@ -63,15 +63,18 @@ def write_reference(ws: Workspace, traffic: Traffic) -> pd.DataFrame:
     return frame
 
 
+TRAINING = {"task": "binary", "train": "python train.py", "code": str(ROOT / "examples" / "flights")}
+
+
 def champion_request(ws: Workspace) -> dict[str, Any]:
     return {"run_id": "champion", "endpoint": ENDPOINT, "model_name": MODEL, "features": dict(FEATURES),
             "label": "label", "time_column": "time", "reference": str(ws.reference_path), "recent": None,
             "rule": "reference+recent", "holdout_days": 7, "slices": ["origin"], "champion": None,
             "parent": None, "window": {"start": CHAMPION_FROM.isoformat(), "end": CHAMPION_TO.isoformat()},
-            "requested_at": CHAMPION_TO.isoformat(), "random_state": 0}
+            "requested_at": CHAMPION_TO.isoformat(), **TRAINING}
 
 
 def predict(model: Any, frame: pd.DataFrame) -> Any:
-    from retrain.components._lib import feature_frame
+    from retrain.components._models import answer
 
-    return model.predict_proba(feature_frame(frame, dict(FEATURES)))[:, 1]
+    return answer(model, frame, dict(FEATURES), "binary").score("binary")

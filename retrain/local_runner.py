@@ -34,7 +34,8 @@ from retrain.steps import COMPONENTS_DIR, STEPS, TRAIN, WIRING, Step
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKEND = "local"
-REQUIRED = ("model_name", "features", "label", "reference", "train")
+REQUIRED = ("model_name", "features", "label", "reference")
+TRAINING = ("train", "train_component", "train_job")  # one of them names the team's training step
 ISOLATIONS = ("fork", "process")
 TASKS = ("binary", "multiclass", "regression")
 PYTHONS = ("python", "python3", "python3.11")
@@ -53,19 +54,24 @@ def step_arguments(request: Mapping[str, Any], registry: Path) -> dict[str, Any]
     missing = [k for k in REQUIRED if not request.get(k)]
     if missing:
         raise ValidationFailed(f"retrain request is missing {', '.join(missing)}", field=missing[0])
+    if not any(request.get(k) for k in TRAINING):
+        raise ValidationFailed(f"retrain request names no training step (one of {', '.join(TRAINING)})",
+                               field="train")
     task = request.get("task", "binary")
     if task not in TASKS:
         raise ValidationFailed(f"task {task!r} is not one of {', '.join(TASKS)}", field="task")
     lineage = {"run_id": request.get("run_id"), "endpoint": request.get("endpoint"),
                "parent": request.get("parent"), "data_window": request.get("window"),
-               "requested_at": request.get("requested_at"), "train": request["train"]}
+               "requested_at": request.get("requested_at"),
+               "training": {k: request.get(k) for k in (*TRAINING, "code", "environment") if request.get(k)}}
     return {"reference": request["reference"], "recent": request.get("recent"),
             "rule": request.get("rule", "reference+recent"), "features": json.dumps(request["features"]),
             "label": request["label"], "target": request["label"], "task": task,
             "time_column": request.get("time_column", "time"), "holdout_days": int(request.get("holdout_days", 7)),
             "champion": request.get("champion"), "slices": json.dumps(list(request.get("slices", []))),
             "name": request["model_name"], "lineage": json.dumps(lineage), "registry": str(registry),
-            "train": request["train"], "code": str(request.get("code") or os.getcwd())}
+            "train": request.get("train"), "code": str(request.get("code") or os.getcwd()),
+            **{k: request.get(k) for k in ("environment", "train_component", "train_job")}}
 
 
 class LocalPipelineRunner:
@@ -93,6 +99,9 @@ class LocalPipelineRunner:
         run_id = local_run_id(idempotency_key)
         request = {**request, "run_id": request.get("run_id") or run_id}
         arguments = {**step_arguments(request, self.registry_root), "python": self.python}
+        if not arguments["train"]:
+            raise ValidationFailed("the local runner runs a `train` command; train_component and train_job "
+                                   "run in Azure ML only", field="train")
         folder = self.root / "runs" / run_id
         try:
             folder.mkdir(parents=True)  # atomic: exactly one submitter owns the run

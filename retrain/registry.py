@@ -108,7 +108,8 @@ class AzureMLModelRegistry:
                 if (model.tags or {}).get("run_id") == run_id:
                     return ModelVersion(name, str(model.version))
         model = Model(name=name, path=path, type="mlflow_model", description=description,
-                      tags={"run_id": run_id, "parent": str(lineage.get("parent") or "")},
+                      tags={"run_id": run_id, "parent": str(lineage.get("parent") or ""),
+                            "task": str(lineage.get("task") or "")},
                       properties={"lineage": json.dumps(dict(lineage), sort_keys=True),
                                   "metrics": json.dumps(dict(metrics), sort_keys=True)})
         created = self.ml_client.models.create_or_update(model)

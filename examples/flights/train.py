@@ -22,8 +22,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-# skops refuses to load types it has not been told to trust; these are the ones this pipeline holds.
-TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+# skops refuses to load types it has not been told to trust; these are the ones this pipeline holds (the
+# booster's trees, and the input check the column transformer keeps as a partial function).
+TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "functools.partial",
+           "sklearn.utils.validation.check_array"]
 
 
 def build_model(categorical: list[str], numeric: list[str]) -> Pipeline:

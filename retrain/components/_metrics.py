@@ -8,9 +8,10 @@ labels only) is None, never a made-up number.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where used: the gate reads the constants below on the Functions path
+    import numpy as np
 
 PRIMARY = {"binary": "auc", "multiclass": "macro_f1", "regression": "mae"}
 METRICS = {"binary": ("auc", "log_loss", "accuracy"), "multiclass": ("macro_f1", "log_loss", "accuracy"),
@@ -25,6 +26,8 @@ def higher_is_better(metric: str) -> bool:
 
 def metrics(task: str, y: np.ndarray, answers: Any) -> dict[str, float | None]:
     """Every metric of `task` for true values `y` and a model's `answers` (_models.Answers), plus rows."""
+    import numpy as np
+
     y = np.asarray(y)
     out: dict[str, float | None] = {"rows": float(len(y))}
     if len(y) == 0:
@@ -59,6 +62,8 @@ def auc(y: np.ndarray, score: np.ndarray) -> float | None:
 
 def macro_f1(y: np.ndarray, labels: np.ndarray) -> float:
     """F1 per class present in the truth or the predictions, averaged unweighted (sklearn's macro)."""
+    import numpy as np
+
     truth, pred = np.asarray(y, dtype=object), np.asarray(labels, dtype=object)
     scores = []
     for cls in {*truth.tolist(), *pred.tolist()}:
@@ -70,6 +75,8 @@ def macro_f1(y: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _log_loss(y: np.ndarray, proba: np.ndarray | None, classes: list[Any] | None) -> float | None:
+    import numpy as np
+
     if proba is None or not classes:
         return None
     index = {c: i for i, c in enumerate(classes)}
@@ -83,6 +90,8 @@ def _log_loss(y: np.ndarray, proba: np.ndarray | None, classes: list[Any] | None
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Elementwise equality of labels as Python values (1 == 1.0, "a" == "a"), whatever the dtypes."""
+    import numpy as np
+
     return np.asarray(np.array(a.tolist(), dtype=object) == np.array(b.tolist(), dtype=object), dtype=bool)
 
 

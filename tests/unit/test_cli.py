@@ -108,7 +108,7 @@ def test_init_infers_a_spec_that_loads(tmp_path):
     spec = load_spec(out)
     assert spec.kinds == {"distance": "numeric", "duration": "numeric", "carrier": "categorical"}
     assert (spec.prediction.column, spec.prediction.kind) == ("score", "score")
-    assert (spec.label.column, spec.label.task) == ("label", "classification")
+    assert (spec.label.column, spec.label.task) == ("label", "binary")
     assert spec.endpoint.name == "flights-ep" and spec.name == "ref"
     assert (spec.base_dir / spec.reference.uri).resolve() == (tmp_path / "ref.parquet").resolve()
     assert "# not monitored" in out.read_text() and "request_id" in out.read_text()
