@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The local deployments' environment (Azure ML's inference server + MLflow + the model libraries), apart from the
+# app's: the inference server's pins (pydantic~=2.12, opentelemetry-sdk==1.33) do not fit azure-ai-ml's.
+SERVE  := .venv-serve/.installed
 
 .PHONY: demo demo-fast test bench lint devhost clean
 
@@ -13,17 +16,24 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $(STAMP)
 
+$(SERVE): requirements-serve.txt pyproject.toml
+	$(PYTHON) -m venv .venv-serve
+	.venv-serve/bin/python -m pip install -q --upgrade pip
+	.venv-serve/bin/python -m pip install -q -r requirements-serve.txt
+	.venv-serve/bin/python -m pip install -q -e .  # the product, so a scoring script can import its logger
+	@touch $(SERVE)
+
 node_modules/.bin/azurite: package.json
 	npm ci --no-audit --no-fund --silent
 	@touch $@
 
-demo: $(STAMP)
+demo: $(STAMP) $(SERVE)
 	$(PY) -m demo
 
-demo-fast: $(STAMP)
+demo-fast: $(STAMP) $(SERVE)
 	$(PY) -m demo --fast
 
-test: $(STAMP) node_modules/.bin/azurite
+test: $(STAMP) $(SERVE) node_modules/.bin/azurite
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -36,4 +46,4 @@ devhost: $(STAMP)
 	$(PY) -m devhost --settings $(if $(wildcard local.settings.json),local.settings.json,local.settings.example.json)
 
 clean:
-	rm -rf $(VENV) node_modules .local out
+	rm -rf $(VENV) .venv-serve node_modules .local out
