@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow.sklearn
 
+    # metadata "classes": which class each probability column is, for whoever serves the model
     mlflow.sklearn.save_model(model, str(args.model_out), pyfunc_predict_fn="predict_proba",
+                              metadata={"classes": model.classes_.tolist()},
                               serialization_format="skops", skops_trusted_types=TRUSTED,
                               pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={version('skops')}"])
     print(f"train: fitted on {len(frame)} rows, classes {model.classes_.tolist()}")
