@@ -3,7 +3,6 @@ it can go wrong (it fails, writes nothing, writes something that is not an MLflo
 retrain handlers up to the run record and the retrain.completed event, with the champion still serving."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,7 @@ DELAY_TRAINING = {"task": "regression", "train": "python train.py", "code": str(
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("contract-data")
-    months(1, 2, 3000).to_parquet(root / "reference.parquet")
+    months(2, 3, 3000).to_parquet(root / "reference.parquet")  # not January: it ends in 2014 in UTC
     return root
 
 
