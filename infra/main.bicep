@@ -57,6 +57,16 @@ param logRetentionInDays int = 30
 
 param tags object = {}
 
+@description('Resource id of an action group the alert rules notify (dead-letters, failed checks). Empty: alertEmail.')
+param alertActionGroupId string = ''
+
+@description('E-mail address alerts go to, through an action group made for it (when alertActionGroupId is empty).')
+param alertEmail string = ''
+
+@description('MLOPS_OTEL_EXPORT: the app\'s own telemetry (auto: Application Insights, where the alert rules read it).')
+@allowed(['auto', 'azure', 'log', 'off'])
+param otelExport string = 'auto'
+
 var bus = loadJsonContent('servicebus.subscriptions.json')
 var telemetry = loadJsonContent('loganalytics.tables.json')
 
@@ -131,6 +141,7 @@ var appSettings = {
   MLOPS_WEBHOOK_FORMAT: webhookFormat
   MLOPS_MAX_BODY_BYTES: string(maxBodyBytes)
   MLOPS_DUPLICATE_WINDOW_S: string(bus.topic.duplicateDetectionSeconds)
+  MLOPS_OTEL_EXPORT: otelExport
 }
 
 module functionApp 'modules/functionapp.bicep' = {
@@ -159,6 +170,18 @@ module roles 'modules/roles.bicep' = {
     workspaceName: monitoring.outputs.workspaceName
     appInsightsName: monitoring.outputs.appInsightsName
     collectionRuleName: monitoring.outputs.collectionRuleName
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    appInsightsName: monitoring.outputs.appInsightsName
+    location: location
+    tags: tags
+    actionGroupId: alertActionGroupId
+    alertEmail: alertEmail
   }
 }
 

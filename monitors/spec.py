@@ -151,8 +151,49 @@ class RetrainSpec(_Strict):
     on_drift: bool = False
 
 
+class DefaultSource(_Strict):
+    """The app's telemetry: the local store, or Log Analytics when LOG_ANALYTICS_WORKSPACE_ID is set."""
+
+    kind: Literal["default"] = "default"
+
+
+class LabelTableSpec(_Strict):
+    path: str = Field(min_length=1)  # a .parquet/.csv file or a folder of them, in the same container or folder
+    id_column: str = "correlationid"
+    label_column: str = "label"
+
+
+class DataCollectorSource(_Strict):
+    """Azure ML's data collector files (the `Collector`'s model_inputs/model_outputs JSON lines) in Blob Storage,
+    read with the app's identity; or the same layout in a local folder (relative to the spec file)."""
+
+    kind: Literal["azureml_data_collector"]
+    account_url: str | None = None  # https://<account>.blob.core.windows.net
+    container: str | None = None  # the workspace blob store's container (azureml-blobstore-<guid>) or your own
+    folder: str | None = None
+    path: str = "modelDataCollector"  # the datastore path the collections write under
+    inputs: str = "model_inputs"
+    outputs: str = "model_outputs"
+    rolling: Literal["hour", "day"] = "hour"  # the deployment's data_collector.rolling_rate
+    id_column: str | None = None  # a logged input column holding your request id (joins labels); default the
+    labels: LabelTableSpec | None = None  # collector's correlationid
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "DataCollectorSource":
+        blob = self.account_url is not None or self.container is not None
+        if blob == (self.folder is not None):
+            raise ValueError("give either account_url and container (Blob Storage) or folder (a local copy)")
+        if blob and not (self.account_url and self.container):
+            raise ValueError("Blob Storage needs both account_url and container")
+        return self
+
+
+TelemetrySourceSpec = Annotated[DefaultSource | DataCollectorSource, Field(discriminator="kind")]
+
+
 class MonitorSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    enabled: bool = True  # false: listed, never scheduled, checks refused (pausing a monitor keeps its history)
     endpoint: EndpointSpec
     model: ModelSpec
     features: list[FeatureSpec] = Field(min_length=1)
@@ -164,6 +205,7 @@ class MonitorSpec(_Strict):
     signals: Signals = Signals()
     alert: AlertSpec = AlertSpec()
     retrain: RetrainSpec = RetrainSpec()
+    telemetry: TelemetrySourceSpec = DefaultSource()  # where the endpoint's telemetry is read from
     _source: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")

@@ -19,7 +19,7 @@ from retrain.steps import COMPONENTS_DIR, DATA, NUMBER, STEPS, TRAIN, WIRING, Po
 
 DEFAULT_ENVIRONMENT = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
 PIPELINE_OUTPUTS = {"metrics": ("evaluate", "metrics_out"), "registered": ("register", "registered"),
-                    "reference": ("evaluate", "reference_out")}
+                    "reference": ("evaluate", "reference_out"), "training": ("prep", "out_train")}
 PARAMETERS = ("reference", "recent", "rule", "features", "label", "target", "task", "time_column",
               "holdout_days", "champion", "slices", "name", "lineage")
 

@@ -48,6 +48,14 @@ def test_service_bus_consumers_listen_on_their_subscription(functions, name, sub
     ("request_retrain", "retrain", "POST", "FUNCTION"),
     ("get_run", "runs/{id}", "GET", "FUNCTION"),
     ("health", "health", "GET", "ANONYMOUS"),
+    ("list_monitors", "monitors", "GET", "FUNCTION"),
+    ("monitor_timeline", "monitors/{name}/timeline", "GET", "FUNCTION"),
+    ("list_checks", "checks", "GET", "FUNCTION"),
+    ("list_incidents", "incidents", "GET", "FUNCTION"),
+    ("list_runs", "runs", "GET", "FUNCTION"),
+    ("list_deployments", "deployments", "GET", "FUNCTION"),
+    ("dashboard", "dashboard", "GET", "FUNCTION"),
+    ("dashboard_asset", "dashboard/assets/{name}", "GET", "FUNCTION"),
 ])
 def test_http_routes_and_auth_levels(functions, name, route, method, auth):
     binding = trigger(functions[name])
@@ -71,7 +79,8 @@ def test_host_json_declares_bundle_service_bus_and_timeout():
 
 def test_importing_the_app_is_fast_and_pulls_no_heavy_library():
     code = ("import sys, time; t = time.perf_counter(); import function_app; d = time.perf_counter() - t; "
-            "heavy = [m for m in ('pandas', 'numpy', 'evidently', 'sklearn', 'azure.ai.ml', 'scipy', 'pydantic') "
+            "heavy = [m for m in ('pandas', 'numpy', 'evidently', 'sklearn', 'azure.ai.ml', 'scipy', 'pydantic', "
+            "'plotly', 'azure.storage.blob', 'azure.monitor.opentelemetry', 'opentelemetry.sdk') "
             "if m in sys.modules]; print(d, heavy)")
     samples = []
     for _ in range(3):
