@@ -5,10 +5,16 @@ embedded default runs. Identity-based connections only: no keys or connection st
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.types import parse_duration
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class Settings(BaseSettings):
@@ -42,16 +48,33 @@ class Settings(BaseSettings):
     appinsights_authentication: str | None = Field(None, alias="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
     otel_export: str = Field("auto", alias="MLOPS_OTEL_EXPORT", description="auto, azure, log, console or off")
 
+    metrics_region: str | None = Field(None, alias="MLOPS_METRICS_REGION", description=(
+        "Region of the Azure ML workspace: each check's results become Azure Monitor custom metrics on its "
+        "online endpoint (needs the AZUREML_* settings)."))
+
+    evidently_workspace: Path | None = Field(None, alias="MLOPS_EVIDENTLY_WORKSPACE", description=(
+        "A folder: each check's window also becomes an evidently snapshot there (`evidently ui --workspace`)."))
+
     max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
+    max_window_span: Duration = Field(timedelta(days=92), alias="MLOPS_MAX_WINDOW_SPAN",
+                                      description="Longest window POST /api/checks and /api/retrain accept.")
+    check_max_attempts: int = Field(3, ge=1, alias="MLOPS_CHECK_MAX_ATTEMPTS",
+                                    description="Failed attempts (not outages) before a window is recorded failed.")
+    check_lease: Duration = Field(timedelta(minutes=10), alias="MLOPS_CHECK_LEASE",
+                                  description="How long a running check holds its window (functionTimeout).")
+    check_request_ttl: Duration = Field(timedelta(minutes=15), alias="MLOPS_CHECK_REQUEST_TTL",
+                                        description="After this, an unanswered check request is sent again.")
+    max_windows_per_tick: int = Field(24, ge=1, alias="MLOPS_MAX_WINDOWS_PER_TICK",
+                                      description="Catch-up bound: windows one monitor requests per timer tick.")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
 
-    @field_validator("retrain_config", mode="before")
+    @field_validator("retrain_config", "evidently_workspace", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """App settings cannot be absent in Bicep or local.settings.json, only empty: empty means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("data_dir", "monitors_dir", "retrain_config", mode="after")
+    @field_validator("data_dir", "monitors_dir", "retrain_config", "evidently_workspace", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """Relative folders are resolved once, against the directory the app starts in: code that later runs

@@ -186,3 +186,24 @@ def _open_incident(store: StateStore, state: dict[str, Any]) -> dict[str, Any] |
         state["open"] = None
         return None
     return dict(doc.data)
+
+
+CHECK_FAILED = "check_failed"
+
+
+def check_failed(store: StateStore, monitor: str, window: Window, *, check_id: str, error: str,
+                 attempts: int) -> IncidentChange:
+    """A window given up on after repeated failures: one incident of kind `check_failed` per window, opened
+    once (a retry of the same give-up returns the same change). An operator re-runs the window to clear it."""
+    incident_id = event_id("incident", monitor, CHECK_FAILED, window.key())
+    existing = store.get(INCIDENT, incident_id)
+    incident = dict(existing.data) if existing else {
+        "incident_id": incident_id, "monitor": monitor, "signal": CHECK_FAILED, "status": "open",
+        "severity": Severity.WARNING.value, "opened_window": window.to_json(), "last_window": window.to_json(),
+        "resolved_window": None, "windows": 1, "first_check": check_id, "last_check": check_id,
+        "breached": [CHECK_FAILED], "evidence": [{"error": error, "attempts": attempts}], "model_version": None,
+        "history": [{"status": OPENED, "window": window.to_json(), "check_id": check_id}]}
+    if existing is None:
+        put(store, INCIDENT, incident_id, incident)
+    return IncidentChange(incident_id, monitor, CHECK_FAILED, OPENED, Severity.WARNING, window, check_id, incident,
+                          tuple(incident["evidence"]))

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from core.types import parse_time
+from retrain.runs import ACTIVE
 
 # A run in one of these states still owns the endpoint: no second retrain may start beside it.
-ACTIVE_STATES = frozenset({"requested", "running", "trained", "accepted", "canary"})
+ACTIVE_STATES = ACTIVE
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ import pytest
 from core.clock import ManualClock
 from core.errors import NotFound, TelemetryUnavailable, ValidationFailed
 from core.events import event_id, new_event
-from core.records import CHECK, INCIDENT, window_done
+from core.records import CHECK, INCIDENT
 from core.state_sqlite import SqliteStateStore
 from core.types import EndpointRef, TelemetryBatch, Window
+from monitors import windows
 from monitors.check import CheckDeps, request_check, run_check
 from monitors.drift.profile import ProfileCache
 from monitors.spec import SpecRepository
@@ -116,7 +117,7 @@ def test_a_drifted_window_is_recorded_alerted_and_published_with_evidence(deps):
     assert stored["model_version"] == "delay-model:3"
     assert stored["report"] == f"memory://checks/flights-delay/{window.key()}.json"
     assert b'"check_id"' in deps.reports.get(f"checks/flights-delay/{window.key()}.json")
-    assert window_done(deps.store, "flights-delay", window)
+    assert windows.passed(deps.store, "flights-delay", window)
 
     types = deps.publisher.types()
     assert types[0] == "mlops.check.completed.v1" and types.count("mlops.drift.detected.v1") == 1
@@ -176,8 +177,10 @@ def test_unknown_monitor_is_permanent(deps):
 
 def test_request_check_asks_for_the_latest_complete_window(deps):
     deps.clock.set(T0 + 10 * DAY + timedelta(minutes=30))  # the day before ends 30 min ago: lateness is 1 h
-    envelope = request_check("flights-delay", deps)
-    assert envelope.type == "mlops.check.requested.v1" and deps.publisher.published == [envelope]
+    answer = request_check("flights-delay", deps)
+    (envelope,) = deps.publisher.published
+    assert envelope.type == "mlops.check.requested.v1" and answer["event_id"] == envelope.id
+    assert answer["state"] == "requested" and answer["window"]["start"] == "2013-04-09T00:00:00Z"
     assert (envelope.data["window_start"], envelope.data["window_end"]) == ("2013-04-09T00:00:00Z",
                                                                            "2013-04-10T00:00:00Z")
     assert envelope.data["reason"] == "http"

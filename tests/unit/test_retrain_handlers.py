@@ -257,7 +257,9 @@ def test_canary_over_real_traffic_is_rolled_back_or_promoted(deps, models, tmp_p
     assert [s["step"] for s in record["deployment"]] == ["canary", "rollback" if faulty else "promote"]
     assert record["deployment"][-1]["health"]["requests"] >= 30
     assert [h["state"] for h in record["history"]] == [
-        "requested", "running", "trained", "accepted", "canary", "rolled_back" if faulty else "promoted"]
+        "requested", "running", "trained", "accepted", "canary",
+        *(["rolling_back", "rolled_back"] if faulty else ["promoting", "promoted"])]
+    assert all(h["from"] == prev["state"] for prev, h in zip(record["history"], record["history"][1:], strict=False))
     assert track_runs(deps) == {"completed": 0, "promoted": 0, "rolled_back": 0}  # nothing happens twice
 
 
@@ -307,7 +309,7 @@ def test_a_refused_submission_or_a_lost_request_fails_the_run_and_frees_the_endp
     assert lost["existing"] is False  # the failed run no longer holds the endpoint
     deps.clock.advance(timedelta(days=2))  # its requested event never arrives
     track_runs(deps)
-    assert get_run(lost["run_id"], deps)["outcome"]["step"] == "start"
+    assert get_run(lost["run_id"], deps)["outcome"]["step"] == "requested"  # reaped past its deadline
     assert request_retrain(EP.name, "z", trigger={"kind": "http"}, idempotency_key="k3", deps=deps)["existing"] is False
 
 
