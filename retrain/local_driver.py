@@ -1,7 +1,11 @@
-"""One local pipeline run: import the heavy libraries once, then fork a child process per step.
+"""Local pipeline runs: import the heavy libraries once, then fork a child process per step.
 
-`python -m retrain.local_driver <run folder> --step-timeout S --threads N`, the step arguments as JSON
-on stdin. Started by LocalPipelineRunner (isolation "fork"). A step whose command is `python <script>`
+`python -m retrain.local_driver --serve --step-timeout S --threads N` is the runner's fork server: it
+imports pandas, scikit-learn and mlflow once, then reads one JSON line per run ({"folder", "arguments"})
+on stdin, forks a driver for it, and answers the driver's pid on stdout (a new interpreter per run spent
+5-8 s importing them, on every run). It exits when stdin closes, that is when its runner's process ends.
+`python -m retrain.local_driver <run folder> ...`, the step arguments as JSON on stdin, drives one run
+the same way. Started by LocalPipelineRunner (isolation "fork"). A step whose command is `python <script>`
 or `python -m <module>` (the product's steps, and a team's Python training command) runs in a forked
 child as `__main__`, with the argv, working folder, stdout (<step>.log) and stderr (<step>.err) that the
 command would have had; any other command runs as a subprocess. The driver records progress in
@@ -32,22 +36,76 @@ POLL_S = 0.02
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?")
+    parser.add_argument("--serve", action="store_true")
     parser.add_argument("--step-timeout", type=float, default=1800.0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     # Before numpy/sklearn are imported: OpenMP and BLAS size their thread pools when loaded.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.serve:
+        return serve(args.step_timeout)
     arguments = json.loads(sys.stdin.read())
-    from retrain.local_runner import execute, load_status, save_status
+    _preload()
+    drive(args.folder, arguments, args.step_timeout)
+    return 0
 
-    doc = load_status(args.folder)
-    save_status(args.folder, {**doc, "pid": os.getpid()})  # from now on status() watches this process
+
+def _preload() -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     _warm_mlflow()
-    execute(args.folder, arguments, partial(run_forked, timeout=args.step_timeout))
+
+
+def drive(folder: Path, arguments: dict, step_timeout: float) -> None:
+    from retrain.local_runner import execute, load_status, save_status
+
+    doc = load_status(folder)
+    save_status(folder, {**doc, "pid": os.getpid()})  # from now on status() watches this process
+    execute(folder, arguments, partial(run_forked, timeout=step_timeout))
+
+
+def serve(step_timeout: float) -> int:
+    """The fork server's loop: a forked driver per request line, its pid answered; exits at end of input."""
+    _preload()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # drivers are reaped by the kernel: a dead one is gone
+    answers = sys.stdout
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        answers.flush()
+        pid = os.fork()
+        if pid == 0:
+            _driver_child(Path(request["folder"]), request["arguments"], step_timeout)
+        answers.write(f"{pid}\n")
+        answers.flush()
     return 0
+
+
+def _driver_child(folder: Path, arguments: dict, step_timeout: float) -> None:
+    """Never returns. Output to the run's driver.log; its steps are its own children again (SIGCHLD default)."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()  # not in the server's process group: a signal to one run reaches no other
+        fd = os.open(folder / "driver.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.close(devnull)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives until os._exit
+        sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
+        drive(folder, arguments, step_timeout)
+        code = 0
+    except BaseException:  # the run's status says what failed; this is the driver's own crash
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
 
 
 def _warm_mlflow() -> None:

@@ -91,6 +91,8 @@ class LocalPipelineRunner:
             raise ValidationFailed(f"isolation must be one of {ISOLATIONS} (fork needs os.fork), "
                                    f"got {isolation!r}", field="isolation")
         self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._server: _ForkServer | None = None
 
     def submit(self, request: Mapping[str, Any], *, idempotency_key: str) -> RunRef:
         """Start a run; a resubmission with the same key returns the same run and starts nothing."""
@@ -145,22 +147,28 @@ class LocalPipelineRunner:
         execute(folder, arguments, self._run_step)
 
     def _drive(self, folder: Path, arguments: dict[str, Any]) -> None:
-        """Run the driver and wait for it (which also reaps it, so a dead driver reads as dead)."""
-        argv = [self.python, "-m", "retrain.local_driver", str(folder), "--step-timeout", str(self.step_timeout_s),
-                "--threads", str(self.threads)]
+        """Have the fork server start the run's driver, then wait until it has finished or died."""
         log_path = folder / "driver.log"
+        log_path.touch()
         try:
-            with log_path.open("w") as log:
-                code = subprocess.run(argv, input=json.dumps(arguments), text=True, stdout=log,
-                                      stderr=subprocess.STDOUT, env=self._env(), cwd=REPO_ROOT).returncode
-        except OSError as exc:
-            code, log_path = f"unknown ({exc})", None
+            pid = self._fork_server().start(folder, arguments)
+        except (OSError, ValueError) as exc:
+            pid, reason = None, f"the fork server failed: {exc}"
+        while pid is not None and _alive(pid) and not RunState(load_status(folder)["state"]).terminal:
+            time.sleep(0.05)
         doc = load_status(folder)
         if not RunState(doc["state"]).terminal:
-            tail = step_log_tail(log_path, header=False) if log_path else ""
-            doc.update(state=RunState.FAILED.value,
-                       error=f"the step driver exited with code {code} before the run finished: {tail}")
+            tail = step_log_tail(log_path, header=False)
+            doc.update(state=RunState.FAILED.value, error=(reason if pid is None else
+                       f"the step driver exited before the run finished: {tail}"))
             save_status(folder, doc)
+
+    def _fork_server(self) -> "_ForkServer":
+        with self._lock:
+            if self._server is None or not self._server.alive():
+                self._server = _ForkServer([self.python, "-m", "retrain.local_driver", "--serve", "--step-timeout",
+                                            str(self.step_timeout_s), "--threads", str(self.threads)], self._env())
+            return self._server
 
     def _run_step(self, argv: list[str], log_path: Path, cwd: Path) -> int:
         return run_subprocess(argv, log_path, cwd, self.step_timeout_s, self._env())
@@ -168,6 +176,28 @@ class LocalPipelineRunner:
     def _env(self) -> dict[str, str]:
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         return {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PYTHONPATH": path}
+
+
+class _ForkServer:
+    """retrain.local_driver --serve: one process that imported the libraries once and forks a driver per run."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str]) -> None:
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(env),
+                                      cwd=REPO_ROOT)
+        self._lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def start(self, folder: Path, arguments: Mapping[str, Any]) -> int:
+        """The forked driver's pid."""
+        with self._lock:
+            self._proc.stdin.write(json.dumps({"folder": str(folder), "arguments": dict(arguments)}) + "\n")
+            self._proc.stdin.flush()
+            answer = self._proc.stdout.readline()
+        if not answer.strip():
+            raise OSError(f"the fork server exited with code {self._proc.poll()}")
+        return int(answer)
 
 
 def run_subprocess(argv: list[str], log_path: Path, cwd: Path, timeout: float,

@@ -507,3 +507,28 @@ def test_azureml_runner_maps_states_reports_the_failed_step_and_registers_on_suc
                                                     Obj(name="d", display_name="train", status="Failed")]
     failed = runner.status(failing)
     assert failed.state is RunState.FAILED and failed.failed_step == "train" and "train" in failed.error
+
+
+@needs_fork
+def test_runs_are_forked_from_one_server_that_imported_the_libraries_once(data, tmp_path):
+    import psutil
+
+    runner, refs = LocalPipelineRunner(tmp_path / "runner"), []
+    for i in range(2):
+        (tmp_path / str(i)).mkdir()
+        refs.append(runner.submit(blocking_request(data, tmp_path / str(i)), idempotency_key=f"blocked-{i}"))
+    drivers, deadline = [], time.monotonic() + 120
+    while len(drivers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = [json.loads((runner.root / "runs" / r.run_id / "status.json").read_text())["pid"] for r in refs]
+        drivers = [psutil.Process(p) for p in pids if p != os.getpid()]
+    try:
+        assert len(drivers) == 2
+        server = {d.ppid() for d in drivers}
+        assert len(server) == 1 and os.getpid() not in server  # one server, the parent of both drivers
+        assert "--serve" in psutil.Process(server.pop()).cmdline()
+    finally:
+        for driver in drivers:
+            driver.kill()
+    for ref in refs:
+        assert runner.wait(ref, timeout=30).state is RunState.FAILED
