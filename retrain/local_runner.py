@@ -8,10 +8,10 @@ driver.log (isolation "fork").
 The team's command (`train`, e.g. "python train.py") runs in its code folder (`code`); a leading
 `python` means this runner's interpreter, as an Azure ML environment's `python` is that environment's.
 
-Isolation "fork" (the default where os.fork exists) starts one driver process per run
-(`retrain.local_driver`) that imports pandas/pyarrow/sklearn/mlflow once and forks a child per step,
-which runs a Python script (or `python -m module`) as `__main__`; importing those libraries took ~3-8 s
-of every step. Any other command runs as a subprocess. Isolation "process" runs every step as a new
+Isolation "fork" (the default where os.fork exists) starts one fork server per runner
+(`retrain.local_driver --serve`) that imports pandas/pyarrow/sklearn/mlflow once and forks a driver per
+run, which forks a child per step that runs a Python script (or `python -m module`) as `__main__`;
+importing those libraries took ~5-8 s of every step, and then of every run. Any other command runs as a subprocess. Isolation "process" runs every step as a new
 process, as Azure ML does.
 """
 from __future__ import annotations
