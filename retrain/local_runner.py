@@ -11,8 +11,8 @@ The team's command (`train`, e.g. "python train.py") runs in its code folder (`c
 Isolation "fork" (the default where os.fork exists) starts one fork server per runner
 (`retrain.local_driver --serve`) that imports pandas/pyarrow/sklearn/mlflow once and forks a driver per
 run, which forks a child per step that runs a Python script (or `python -m module`) as `__main__`;
-importing those libraries took ~5-8 s of every step, and then of every run. Any other command runs as a subprocess. Isolation "process" runs every step as a new
-process, as Azure ML does.
+importing those libraries took ~5-8 s of every step, and then of every run. Any other command runs as a
+subprocess. Isolation "process" runs every step as a new process, as Azure ML does.
 """
 from __future__ import annotations
 

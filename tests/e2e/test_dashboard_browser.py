@@ -63,7 +63,7 @@ def test_a_person_sees_state_incidents_timeline_runs_and_checks(world, browser):
         assert monitor[3] == "2013-04-11 \u2192 2013-04-12"
 
         incidents = cells(page, "incidents")
-        drift = next(r for r in incidents if r[1] == "data_drift")
+        drift = next(r for r in incidents if "data_drift" in r[1].split(", "))  # one incident, signals as facets
         assert "temp:" in drift[5] and "vs floor" in drift[5]  # the feature and effect that opened it
 
         # the timeline: a plotly figure with the per-feature heatmap, the verdicts and performance
