@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from monitors.drift.profile import ColumnProfile, clean, numeric_values
-from monitors.drift.stattests import NUMERIC
+from monitors.drift.stattests import NUMERIC, js_distance
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -151,15 +151,10 @@ def numeric_nulls(cols: list[ColumnProfile], size: int, draws: int, rng: np.rand
 def categorical_null(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator,
                      counts: np.ndarray | None = None) -> np.ndarray:
     """Jensen-Shannon distances to the reference of bootstrap windows, or of the given window `counts`."""
-    from scipy.special import rel_entr
-
     p = col.counts / col.counts.sum()
     if counts is None:
         counts = rng.multinomial(size, p, size=draws)
-    q = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    mid = (p + q) / 2.0
-    js = rel_entr(p, mid).sum(axis=1) + rel_entr(q, mid).sum(axis=1)
-    return np.sqrt(js / 2.0)
+    return js_distance(p, counts)
 
 
 def simulate(col: ColumnProfile, size: int, draws: int, rng: np.random.Generator,

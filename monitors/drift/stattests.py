@@ -210,10 +210,28 @@ def psi(pair: Pair) -> tuple[float, None]:
 
 
 def jensenshannon(pair: Pair) -> tuple[float, None]:
-    from scipy.spatial import distance
-
     ref_p, cur_p = binned_percents(pair, fill_zeroes=False)
-    return float(distance.jensenshannon(ref_p, cur_p, None)), None
+    return float(js_distance(ref_p, cur_p)), None
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """scipy.spatial.distance.jensenshannon along the last axis, step for step, without importing scipy.spatial
+    (a quarter of a second of a cold check)."""
+    p = p / np.sum(p, axis=-1, keepdims=True)
+    q = q / np.sum(q, axis=-1, keepdims=True)
+    m = (p + q) / 2.0
+    js = np.sum(rel_entr(p, m), axis=-1) + np.sum(rel_entr(q, m), axis=-1)
+    return np.sqrt(js / 2.0)
+
+
+def rel_entr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scipy.special.rel_entr: x log(x/y), 0 where x == 0 and y >= 0, inf elsewhere."""
+    x, y = np.broadcast_arrays(x, y)
+    out = np.full(x.shape, np.inf)
+    positive = (x > 0) & (y > 0)
+    out[positive] = x[positive] * np.log(x[positive] / y[positive])
+    out[(x == 0) & (y >= 0)] = 0.0
+    return out
 
 
 def kl_div(pair: Pair) -> tuple[float, None]:

@@ -19,13 +19,23 @@ DATASET = "dataset"
 
 def reference_profile(reference, kinds: Mapping[str, str], methods: Mapping[str, str] | None,
                       profiles: Any = None, fingerprint: str = ""):
-    """The cached profile (keyed by fingerprint, kinds and methods) or, without a cache, a fresh one."""
+    """The cached profile (keyed by fingerprint, kinds and methods) or, without a cache, a fresh one.
+
+    `reference`: the frame, or a function returning it (called only when the profile is not cached)."""
     from monitors.drift.profile import build_profile
 
+    load = reference if callable(reference) else (lambda: reference)
     methods = dict(methods) if methods else None
     if profiles is not None and fingerprint:
-        return profiles.get_or_build(fingerprint, lambda: reference, dict(kinds), methods)
-    return build_profile(reference, dict(kinds), methods=methods, fingerprint=fingerprint)
+        return profiles.get_or_build(fingerprint, load, dict(kinds), methods)
+    return build_profile(load(), dict(kinds), methods=methods, fingerprint=fingerprint)
+
+
+def loader(reference) -> Any:
+    """A frame as is, or a reference read on demand (anything with `frame()`, e.g. monitors.cache.LazyReference)
+    as the function that reads it."""
+    frame = getattr(reference, "frame", None)
+    return frame if callable(frame) else reference
 
 
 @dataclass(frozen=True)
@@ -45,9 +55,11 @@ class DataDriftEvaluator:
     name: str = SIGNAL
 
     def fit(self, reference) -> "FittedDataDrift":
-        columns = [c for c in self.kinds if c in reference]
+        """`reference`: a frame, or a reference read only if its profile or nulls are not cached (see `loader`)."""
+        columns = [c for c in self.kinds if c in reference.columns]
         kinds = {c: self.kinds[c] for c in columns}
         methods = {c: m for c, m in self.methods.items() if c in kinds}
+        reference = loader(reference)
         profile = reference_profile(reference, kinds, methods, self.profiles, self.fingerprint)
         calibrator = None
         if self.policy == "calibrated":
@@ -56,8 +68,7 @@ class DataDriftEvaluator:
             cache_dir = self.calibration_dir
             if cache_dir is None and self.profiles is not None and getattr(self.profiles, "root", None):
                 cache_dir = Path(self.profiles.root) / "calibration"
-            calibrator = Calibrator(profile, reference[columns], resamples=self.resamples, seed=0,
-                                    cache_dir=cache_dir)
+            calibrator = Calibrator(profile, reference, resamples=self.resamples, seed=0, cache_dir=cache_dir)
         return FittedDataDrift(self, profile, calibrator, tuple(columns))
 
 

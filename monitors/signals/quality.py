@@ -32,24 +32,60 @@ class DataQualityEvaluator:
     name: str = SIGNAL
 
     def fit(self, reference) -> "FittedQuality":
+        import numpy as np
         import pandas as pd
 
         ranges, categories = {}, {}
         for name, kind in self.kinds.items():
             if name not in reference:
                 continue
-            if kind == "numeric":
-                values = pd.to_numeric(reference[name], errors="coerce").dropna()
-                if not values.empty:
+            if kind == "numeric":  # the finite values' range: infinities are not a range to be within
+                values = pd.to_numeric(reference[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                values = values[np.isfinite(values)]
+                if values.size:
                     ranges[name] = (float(values.min()), float(values.max()))
             else:
-                categories[name] = frozenset(category_keys(reference[name].dropna()))
+                categories[name] = observed_keys(reference[name])
+        return FittedQuality(self, ranges, categories)
+
+    def fit_profile(self, profile) -> "FittedQuality":
+        """The same fit from a drift profile of the reference (monitors.drift.profile), without the reference:
+        ranges from its sorted finite values, categories from its category values."""
+        ranges, categories = {}, {}
+        for name, kind in self.kinds.items():
+            col = profile.columns.get(name)
+            if col is None or col.kind != kind:
+                continue
+            if kind == "numeric":
+                ranges[name] = (float(col.values[0]), float(col.values[-1]))
+            else:
+                categories[name] = frozenset(_keys(list(col.categories)))
         return FittedQuality(self, ranges, categories)
 
 
-def category_keys(series) -> list[str]:
-    """Category values as comparable text: 3, 3.0 and '3' are one category (NaN upcasts ints to floats)."""
-    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in series.tolist()]
+def observed_keys(series) -> frozenset[str]:
+    """The category keys of a column's values, missing values left out."""
+    import numpy as np
+
+    codes, keys = coded_keys(series)
+    return frozenset(keys[i] for i in np.unique(codes[codes >= 0]).tolist())
+
+
+def coded_keys(series) -> tuple[Any, list[str]]:
+    """(codes, keys): each value's index into the text keys of the distinct values (-1 for missing).
+
+    Keys make 3, 3.0 and '3' one category (NaN upcasts ints to floats); text is made once per distinct
+    value, not once per row."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), _keys(series.cat.categories.tolist())
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return codes, _keys(uniques.tolist())
+
+
+def _keys(values: list[Any]) -> list[str]:
+    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values]
 
 
 @dataclass(frozen=True)
@@ -98,14 +134,13 @@ class FittedQuality:
         return found
 
     def _unseen(self, name: str, column) -> Finding:
+        import numpy as np
         import pandas as pd
 
-        present = column.dropna()
-        keys = pd.Series(category_keys(present), index=present.index, dtype=object)
-        unseen = ~keys.isin(self.categories[name])
-        mask = pd.Series(False, index=column.index)
-        mask[present.index] = unseen.to_numpy()
-        examples = sorted(set(keys[unseen].tolist()))[:_EXAMPLES]
+        codes, keys = coded_keys(column)
+        new = np.array([key not in self.categories[name] for key in keys] + [False])  # code -1 (missing): seen
+        mask = pd.Series(new[codes], index=column.index)
+        examples = sorted({keys[c] for c in np.unique(codes[new[codes]]).tolist()})[:_EXAMPLES]
         return self._rate("unseen_rate", name, mask, self.config.max_unseen_rate, examples=examples)
 
     def _schema(self, frame) -> list[Finding]:
