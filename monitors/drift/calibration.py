@@ -40,7 +40,7 @@ from monitors.drift.stattests import NUMERIC, js_distance
 if TYPE_CHECKING:
     import pandas as pd
 
-METHOD = "bins-1"  # part of every cache key: a change of method must not read nulls made by another
+METHOD = "bins-2"  # part of every cache key: a change of method must not read nulls made by another
 GRID_STEPS_PER_DOUBLING = 8
 MAX_SIZE = 1 << 34  # sizes are not capped: a null costs the same at any size
 MIDDLE_BINS = 256
@@ -73,6 +73,12 @@ def scale(size: float, rows: int, reference_rows: int, replace: bool = True) -> 
     return math.sqrt(inside * moved)
 
 
+def resize(size: int, rows: int, reference_rows: int) -> float:
+    """Factor taking a null of independent `size`-row windows to `rows`-row windows (see scale)."""
+    n = float(reference_rows)
+    return math.sqrt((1 / max(rows, 1) + REFERENCE_DOUBT / n) / (1 / size + REFERENCE_DOUBT / n))
+
+
 def levels(rows: int) -> np.ndarray:
     """Quantile levels of the rank-bin edges: every rank for a small reference, else MIDDLE_BINS even bins
     whose outer two are split in halves down to single values."""
@@ -94,15 +100,23 @@ def edge_ranks(col: ColumnProfile, at: np.ndarray, snap: bool = False) -> np.nda
 
 
 def edge_weights(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """weight_j (see the module docstring) for sorted `values` and bin edges at `ranks` (0 ... n)."""
+    """weight_j (see the module docstring) for sorted `values` and bin edges at `ranks` (0 ... n).
+
+    The integrand between ranks i and i + 1 (a gap of values[i+1] - values[i]) is alpha at rank i, which
+    sits at t = (i + 1 - r_k) / (r_k+1 - r_k) between the edges of its bin; the gaps of a bin weighted by
+    (i + 1) sum to M(hi) - M(lo) with M(i) = i * values[i] - sum(values[:i]), so one pass over the values
+    (the sums between edges) is all it takes."""
     n = values.size
-    gaps = np.diff(values)  # gaps[i]: from rank i to rank i + 1; the integrand there is alpha at rank i
-    width_to = np.concatenate(([0.0], np.cumsum(gaps)))
-    moment_to = np.concatenate(([0.0], np.cumsum(gaps * np.arange(1, n))))
-    lo, hi = np.minimum(ranks[:-1], n - 1), np.minimum(ranks[1:], n - 1)
-    width = width_to[hi] - width_to[lo]
-    # a rank i of bin [r_k, r_k+1) sits at t = (i + 1 - r_k) / (r_k+1 - r_k) between its edges
-    right = (moment_to[hi] - moment_to[lo] - lo * width) / np.maximum(ranks[1:] - ranks[:-1], 1)
+    at = np.minimum(ranks, n - 1)  # the last rank has no gap after it
+    between = np.add.reduceat(values, at[:-1]) if n else np.zeros(at.size - 1)
+    between[at[1:] == at[:-1]] = 0.0  # reduceat gives values[i] for an empty stretch, not 0
+    if n and at[-2] < at[-1]:
+        between[-1] -= values[-1]  # the last stretch runs to the end, one past at[-1] = n - 1
+    below = np.concatenate(([0.0], np.cumsum(between)))  # sum(values[:at_j])
+    moment = at * values[at] - below
+    lo, hi = at[:-1], at[1:]
+    width = values[hi] - values[lo]
+    right = (moment[1:] - moment[:-1] - lo * width) / np.maximum(ranks[1:] - ranks[:-1], 1)
     weights = np.zeros(ranks.size)
     weights[:-1] += width - right
     weights[1:] += right

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Pair:
     ref_sorted: np.ndarray | None = None
     cur_sorted: np.ndarray | None = None
     ref_std: float = 0.0
-    ref_prefix: np.ndarray | None = None  # cdf_integral(ref_sorted), cached with the profile
+    ref_prefix: Callable[[], np.ndarray] | None = None  # gives cdf_integral(ref_sorted), kept by the profile
     integer: bool = False  # both sides integer-typed: numpy's sturges width is clamped to >= 1
     counts_: Counts | None = field(default=None, repr=False)
 
@@ -78,7 +78,8 @@ def _value_counts(ref: np.ndarray, cur: np.ndarray) -> Counts:
 
 def wasserstein_norm(pair: Pair) -> tuple[float, None]:
     """scipy's first Wasserstein distance divided by max(std(reference), 0.001), as evidently does."""
-    return wasserstein(pair.ref_sorted, pair.cur_sorted, pair.ref_prefix) / max(pair.ref_std, 0.001), None
+    prefix = pair.ref_prefix() if pair.ref_prefix is not None else None
+    return wasserstein(pair.ref_sorted, pair.cur_sorted, prefix) / max(pair.ref_std, 0.001), None
 
 
 def cdf_integral(a: np.ndarray) -> np.ndarray:

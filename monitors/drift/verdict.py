@@ -87,12 +87,8 @@ class Calibrator:
 
     def null(self, column: str, rows: int, draws: int) -> np.ndarray:
         """Sorted no-drift effects for a window of `rows` rows (drawn near the grid size, then rescaled)."""
-        col = self.profile.columns[column]
         size = calibration.grid_size(rows)
-        values = self._grid_nulls(size, draws)[column]
-        if self._runs_for(size, col.rows):
-            return values * calibration.scale(calibration.run_rows(size, col.rows), rows, col.rows, replace=False)
-        return values * calibration.scale(size, rows, col.rows)
+        return self._grid_nulls(size, draws)[column] * calibration.resize(size, rows, self.profile.columns[column].rows)
 
     def p_value(self, column: str, effect: float, rows: int, draws: int) -> float:
         return exceedance(self.null(column, rows, draws), effect)[1]
@@ -114,21 +110,26 @@ class Calibrator:
         return self._nulls[key]
 
     def _compute(self, size: int, draws: int) -> dict[str, np.ndarray]:
-        names = list(self.profile.columns)
+        """Nulls for independent windows of `size` rows. With runs, each quantile is the larger of the runs'
+        and the bootstrap's: runs add the reference's day-to-day variation, but a reference only a few
+        windows long holds too few distinct runs to show how far a window can stray by chance."""
+        columns = list(self.profile.columns.values())
         rng = np.random.default_rng([self.seed, size, draws])
+        numeric = [c for c in columns if c.kind == NUMERIC]
         nulls: dict[str, np.ndarray] = {}
-        bootstrap = [c for c in self.profile.columns.values() if c.kind == NUMERIC
-                     and not self._runs_for(size, c.rows)]
-        if bootstrap:  # every numeric column in one draw and one matrix product
-            for col, values in zip(bootstrap, calibration.numeric_nulls(bootstrap, size, draws, rng).T, strict=True):
-                nulls[col.name] = values
-        for name in names:
-            if name not in nulls:
-                col = self.profile.columns[name]
-                runs = self._runs_of(name) if self._runs_for(size, col.rows) else None
-                nulls[name] = calibration.simulate(col, size, draws, np.random.default_rng([self.seed, size, draws,
-                                                   names.index(name)]), runs)
-        return {name: np.sort(nulls[name]) for name in names}
+        if numeric:  # every numeric column's bootstrap in one draw and one matrix product
+            nulls.update(zip([c.name for c in numeric], calibration.numeric_nulls(numeric, size, draws, rng).T,
+                             strict=True))
+        for i, col in enumerate(columns):
+            local = np.random.default_rng([self.seed, size, draws, i])
+            if col.name not in nulls:
+                nulls[col.name] = calibration.simulate(col, size, draws, local)
+            nulls[col.name] = np.sort(nulls[col.name]) * calibration.scale(size, size, col.rows)
+            if self._runs_for(size, col.rows):
+                runs = np.sort(calibration.simulate(col, size, draws, local, self._runs_of(col.name)))
+                runs *= calibration.scale(calibration.run_rows(size, col.rows), size, col.rows, replace=False)
+                nulls[col.name] = np.maximum(nulls[col.name], runs)
+        return nulls
 
     def _runs_of(self, column: str) -> calibration.Runs:
         if column not in self._runs:

@@ -89,7 +89,7 @@ class FittedDataDrift:
             why = "no rows in the window" if len(frame) == 0 else "no monitored feature in the telemetry"
             return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})]
         thresholds = {c: t for c, t in cfg.thresholds.items() if c in present} or None
-        features = compare(self.profile, frame[present], thresholds=thresholds)
+        features = compare(self.profile, frame, thresholds=thresholds)  # reads only the profiled columns
         if self.calibrator is not None:
             verdict = self.calibrator.verdict(features, len(frame), fwer=cfg.fwer, effect_floors=cfg.effect_floors)
         else:
