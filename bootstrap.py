@@ -24,9 +24,22 @@ log = logging.getLogger("mlops.bootstrap")
 class Container:
     """Every adapter and handler entry point, built on first use and kept for the process."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, observability: Any = None) -> None:
         self.settings = settings
         self._clock = clock
+        self._observability = observability
+        self._told: set[tuple[str, str]] = set()
+
+    @cached_property
+    def observability(self):
+        """Traces, metrics and logs of the service itself (core.observability); tests hand in-memory ones."""
+        if self._observability is not None:
+            return self._observability
+        from core.observability import for_process
+
+        s = self.settings
+        return for_process(s.otel_export, s.appinsights_connection_string or None,
+                           aad="AAD" in (s.appinsights_authentication or "").upper())
 
     # --- time, bus, state -------------------------------------------------------------------
     @cached_property
@@ -51,20 +64,24 @@ class Container:
 
     @cached_property
     def publisher(self):
+        """Every event leaves through here: stamped with its trace context and counted."""
+        from core.observability import TracedPublisher
+
         if self.settings.servicebus_namespace:
             from core.servicebus import ServiceBusPublisher
 
-            return ServiceBusPublisher(self.settings.servicebus_namespace)
+            return TracedPublisher(ServiceBusPublisher(self.settings.servicebus_namespace, credential=self.credential),
+                                   self.observability)
         from core.localbus import SqliteBusPublisher
 
-        return SqliteBusPublisher(self.bus)
+        return TracedPublisher(SqliteBusPublisher(self.bus), self.observability)
 
     @cached_property
     def store(self):
         if self.settings.tables_endpoint:
             from core.state_tables import TableStateStore
 
-            return TableStateStore(self.settings.tables_endpoint)
+            return TableStateStore(self.settings.tables_endpoint, credential=self.credential)
         from core.state_sqlite import SqliteStateStore
 
         return SqliteStateStore(self.data_dir / "state.sqlite")
@@ -74,10 +91,38 @@ class Container:
         if self.settings.blob_endpoint:
             from core.reports import BlobReportStore
 
-            return BlobReportStore(self.settings.blob_endpoint)
+            return BlobReportStore(self.settings.blob_endpoint, credential=self.credential)
         from core.reports import FileReportStore
 
         return FileReportStore(self.data_dir / "reports")
+
+    # --- Azure identity and Azure ML: one credential and one MLClient for the process ----------
+    @cached_property
+    def credential(self):
+        """DefaultAzureCredential (the app's managed identity in Azure), shared by every Azure adapter."""
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+    @cached_property
+    def ml_client(self):
+        """The workspace's MLClient (no network call until an operation); the runner, registry, deployer and
+        azureml: references all use this one."""
+        if not self.settings.azureml_configured:
+            raise ConfigurationError("Azure ML is not configured: set AZUREML_SUBSCRIPTION_ID, "
+                                     "AZUREML_RESOURCE_GROUP and AZUREML_WORKSPACE")
+        from azure.ai.ml import MLClient  # lazy: about 1.5 s to import
+
+        return MLClient(self.credential, self.settings.azureml_subscription_id,
+                        self.settings.azureml_resource_group, self.settings.azureml_workspace)
+
+    @cached_property
+    def references(self):
+        from monitors.reference import ReferenceLoader
+
+        azureml = self.settings.azureml_configured
+        return ReferenceLoader(self.data_dir / "references", ml_client=(lambda: self.ml_client) if azureml else None,
+                               credential=lambda: self.credential)
 
     # --- telemetry --------------------------------------------------------------------------
     @cached_property
@@ -87,19 +132,28 @@ class Container:
         return SqliteTelemetryStore(self.data_dir / "telemetry.sqlite")
 
     @cached_property
-    def telemetry(self):
+    def app_telemetry(self):
+        """The app-wide source: Log Analytics when configured, else the local store."""
         if self.settings.log_analytics_workspace_id:
             from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
 
-            return LogAnalyticsTelemetrySource(self.settings.log_analytics_workspace_id)
+            return LogAnalyticsTelemetrySource(self.settings.log_analytics_workspace_id,
+                                               credential=self.credential)
         from monitors.telemetry.local import LocalTelemetrySource
 
         return LocalTelemetrySource(self.telemetry_store)
 
     @cached_property
+    def telemetry(self):
+        """Each endpoint's telemetry where its monitor spec says (e.g. Azure ML's data collector files)."""
+        from monitors.telemetry.router import SpecTelemetrySource
+
+        return SpecTelemetrySource(self.specs, self.app_telemetry)
+
+    @cached_property
     def health(self):
         if self.settings.log_analytics_workspace_id:
-            return self.telemetry  # the Log Analytics source answers deployment health with KQL
+            return self.app_telemetry  # the Log Analytics source answers deployment health with KQL
         return self.telemetry_store
 
     # --- monitors ---------------------------------------------------------------------------
@@ -116,6 +170,7 @@ class Container:
 
         return CheckDeps(store=self.store, publisher=self.publisher, telemetry=self.telemetry, specs=self.specs,
                          profiles=ProfileCache(self.data_dir / "profiles"), reports=self.reports, clock=self.clock,
+                         references=self.references,
                          base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance)
 
     @cached_property
@@ -127,35 +182,70 @@ class Container:
         return LogNotifier(logging.getLogger("mlops.alerts"))
 
     def schedule_checks(self) -> list:
+        from monitors.rebaseline import not_ready
         from monitors.schedule import schedule_checks
 
-        return schedule_checks([spec.schedule_entry() for spec in self.specs.all()], self.store, self.publisher,
-                               self.clock.now())
+        ready = []
+        for spec in self.specs.all():
+            problem = not_ready(spec, self.store, Path(self.settings.monitors_dir))
+            if problem is None:
+                ready.append(spec.schedule_entry())
+            elif (spec.name, problem) not in self._told:  # once per process: it is listed by /api/monitors too
+                self._told.add((spec.name, problem))
+                log.warning("monitor %s is not scheduled: %s", spec.name, problem)
+        with self.observability.span("timer schedule_checks"):
+            published = schedule_checks(ready, self.store, self.publisher, self.clock.now())
+        announce_catch_up(published)
+        return published
 
     def run_check(self, envelope) -> Any:
+        import time
+
         from monitors.check import run_check
 
-        return run_check(envelope, self.check_deps)
+        started = time.perf_counter()
+        record = run_check(envelope, self.check_deps)
+        if record is not None:  # None: the window was done or held by another delivery
+            self.observability.check_done(record, time.perf_counter() - started)
+        return record
 
     def rebaseline(self, envelope) -> list[str]:
         from monitors.rebaseline import on_model_promoted
 
         return on_model_promoted(envelope, self.check_deps)
 
-    def request_check(self, monitor: str, window: Window | None) -> dict[str, Any]:
+    def request_check(self, monitor: str, window: Window | None, *, force: bool = False) -> dict[str, Any]:
+        """Ask for a check; a window already checked says so (status "already_checked") unless `force`."""
         from core.events import event_id
-        from monitors.check import request_check
+        from core.records import CHECK
+        from monitors.check import latest_complete_window, request_check
 
-        envelope = request_check(monitor, self.check_deps, window=window, reason="http")
-        start, end = parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"])
-        check_id = event_id("check", monitor, Window(start, end).key())
-        return {"check_id": check_id, "event_id": envelope.id, "monitor": monitor,
-                "window": {"start": envelope.data["window_start"], "end": envelope.data["window_end"]}}
+        spec = self.specs.get(monitor)
+        window = window or latest_complete_window(spec, self.clock.now())
+        check_id = event_id("check", spec.name, window.key())
+        answer = {"check_id": check_id, "monitor": spec.name, "window": window.to_json()}
+        with self.observability.span("http request_check", monitor=monitor):
+            envelope = request_check(spec.name, self.check_deps, window=window, reason="http", force=force)
+        if envelope is not None:
+            return {**answer, "status": "requested", "event_id": envelope.id, "forced": force}
+        done = self.store.get(CHECK, check_id)
+        result = dict(done.data) if done else {}
+        return {**answer, "status": "already_checked", "result": result.get("status"),
+                "checked_at": result.get("completed_at"),
+                "message": f"window {window.key()} of {spec.name} was already checked"
+                           f"{' (' + str(result.get('status')) + ')' if result else ''}; nothing was requested. "
+                           "POST /api/checks?force=true to check it again."}
 
     def get_check(self, check_id: str) -> dict[str, Any]:
-        from core.records import CHECK, require
+        """The check record; while a forced re-run of its window is pending or running, "rerun" says so."""
+        from core.records import CHECK, CLAIM, require
 
-        return dict(require(self.store, CHECK, check_id).data)
+        record = dict(require(self.store, CHECK, check_id).data)
+        window = Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
+        claim = self.store.get(CLAIM, f"{record['monitor']}/{window.key()}")
+        if claim is None or claim.data.get("state") != "done":
+            record["rerun"] = "running" if claim is not None else "requested"
+        return record
 
     def check_report(self, check_id: str) -> bytes:
         """Render (once) and return the evidently HTML report of a recorded check's window."""
@@ -170,6 +260,47 @@ class Container:
         except NotFound:
             html_report(record["monitor"], window, self.check_deps)
             return self.reports.get(name)
+
+    @cached_property
+    def result_sinks(self) -> list:
+        """Where each check's results go besides the state store (Azure Monitor custom metrics)."""
+        sinks = []
+        s = self.settings
+        if s.metrics_region:
+            if not s.azureml_configured:
+                raise ConfigurationError("MLOPS_METRICS_REGION needs AZUREML_SUBSCRIPTION_ID, AZUREML_RESOURCE_GROUP "
+                                         "and AZUREML_WORKSPACE: the metrics go on the workspace's online endpoints")
+            from monitors.results import AzureMonitorCustomMetrics, endpoint_resource_id
+
+            sinks.append(AzureMonitorCustomMetrics(s.metrics_region, lambda endpoint: endpoint_resource_id(
+                s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace, endpoint)))
+        if s.evidently_workspace:
+            from monitors.results import EvidentlySnapshots
+
+            sinks.append(EvidentlySnapshots(s.evidently_workspace, self._window_frames))
+        return sinks
+
+    def _window_frames(self, monitor: str, window: Window) -> tuple:
+        """(reference frame, the window's telemetry frame, spec) of a monitor, as its checks read them."""
+        from core.types import EndpointRef
+        from monitors.rebaseline import active_reference
+        from monitors.reference import load_reference
+
+        spec = self.specs.get(monitor)
+        batch = self.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
+        active = active_reference(spec, self.store, Path(self.settings.monitors_dir))
+        return load_reference(active["uri"], base_dir=active["base_dir"]).frame(), batch.frame, spec
+
+    def publish_results(self, envelope) -> int:
+        """mlops.check.completed.v1 -> the check's results to every sink; the count of series sent."""
+        from core.records import CHECK
+
+        if not self.result_sinks:
+            return 0
+        found = self.store.get(CHECK, str(envelope.data["check_id"]))
+        if found is None:
+            raise NotFound(f"check {envelope.data['check_id']} is not recorded")
+        return sum(sink.publish(found.data) for sink in self.result_sinks)
 
     def notify(self, envelope) -> None:
         from monitors.notify import handle_incident_changed
@@ -196,19 +327,55 @@ class Container:
     def track_runs(self) -> None:
         from retrain.handlers import track_runs
 
-        track_runs(self.retrain_deps)
+        with self.observability.span("timer track_retrains"):
+            track_runs(self.retrain_deps)
 
     def request_retrain(self, endpoint: str, reason: str, *, window: Window | None, idempotency_key: str | None,
                         caller: str) -> dict[str, Any]:
         from retrain.handlers import request_retrain
 
-        return request_retrain(endpoint, reason, trigger={"kind": "http", "caller": caller},
-                               idempotency_key=idempotency_key, window=window, deps=self.retrain_deps)
+        with self.observability.span("http request_retrain", endpoint=endpoint):
+                return request_retrain(endpoint, reason, trigger={"kind": "http", "caller": caller},
+                                   idempotency_key=idempotency_key, window=window, deps=self.retrain_deps)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         from retrain.handlers import get_run
 
         return get_run(run_id, self.retrain_deps)
+
+    # --- read side: the list APIs and the dashboard --------------------------------------------
+    def list_monitors(self, page) -> dict[str, Any]:
+        from monitors.views import monitors_page
+
+        return monitors_page(self.specs, self.store, page, Path(self.settings.monitors_dir))
+
+    def list_checks(self, page, *, monitor: str | None, start: datetime | None, end: datetime | None,
+                    status: str | None) -> dict[str, Any]:
+        from monitors.views import checks_page
+
+        names = [self.specs.get(monitor).name] if monitor else self.specs.names()
+        return checks_page(self.store, names, page, start=start, end=end, status=status).to_json()
+
+    def list_incidents(self, page, *, state: str | None, monitor: str | None) -> dict[str, Any]:
+        from monitors.views import incidents_page
+
+        return incidents_page(self.store, page, state=state, monitor=monitor).to_json()
+
+    def monitor_timeline(self, monitor: str, *, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+        from monitors.views import timeline
+
+        return timeline(self.specs.get(monitor), self.store, start=start, end=end)
+
+    def list_runs(self, page, *, endpoint: str | None, state: str | None) -> dict[str, Any]:
+        from retrain.views import runs_page
+
+        return runs_page(self.store, page, endpoint=endpoint, state=state).to_json()
+
+    def list_deployments(self) -> dict[str, Any]:
+        from retrain.views import deployments
+
+        endpoints = {spec.endpoint.name for spec in self.specs.all()} | set(self.retrain_deps.targets)
+        return {"items": deployments(self.retrain_deps.deployer, endpoints)}
 
     # --- poison messages ----------------------------------------------------------------------
     def reject(self, msg, consumer: str, exc: PermanentError) -> None:
@@ -218,6 +385,7 @@ class Container:
         standard trigger cannot settle, so the message and reason are kept in the state store and the
         message completes instead of burning retries.
         """
+        self.observability.deadletter(consumer, exc.reason)
         if not self.settings.servicebus_namespace:
             raise exc
         from core.records import put
@@ -227,6 +395,22 @@ class Container:
             {"reason": exc.reason, "description": str(exc), "consumer": consumer,
              "body": body[:8192].decode("utf-8", "replace"), "at": self.clock.now().isoformat()})
         log.error("%s: dead-lettered message %s: %s: %s", consumer, msg.message_id, exc.reason, exc)
+
+
+def announce_catch_up(published: list) -> None:
+    """A monitor behind by more than one window says how far it is catching up (bounded per tick)."""
+    from monitors.schedule import MAX_WINDOWS_PER_TICK
+
+    by_monitor: dict[str, list] = {}
+    for envelope in published:
+        by_monitor.setdefault(str(envelope.data["monitor"]), []).append(envelope)
+    for monitor, requested in by_monitor.items():
+        if len(requested) > 1:
+            first, last = requested[0].data, requested[-1].data
+            log.warning("monitor %s is catching up: %d windows requested this tick (%s to %s)%s", monitor,
+                        len(requested), first["window_start"], last["window_end"],
+                        f"; at most {MAX_WINDOWS_PER_TICK} per tick, the rest follow on the next ticks"
+                        if len(requested) >= MAX_WINDOWS_PER_TICK else "")
 
 
 _lock = threading.Lock()
@@ -241,11 +425,11 @@ def container() -> Container:
         return _container
 
 
-def configure(settings: Settings | None = None, *, clock: Clock | None = None) -> Container:
+def configure(settings: Settings | None = None, *, clock: Clock | None = None, observability: Any = None) -> Container:
     """Replace the process's container (tests, demo, devhost with a simulated clock)."""
     global _container
     with _lock:
-        _container = Container(settings or load_settings(), clock)
+        _container = Container(settings or load_settings(), clock, observability)
         return _container
 
 

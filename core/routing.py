@@ -12,5 +12,6 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "retrain": ("mlops.drift.detected.v1", "mlops.retrain.requested.v1"),
     "deploy": ("mlops.retrain.completed.v1", "mlops.challenger.accepted.v1"),
     "rebaseline": ("mlops.model.promoted.v1",),  # monitors take the promoted model's reference
+    "results": ("mlops.check.completed.v1",),  # a check's metrics to Azure Monitor (when configured)
     "audit": (),  # empty filter: every event, for the audit trail
 }

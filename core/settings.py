@@ -37,14 +37,33 @@ class Settings(BaseSettings):
     azureml_resource_group: str | None = Field(None, alias="AZUREML_RESOURCE_GROUP")
     azureml_workspace: str | None = Field(None, alias="AZUREML_WORKSPACE")
 
+    # The service's own telemetry (core.observability): Application Insights when the connection string is set.
+    appinsights_connection_string: str | None = Field(None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING")
+    appinsights_authentication: str | None = Field(None, alias="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+    otel_export: str = Field("auto", alias="MLOPS_OTEL_EXPORT", description="auto, azure, log, console or off")
+
+    metrics_region: str | None = Field(None, alias="MLOPS_METRICS_REGION", description=(
+        "Region of the Azure ML workspace: each check's results become Azure Monitor custom metrics on its "
+        "online endpoint (needs the AZUREML_* settings)."))
+
+    evidently_workspace: Path | None = Field(None, alias="MLOPS_EVIDENTLY_WORKSPACE", description=(
+        "A folder: each check's window also becomes an evidently snapshot there (`evidently ui --workspace`)."))
+
     max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
 
-    @field_validator("retrain_config", mode="before")
+    @field_validator("retrain_config", "evidently_workspace", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """App settings cannot be absent in Bicep or local.settings.json, only empty: empty means unset."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_dir", "monitors_dir", "retrain_config", "evidently_workspace", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Relative folders are resolved once, against the directory the app starts in: code that later runs
+        elsewhere (the local pipeline runner's steps, forked drivers) then sees the same folders."""
+        return value.expanduser().absolute() if value is not None else None
 
     @model_validator(mode="after")
     def _complete_groups(self) -> "Settings":

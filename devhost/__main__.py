@@ -14,10 +14,11 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from core.clock import Clock, parse_clock
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, MlopsError
 from core.localbus import SqliteBus, provision
 from devhost.bindings import load_app
 from devhost.host import DevHost
@@ -78,15 +79,49 @@ def route_prefix(host_json: Path) -> str:
     return str(doc.get("extensions", {}).get("http", {}).get("routePrefix", "api"))
 
 
+def absolute_folders() -> None:
+    """Relative folders in the settings are resolved once, here, against the directory devhost starts in."""
+    for name in ("MLOPS_DATA_DIR", "MLOPS_MONITORS_DIR", "MLOPS_RETRAIN_CONFIG"):
+        value = os.environ.get(name)
+        if value:
+            os.environ[name] = str(Path(value).expanduser().absolute())
+
+
+def demo_clock(text: str, data_dir: Path) -> str:
+    """'demo[@SPEED]' -> 'sim:START[@SPEED]': the simulated time where the demo's checks stopped, plus a day
+    (its last labels have arrived), so checks, retrains and their labels line up with the demo's 2013 data."""
+    from core.records import WATERMARK
+    from core.state_sqlite import SqliteStateStore
+    from core.types import iso, parse_time
+
+    _, _, speed = text.partition("@")
+    state = data_dir / "state.sqlite"
+    if not state.exists():
+        raise ConfigurationError(f"--clock demo: no {state}; run `make demo` first and point MLOPS_DATA_DIR at "
+                                 "its data folder (out/demo/work/data)")
+    store = SqliteStateStore(state)
+    try:
+        marks = [parse_time(doc.data["watermark"]) for _, doc in store.list(WATERMARK)]
+    finally:
+        store.close()
+    if not marks:
+        raise ConfigurationError(f"--clock demo: {state} holds no checked window yet (has the demo run there?)")
+    start = max(marks) + timedelta(days=1)
+    return f"sim:{iso(start)}" + (f"@{speed}" if speed else "")
+
+
 def build(args: argparse.Namespace) -> DevHost:
     load_settings_file(args.settings)
+    absolute_folders()
+    data_dir = Path(os.environ.get("MLOPS_DATA_DIR") or ".local").absolute()
     clock_text = args.clock or os.environ.get("MLOPS_CLOCK") or "real"
+    if clock_text.split("@")[0] == "demo":
+        clock_text = demo_clock(clock_text, data_dir)
     clock = parse_clock(clock_text)
     os.environ["MLOPS_CLOCK"] = clock_text
     sys.path.insert(0, os.getcwd())
     app = load_app(args.app)
     share_clock(clock)
-    data_dir = Path(os.environ.get("MLOPS_DATA_DIR") or ".local")
     bus = SqliteBus.from_host_json(data_dir / "bus.sqlite", args.host_json, clock=clock)
     provision(bus)
     return DevHost(app, bus=bus, clock=clock, keys_path=args.keys or data_dir / DEFAULT_KEYS_FILE,
@@ -95,14 +130,46 @@ def build(args: argparse.Namespace) -> DevHost:
 
 
 def announce(host: DevHost) -> None:
+    print(f"devhost: clock {os.environ.get('MLOPS_CLOCK')}, now {host.clock.now().isoformat()}", flush=True)
     if host.keys is not None:
         state = "generated" if host.keys.created else "from"
         print(f"devhost: function key ({state} {host.keys.path}): {host.keys.function_key}", flush=True)
+        print(f"export KEY={host.keys.function_key}", flush=True)
     if host.http_port is not None:
         base = f"http://127.0.0.1:{host.http_port}/{'/'.join(host.gateway.prefix)}".rstrip("/")
         for fn in host.http_functions:
             methods = ",".join(sorted(fn.methods)) if fn.methods else "ANY"
             print(f"  {fn.name}: [{methods}] {base}/{fn.route.template} ({fn.auth_level})", flush=True)
+
+
+def announce_monitors(clock: Clock) -> None:
+    """Which monitors will run, which will not and why, and how far behind the clock each one is."""
+    import bootstrap
+    from core.records import get_watermark
+    from monitors.rebaseline import not_ready
+
+    box = bootstrap.container()
+    specs = box.specs.all()
+    ready = []
+    for spec in specs:
+        problem = not_ready(spec, box.store, Path(box.settings.monitors_dir))
+        if problem:
+            print(f"devhost: monitor {spec.name} is not scheduled: {problem}", flush=True)
+            continue
+        ready.append(spec)
+        mark = get_watermark(box.store, spec.name)
+        behind = int((clock.now() - spec.window.lateness - mark) / spec.window.size) if mark else 0
+        if behind > 1:
+            print(f"devhost: monitor {spec.name} has checked up to {mark.isoformat()}, {behind} windows behind the "
+                  "clock: the timer will catch up on them (bounded per tick); --clock demo runs on the demo's "
+                  "time instead", flush=True)
+    for path, error in box.specs.errors.items():
+        print(f"devhost: spec {path} is broken: {error.splitlines()[0]}", flush=True)
+    if not ready:
+        print(f"devhost: no monitor will run. To add one: `make demo`, then `make devhost "
+              f"WORKSPACE=out/demo/work` for the demo's; or write a spec into {box.settings.monitors_dir} "
+              "(`.venv/bin/python -m monitors init --reference your-reference.parquet --out "
+              f"{box.settings.monitors_dir}/your-monitor.yaml`; see docs/monitors.md).", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devhost: error: {exc}", file=sys.stderr)
         return 2
     announce(host)
+    if args.app == "function_app:app":  # this service's app: say which monitors will run
+        try:
+            announce_monitors(host.clock)
+        except MlopsError as exc:  # the functions will name it again when called; devhost still serves
+            print(f"devhost: cannot read the monitors: {exc}", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: host.request_stop())
     try:

@@ -21,13 +21,21 @@ def consume(msg: func.ServiceBusMessage, consumer: str, handler: Callable[..., o
     from core.servicebus import from_function_message
 
     box = bootstrap.container()
+    observe = box.observability
     try:
         envelope = from_function_message(msg)
         if already_processed(box.store, consumer, envelope.id):
             log.info("%s: %s %s already processed, skipped", consumer, envelope.type, envelope.id)
+            observe.delivery(consumer, "duplicate")
             return
-        handler(envelope, box)
+        with observe.handling(envelope, consumer):
+            handler(envelope, box)
     except PermanentError as exc:
+        observe.delivery(consumer, "rejected")
         box.reject(msg, consumer, exc)
         return
+    except Exception:
+        observe.delivery(consumer, "retried")  # the host abandons it; it comes back
+        raise
     mark_processed(box.store, consumer, envelope.id, box.clock.now())
+    observe.delivery(consumer, "completed")

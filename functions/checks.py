@@ -2,6 +2,7 @@
 HTTP routes to request and read a check."""
 import azure.functions as func
 
+from core.errors import ValidationFailed
 from core.routing import TOPIC
 from functions._bus import consume
 from functions._http import guarded, json_body, json_response, require_str
@@ -24,15 +25,21 @@ def rebaseline_monitors(msg: func.ServiceBusMessage) -> None:
 @bp.route(route="checks", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @guarded
 def request_check(req: func.HttpRequest) -> func.HttpResponse:
-    """POST /api/checks {"monitor": "...", "window": {"start": ISO, "end": ISO}?} -> 202 with the check id."""
+    """POST /api/checks[?force=true] {"monitor": "...", "window": {"start": ISO, "end": ISO}?} -> 202 with the
+    check id; 200 with "status": "already_checked" when that window was checked (force=true checks it again)."""
     import bootstrap
     from functions._parse import optional_window
 
     body = json_body(req)
     monitor = require_str(body, "monitor")
     window = optional_window(body)
-    accepted = bootstrap.container().request_check(monitor, window)
+    force = (req.params.get("force") or "false").strip().lower()
+    if force not in ("true", "false", "1", "0"):
+        raise ValidationFailed(f"force must be true or false, got {force!r}", field="force")
+    accepted = bootstrap.container().request_check(monitor, window, force=force in ("true", "1"))
     url = f"/api/checks/{accepted['check_id']}"
+    if accepted["status"] == "already_checked":
+        return json_response({**accepted, "status_url": url}, 200)
     return json_response({**accepted, "status_url": url}, 202, {"Location": url})
 
 

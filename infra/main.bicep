@@ -57,6 +57,19 @@ param logRetentionInDays int = 30
 
 param tags object = {}
 
+@description('Resource id of an action group the alert rules notify (dead-letters, failed checks). Empty: alertEmail.')
+param alertActionGroupId string = ''
+
+@description('E-mail address alerts go to, through an action group made for it (when alertActionGroupId is empty).')
+param alertEmail string = ''
+
+@description('Send each check\'s results as Azure Monitor custom metrics on the endpoints (MLOPS_METRICS_REGION).')
+param publishCheckMetrics bool = true
+
+@description('MLOPS_OTEL_EXPORT: the app\'s own telemetry (auto: Application Insights, where the alert rules read it).')
+@allowed(['auto', 'azure', 'log', 'off'])
+param otelExport string = 'auto'
+
 var bus = loadJsonContent('servicebus.subscriptions.json')
 var telemetry = loadJsonContent('loganalytics.tables.json')
 
@@ -74,6 +87,12 @@ var names = {
 
 // /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<name>
 var aml = split(azuremlWorkspaceId, '/')
+
+// The workspace itself (maybe in another resource group): its region is where its endpoints' metrics go.
+resource azuremlWorkspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
+  name: aml[8]
+  scope: resourceGroup(aml[2], aml[4])
+}
 
 module storage 'modules/storage.bicep' = {
   name: 'storage'
@@ -131,6 +150,10 @@ var appSettings = {
   MLOPS_WEBHOOK_FORMAT: webhookFormat
   MLOPS_MAX_BODY_BYTES: string(maxBodyBytes)
   MLOPS_DUPLICATE_WINDOW_S: string(bus.topic.duplicateDetectionSeconds)
+  MLOPS_OTEL_EXPORT: otelExport
+  MLOPS_METRICS_REGION: publishCheckMetrics ? azuremlWorkspace.location : ''
+  // evidently snapshots go to a local folder: for devhost and the demo (Azure Monitor metrics serve the same here)
+  MLOPS_EVIDENTLY_WORKSPACE: ''
 }
 
 module functionApp 'modules/functionapp.bicep' = {
@@ -159,6 +182,18 @@ module roles 'modules/roles.bicep' = {
     workspaceName: monitoring.outputs.workspaceName
     appInsightsName: monitoring.outputs.appInsightsName
     collectionRuleName: monitoring.outputs.collectionRuleName
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    serviceBusNamespaceName: serviceBus.outputs.namespaceName
+    appInsightsName: monitoring.outputs.appInsightsName
+    location: location
+    tags: tags
+    actionGroupId: alertActionGroupId
+    alertEmail: alertEmail
   }
 }
 

@@ -36,16 +36,17 @@ class CheckCache:
         self.profiles = ProfileCache(self.root / "profiles")
         self.calibration = self.root / "calibration"
 
-    def kinds(self, fingerprint: str, infer: Callable[[], dict[str, str]]) -> dict[str, str]:
-        """The kinds inferred from the reference with this fingerprint (inferred once, then read)."""
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", fingerprint)[:80]
+    def kinds(self, fingerprint: str, infer: Callable[[], dict[str, str]], variant: str = "") -> dict[str, str]:
+        """The kinds inferred from the reference with this fingerprint (inferred once, then read); `variant`
+        names what else the inference depended on."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{fingerprint}-{variant}" if variant else fingerprint)[:90]
         return cached(self.root / "kinds" / f"{safe}.json", _load_kinds, infer,
                       lambda kinds, out: out.write(dumps({"fingerprint": fingerprint, "kinds": kinds}).encode()))
 
 
 def _load_kinds(path: Path) -> dict[str, str]:
     kinds = json.loads(path.read_text())["kinds"]
-    if not isinstance(kinds, dict) or not all(v in ("numeric", "categorical") for v in kinds.values()):
+    if not isinstance(kinds, dict) or not all(v in ("numeric", "categorical", "text") for v in kinds.values()):
         raise ValueError(f"{path.name}: not a kinds document")
     return kinds
 

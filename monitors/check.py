@@ -14,7 +14,7 @@ import hashlib
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -23,10 +23,10 @@ from core.clock import Clock
 from core.errors import ConcurrencyConflict, ValidationFailed
 from core.events import Envelope, event_id
 from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
-from core.records import CHECK, CLAIM, claim_window, put
+from core.records import CHECK, CLAIM, claim_window, put, window_done
 from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
 from monitors.alerts import OPENED, UPDATED, AlertPolicy, IncidentChange
-from monitors.rebaseline import active_reference
+from monitors.rebaseline import active_reference, not_ready
 from monitors.report import check_document, finding_json, save_check_report
 from monitors.schedule import check_requested, complete_window, window_at
 from monitors.signals.suite import FittedSuite, build_suite, fit_suite
@@ -71,6 +71,7 @@ class CheckDeps:
     base_dir: Path
     instance: str = "local"
     evaluators: EvaluatorCache = field(default_factory=EvaluatorCache)
+    references: Any = None  # monitors.reference.ReferenceLoader; None: file references only
 
 
 def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
@@ -92,12 +93,18 @@ def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
 
 
 def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None,
-                  reason: str = "http") -> Envelope:
+                  reason: str = "http", force: bool = False) -> Envelope | None:
     """Publish mlops.check.requested.v1 for `window` (default: the latest complete one) and return it.
 
     The event id is the timer's for the same window, so an HTTP request and a tick dedupe on the bus.
+    A window already checked is not requested again (None is returned) unless `force`: then its claim is
+    reopened and the request gets an id of its own, so neither the claim nor the bus's duplicate detection
+    drops it; the check record is replaced by the new run's, and incidents are not re-announced for it.
     """
     spec = deps.specs.get(monitor)
+    problem = not_ready(spec, deps.store, deps.base_dir)
+    if problem:
+        raise ValidationFailed(f"monitor {spec.name} cannot be checked: {problem}", field="monitor")
     now = deps.clock.now()
     window = window or latest_complete_window(spec, now)
     complete_at = window.end + spec.window.lateness
@@ -105,21 +112,42 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
         raise ValidationFailed(f"window {window.key()} of {spec.name} is not complete until {iso(complete_at)} "
                                f"(window end + lateness {spec.window.lateness})", field="window")
     envelope = check_requested(spec.name, window, now, reason=reason)
+    if window_done(deps.store, spec.name, window):
+        if not force:
+            return None
+        reopen_window(deps.store, spec.name, window)
+        envelope = replace(envelope, id=event_id("check.requested", spec.name, window.key(), "rerun", iso(now)),
+                           data={**envelope.data, "reason": f"{reason} (re-run)"})
     deps.publisher.publish(envelope)
     return envelope
 
 
+def reopen_window(store: StateStore, monitor: str, window: Window) -> None:
+    """Drop a done window's claim so one more check can take it (the watermark does not move back)."""
+    key = f"{monitor}/{window.key()}"
+    doc = store.get(CLAIM, key)
+    if doc is not None and doc.data.get("state") == "done":
+        store.delete(CLAIM, key, doc.etag)
+
+
 def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
     """On request: an evidently HTML report of one window against the reference, saved beside the JSON one."""
-    from monitors.reference import load_reference
     from monitors.report import render_html, report_name
 
     spec = deps.specs.get(monitor)
     batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
     active = active_reference(spec, deps.store, deps.base_dir)
-    reference = load_reference(active["uri"], base_dir=active["base_dir"])
+    reference = open_reference(active, deps)
     html = render_html(reference.frame(), batch.frame, spec)
     return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
+
+
+def open_reference(active: dict, deps: CheckDeps) -> Any:
+    from monitors.reference import load_reference
+
+    if deps.references is not None:
+        return deps.references.load(active["uri"], active["base_dir"])
+    return load_reference(active["uri"], base_dir=active["base_dir"])
 
 
 def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
@@ -168,10 +196,8 @@ def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | No
 
     `active`: the reference in use (monitors.rebaseline.active_reference); a promotion changes it, and
     with it the fingerprint, so the suite is refitted once per model version."""
-    from monitors.reference import load_reference
-
     active = active or active_reference(spec, deps.store, deps.base_dir)
-    reference = load_reference(active["uri"], base_dir=active["base_dir"])
+    reference = open_reference(active, deps)
     digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
     key = (spec.name, reference.fingerprint, digest)
 

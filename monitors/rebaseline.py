@@ -66,3 +66,19 @@ def active_reference(spec: "MonitorSpec", store: "StateStore", base_dir: Path) -
         return {"uri": doc.data["uri"], "model_version": doc.data.get("model_version"), "base_dir": base_dir}
     return {"uri": spec.reference.uri, "model_version": None,
             "base_dir": spec.base_dir if spec.source else base_dir}
+
+
+def not_ready(spec: "MonitorSpec", store: "StateStore", base_dir: Path) -> str | None:
+    """Why `spec` cannot be checked now, or None. A monitor paused in its spec, or whose reference data is a
+    local file that does not exist (a fresh checkout before `make demo`), is left out by the scheduler and its
+    checks are refused with this reason, rather than failing on every tick."""
+    if not spec.enabled:
+        return "it is disabled in its spec (enabled: false)"
+    active = active_reference(spec, store, base_dir)
+    uri = str(active["uri"])
+    if uri.startswith("azureml:"):
+        return None
+    path = Path(uri) if Path(uri).is_absolute() else Path(active["base_dir"]) / uri
+    if not path.exists():
+        return f"its reference data {path} does not exist"
+    return None

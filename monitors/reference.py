@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from core.errors import NotFound, ValidationFailed
+from core.errors import ConfigurationError, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".json")
 _AZUREML = re.compile(r"^azureml:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:@/]+)|@(?P<label>[a-z]+))$")
 _DATASTORE_PATH = re.compile(r"^azureml://(?:.*/)?datastores/(?P<store>[^/]+)/paths/(?P<path>.+)$")
+_JOB_OUTPUT = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)/?$")
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 of the bytes
 _lock = threading.Lock()
 
@@ -131,9 +133,18 @@ class AzureMLDataReference:
         return target
 
     def _download(self, path: str, target: Path) -> None:
-        """Blobs under the asset's path, into `target` (written to a temp folder first, then renamed)."""
+        """Blobs under the asset's path, into `target` (written to a temp folder first, then renamed). An asset
+        registered from a pipeline job's output (azureml://jobs/<job>/outputs/<output>) is the job's download."""
         from azure.storage.blob import ContainerClient
 
+        job_output = _JOB_OUTPUT.match(path)
+        if job_output:
+            staging = target.with_suffix(".partial")
+            shutil.rmtree(staging, ignore_errors=True)  # what an interrupted download left
+            self._client.jobs.download(name=job_output["job"], output_name=job_output["output"],
+                                       download_path=str(staging))
+            staging.rename(target)
+            return
         match = _DATASTORE_PATH.match(path)
         if not match:
             raise ValidationFailed(f"data asset {self.uri}: cannot read path {path}", field="reference.uri")
@@ -161,26 +172,35 @@ def _default() -> Any:
     return DefaultAzureCredential()
 
 
+class ReferenceLoader:
+    """Opens a spec's reference: a path (relative to the spec's folder) or an `azureml:` data asset, read through
+    the process's one MLClient and credential (the composition root's, built on first need) and cached under
+    the data folder (MLOPS_DATA_DIR/references: a deployed package is read-only, the data folder is not)."""
+
+    def __init__(self, cache_dir: str | Path, *, ml_client: Callable[[], Any] | None = None,
+                 credential: Callable[[], Any] | None = None, blob_account_url: str | None = None) -> None:
+        self.cache_dir, self._ml_client, self._credential = Path(cache_dir), ml_client, credential
+        self.blob_account_url = blob_account_url
+
+    def load(self, uri: str, base_dir: Path) -> "FileReference | AzureMLDataReference":
+        if not uri.startswith("azureml:"):
+            return load_reference(uri, base_dir=base_dir)
+        if self._ml_client is None:
+            raise ConfigurationError(f"reference {uri}: an azureml: reference needs Azure ML settings "
+                                     "(AZUREML_SUBSCRIPTION_ID, AZUREML_RESOURCE_GROUP, AZUREML_WORKSPACE)")
+        return AzureMLDataReference(uri, self._ml_client(), cache_dir=self.cache_dir,
+                                    credential=self._credential() if self._credential else None,
+                                    blob_account_url=self.blob_account_url)
+
+
 def load_reference(uri: str, *, base_dir: Path, ml_client: Any = None,
                    cache_dir: Path | None = None) -> FileReference | AzureMLDataReference:
-    """A path (relative to `base_dir`, usually the spec's folder) or an `azureml:` data asset."""
+    """A path (relative to `base_dir`, usually the spec's folder) or an `azureml:` data asset (which needs the
+    client and the cache folder: see ReferenceLoader)."""
     if uri.startswith("azureml:"):
-        if ml_client is None:
-            ml_client = _ml_client_from_settings()
-        return AzureMLDataReference(uri, ml_client, cache_dir=cache_dir or Path(".local") / "references")
+        if ml_client is None or cache_dir is None:
+            raise ConfigurationError(f"reference {uri}: an azureml: reference needs an Azure ML client and a "
+                                     "cache folder (ReferenceLoader)")
+        return AzureMLDataReference(uri, ml_client, cache_dir=cache_dir)
     path = Path(uri)
     return FileReference(path if path.is_absolute() else Path(base_dir) / path)
-
-
-def _ml_client_from_settings() -> Any:
-    from core.errors import ConfigurationError
-    from core.settings import Settings
-
-    settings = Settings()
-    if not settings.azureml_configured:
-        raise ConfigurationError("an azureml: reference needs AZUREML_SUBSCRIPTION_ID, AZUREML_RESOURCE_GROUP "
-                                 "and AZUREML_WORKSPACE")
-    from azure.ai.ml import MLClient  # lazy: about 1.5 s to import
-
-    return MLClient(_default(), settings.azureml_subscription_id, settings.azureml_resource_group,
-                    settings.azureml_workspace)

@@ -11,6 +11,7 @@ from core.ports import ReportStore
 from core.types import Finding, Window
 from monitors.signals.data_drift import drift_summary
 from monitors.signals.quality import quality_summary
+from monitors.signals.text_drift import text_summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +32,9 @@ def result_document(findings: list[Finding], *, rows: int, reference_rows: int |
     """The CLI's JSON: dataset_drift, drift_share, policy, features[...], quality{...} (+ other signals)."""
     doc = drift_summary(findings)
     doc["quality"] = {"rows": rows, "reference_rows": reference_rows, **quality_summary(findings)}
+    text = text_summary(findings)
+    if text:
+        doc["text"] = text
     prediction = drift_summary(findings, "prediction_drift")["features"]
     if prediction:
         doc["prediction_drift"] = prediction
@@ -67,6 +71,13 @@ def save_check_report(reports: ReportStore, doc: Mapping[str, Any], window: Wind
 def render_html(reference_df: "pd.DataFrame", current_df: "pd.DataFrame", spec: "MonitorSpec | None" = None, *,
                 kinds: Mapping[str, str] | None = None) -> bytes:
     """An evidently 0.7 data drift report (with the spec's methods and thresholds) as HTML bytes."""
+    snapshot = drift_snapshot(reference_df, current_df, spec, kinds=kinds)
+    return snapshot.get_html_str(as_iframe=False).encode()
+
+
+def drift_snapshot(reference_df: "pd.DataFrame", current_df: "pd.DataFrame", spec: "MonitorSpec | None" = None, *,
+                   kinds: Mapping[str, str] | None = None, **run: Any) -> Any:
+    """The evidently 0.7 data drift snapshot behind `render_html`; `run` goes to `Report.run` (timestamp, tags)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -85,5 +96,4 @@ def render_html(reference_df: "pd.DataFrame", current_df: "pd.DataFrame", spec: 
                              per_column_threshold=thresholds or None)
     reference = Dataset.from_pandas(reference_df[columns], data_definition=definition)
     current = Dataset.from_pandas(current_df[columns], data_definition=definition)
-    snapshot = Report([preset]).run(current, reference)
-    return snapshot.get_html_str(as_iframe=False).encode()
+    return Report([preset]).run(current, reference, **run)

@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import NotFound, ValidationFailed
 from core.types import Severity, format_duration, parse_duration  # noqa: F401 - re-exported
@@ -38,9 +47,29 @@ class ModelSpec(_Strict):
 
 class FeatureSpec(_Strict):
     name: str = Field(min_length=1)
-    kind: Literal["numeric", "categorical"]
-    method: str | None = None  # an evidently stattest id: ks, wasserstein, psi, jensenshannon, chisquare, z, ...
-    threshold: float | None = None
+    kind: Literal["numeric", "categorical", "text"]
+    method: str | None = None  # an evidently stattest id: ks, wasserstein, psi, ...; text: classifier | mmd
+    threshold: float | None = None  # text: the effect floor (AUC for classifier, MMD^2 for mmd)
+
+    @field_validator("method")
+    @classmethod
+    def _text_method(cls, value: str | None, info) -> str | None:
+        if value is not None and info.data.get("kind") == "text" and value not in ("classifier", "mmd"):
+            raise ValueError(f"a text feature's method is classifier or mmd, not {value!r}")
+        return value
+
+
+class TextDriftSettings(_Strict):
+    """Embedding drift of text features (monitors.text): see docs/text.md."""
+
+    method: Literal["classifier", "mmd"] = "classifier"  # domain classifier on embeddings, or MMD
+    effect_floor: float | None = Field(None, ge=0)  # None: AUC 0.6 (classifier) or MMD^2 0.01
+    resamples: int = Field(40, ge=10)  # no-drift windows drawn from the reference per window size
+    max_rows: int = Field(1000, ge=20)  # window texts embedded per check (a seeded sample beyond)
+    max_reference_rows: int = Field(3000, ge=40)
+    topics: int | None = Field(None, ge=1, le=50)  # None: from the reference size
+    examples: int = Field(3, ge=0, le=20)  # typical texts in the evidence; 0 keeps raw text out of reports
+    descriptors: bool = True  # length, words, out-of-vocabulary and non-letter shares as numeric features
 
 
 class PredictionSpec(_Strict):
@@ -84,6 +113,7 @@ class DataDriftSignal(_Strict):
     effect_floors: dict[str, float] = Field(default_factory=dict)  # per feature, overrides effect_floor
     share: float = Field(0.5, gt=0, le=1)  # evidently policy: share of drifted features that means drift
     resamples: int = Field(200, ge=20)
+    text: TextDriftSettings = TextDriftSettings()
 
 
 class PredictionDriftSignal(_Strict):
@@ -141,8 +171,49 @@ class RetrainSpec(_Strict):
     on_drift: bool = False
 
 
+class DefaultSource(_Strict):
+    """The app's telemetry: the local store, or Log Analytics when LOG_ANALYTICS_WORKSPACE_ID is set."""
+
+    kind: Literal["default"] = "default"
+
+
+class LabelTableSpec(_Strict):
+    path: str = Field(min_length=1)  # a .parquet/.csv file or a folder of them, in the same container or folder
+    id_column: str = "correlationid"
+    label_column: str = "label"
+
+
+class DataCollectorSource(_Strict):
+    """Azure ML's data collector files (the `Collector`'s model_inputs/model_outputs JSON lines) in Blob Storage,
+    read with the app's identity; or the same layout in a local folder (relative to the spec file)."""
+
+    kind: Literal["azureml_data_collector"]
+    account_url: str | None = None  # https://<account>.blob.core.windows.net
+    container: str | None = None  # the workspace blob store's container (azureml-blobstore-<guid>) or your own
+    folder: str | None = None
+    path: str = "modelDataCollector"  # the datastore path the collections write under
+    inputs: str = "model_inputs"
+    outputs: str = "model_outputs"
+    rolling: Literal["hour", "day"] = "hour"  # the deployment's data_collector.rolling_rate
+    id_column: str | None = None  # a logged input column holding your request id (joins labels); default the
+    labels: LabelTableSpec | None = None  # collector's correlationid
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "DataCollectorSource":
+        blob = self.account_url is not None or self.container is not None
+        if blob == (self.folder is not None):
+            raise ValueError("give either account_url and container (Blob Storage) or folder (a local copy)")
+        if blob and not (self.account_url and self.container):
+            raise ValueError("Blob Storage needs both account_url and container")
+        return self
+
+
+TelemetrySourceSpec = Annotated[DefaultSource | DataCollectorSource, Field(discriminator="kind")]
+
+
 class MonitorSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    enabled: bool = True  # false: listed, never scheduled, checks refused (pausing a monitor keeps its history)
     endpoint: EndpointSpec
     model: ModelSpec
     features: list[FeatureSpec] = Field(min_length=1)
@@ -154,6 +225,7 @@ class MonitorSpec(_Strict):
     signals: Signals = Signals()
     alert: AlertSpec = AlertSpec()
     retrain: RetrainSpec = RetrainSpec()
+    telemetry: TelemetrySourceSpec = DefaultSource()  # where the endpoint's telemetry is read from
     _source: Path | None = PrivateAttr(default=None)
 
     @field_validator("features")

@@ -1,11 +1,18 @@
 """Deployer for an Azure ML managed online endpoint: blue/green deployments and endpoint traffic.
 
+A canary is the champion's deployment cloned, with only the model changed: instance type and count, environment,
+code configuration and scoring script, data collector, probes, environment variables, request and scale settings
+and tags are the team's, as they deployed them (an MLflow model deployed without code stays no-code). Only an
+endpoint with no deployment yet gets one built from this deployer's settings.
+
 The canary's deployment name is kept in the endpoint's tags until its operation is complete, so an
 interrupted promote or rollback, repeated, finds where it was and finishes (every step is idempotent).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import re
 from typing import Any
 
 from core.errors import NotFound, PermanentError
@@ -45,7 +52,7 @@ class AzureMLDeployer:
         champion = champion_of({k: v for k, v in traffic.items() if k in serving}, tagged)
         name = existing[0] if existing else canary_name([n for n in serving if traffic.get(n, 0) > 0])
         if not existing:
-            self._create_deployment(endpoint, name, candidate)
+            self._create_deployment(endpoint, name, candidate, champion)
         if champion is None or champion == name:
             ep.traffic = {name: 100}
         else:
@@ -79,17 +86,26 @@ class AzureMLDeployer:
         self._delete(endpoint, canary)
         return self._clear_tag(endpoint, {champion: 100})
 
-    def _create_deployment(self, endpoint: EndpointRef, name: str, candidate: ModelVersion) -> None:
+    def _create_deployment(self, endpoint: EndpointRef, name: str, candidate: ModelVersion,
+                           champion: str | None) -> None:
+        model = f"azureml:{candidate.name}:{candidate.version}"
+        if champion is not None and champion != name:
+            source = self.ml_client.online_deployments.get(name=champion, endpoint_name=endpoint.name)
+            deployment = clone_deployment(source, name=name, model=model)
+        else:
+            deployment = self._first_deployment(endpoint, name, model)
+        self.ml_client.online_deployments.begin_create_or_update(deployment).result()
+
+    def _first_deployment(self, endpoint: EndpointRef, name: str, model: str) -> Any:
+        """An empty endpoint's first deployment: no code configuration means MLflow no-code deployment."""
         from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment
 
         code = (CodeConfiguration(code=self.code_path, scoring_script=self.scoring_script)
                 if self.code_path else None)
-        deployment = ManagedOnlineDeployment(
-            name=name, endpoint_name=endpoint.name, model=f"azureml:{candidate.name}:{candidate.version}",
-            instance_type=self.instance_type, instance_count=self.instance_count, environment=self.environment,
-            code_configuration=code, environment_variables=self.environment_variables,
-            tags={"model": str(candidate)})
-        self.ml_client.online_deployments.begin_create_or_update(deployment).result()
+        return ManagedOnlineDeployment(
+            name=name, endpoint_name=endpoint.name, model=model, instance_type=self.instance_type,
+            instance_count=self.instance_count, environment=self.environment, code_configuration=code,
+            environment_variables=self.environment_variables)
 
     def _delete(self, endpoint: EndpointRef, name: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -116,3 +132,30 @@ class AzureMLDeployer:
     @staticmethod
     def _traffic(ep: Any) -> dict[str, int]:
         return {k: int(v) for k, v in (ep.traffic or {}).items() if int(v) > 0}
+
+
+_DATA_ID = re.compile(r"/data/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
+
+
+def clone_deployment(champion: Any, *, name: str, model: str) -> Any:
+    """The champion's deployment entity (as `online_deployments.get` returns it) under a new name and model.
+
+    Everything else is copied as is, except what names the champion itself: data collector collections bound
+    to the champion's own data asset (`<endpoint>-<champion>-<collection>`,
+    which Azure ML creates per deployment): unbound, they get the canary's own asset, as for a new deployment.
+    A collection bound to a data asset the team named keeps it (as a name and version, the form
+    `begin_create_or_update` registers)."""
+    from azure.ai.ml.entities._deployment.data_asset import DataAsset
+
+    clone = copy.deepcopy(champion)
+    clone.name, clone.model = name, model  # the service's id and state are read-only: never sent
+    collections = clone.data_collector.collections if clone.data_collector else {}
+    for collection_name, collection in collections.items():
+        match = _DATA_ID.search(collection.data) if isinstance(collection.data, str) else None
+        if match is None:
+            continue
+        if match["name"] == f"{champion.endpoint_name}-{champion.name}-{collection_name}":
+            collection.data = None
+        else:
+            collection.data = DataAsset(name=match["name"], version=match["version"])
+    return clone

@@ -14,11 +14,13 @@ from typing import Any, Mapping
 
 from core.errors import PermanentError, RunnerUnavailable
 from core.types import ModelVersion, RunRef, RunState, RunStatus
+from retrain.data_assets import AzureMLDataAssets
 from retrain.local_runner import step_arguments
 from retrain.pipeline import DEFAULT_ENVIRONMENT, build_pipeline_job
 from retrain.registry import AzureMLModelRegistry
 
 BACKEND = "azureml"
+RUN_DATA = {"training": "training", "reference": "reference"}  # data asset kind -> pipeline output
 STATES = {
     "NotStarted": RunState.QUEUED, "Queued": RunState.QUEUED, "Preparing": RunState.QUEUED,
     "Starting": RunState.QUEUED, "Provisioning": RunState.QUEUED, "Running": RunState.RUNNING,
@@ -107,6 +109,8 @@ class AzureMLPipelineRunner:
         model_name = (job.tags or {}).get("model_name")
         if not model_name:
             raise PermanentError(f"job {job.name} has no model_name tag; it was not submitted by this runner")
+        data = AzureMLDataAssets(self.ml_client).register_run_data(job.name, model_name, RUN_DATA)
+        lineage = {**lineage, "training_data": data["training"], "reference": data["reference"]}
         version = self.registry.register(
             model_name, f"azureml://jobs/{job.name}/outputs/registered/paths/model/", metrics=metrics,
             lineage=lineage, description=f"retrained by pipeline job {job.name}")

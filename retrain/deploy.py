@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from core.errors import NotFound, PermanentError, ValidationFailed
 from core.files import write_json
 from core.types import EndpointRef, ModelVersion, TrafficSplit
+from retrain.serving import DeploymentSpec
 
 NAMES = ("blue", "green")
 
@@ -74,8 +75,8 @@ class EndpointStateFile:
         write_json(self.path, state)
 
 
-def _create(ep: dict, name: str, model: str) -> None:
-    ep["deployments"][name] = {"model": model}
+def _create(ep: dict, name: str, spec: dict | str) -> None:
+    ep["deployments"][name] = {"model": spec} if isinstance(spec, str) else dict(spec)  # str: journals of old
     ep["traffic"].setdefault(name, 0)
 
 
@@ -99,11 +100,16 @@ _STEPS = {"create": _create, "traffic": _traffic, "remove": _remove, "mark": _ma
 
 
 class LocalDeployer:
+    """`template` is the first deployment of an empty endpoint (scoring script, environment, data collection...);
+    every canary clones the champion's deployment and changes only the model, as the Azure deployer does."""
+
     backend = "local"
 
-    def __init__(self, endpoint_state_path: str | Path, registry: Any = None) -> None:
+    def __init__(self, endpoint_state_path: str | Path, registry: Any = None,
+                 template: DeploymentSpec | None = None) -> None:
         self.state = EndpointStateFile(endpoint_state_path)
         self.registry = registry
+        self.template = template or DeploymentSpec(model="")
 
     def current(self, endpoint: EndpointRef) -> TrafficSplit:
         return self._perform(endpoint, [])
@@ -111,6 +117,10 @@ class LocalDeployer:
     def models(self, endpoint: EndpointRef) -> dict[str, ModelVersion]:
         ep = self.state.read()["endpoints"].get(endpoint.name, {})
         return {name: parse_model(d["model"]) for name, d in ep.get("deployments", {}).items()}
+
+    def deployments(self, endpoint: EndpointRef) -> dict[str, DeploymentSpec]:
+        ep = self.state.read()["endpoints"].get(endpoint.name, {})
+        return {name: DeploymentSpec.from_state(d) for name, d in ep.get("deployments", {}).items()}
 
     def canary(self, endpoint: EndpointRef) -> str | None:
         return self.state.read()["endpoints"].get(endpoint.name, {}).get("canary")
@@ -131,8 +141,10 @@ class LocalDeployer:
         name = canary_name(list(serving))
         champion = champion_of(ep["traffic"], None)
         if champion is None:
-            return self._perform(endpoint, [["create", name, str(candidate)], ["traffic", {name: 100}]])
-        return self._perform(endpoint, [["create", name, str(candidate)], ["mark", name],
+            spec = self.template.with_model(str(candidate)).to_state()
+            return self._perform(endpoint, [["create", name, spec], ["traffic", {name: 100}]])
+        spec = DeploymentSpec.from_state(ep["deployments"][champion]).with_model(str(candidate)).to_state()
+        return self._perform(endpoint, [["create", name, spec], ["mark", name],
                                         ["traffic", {champion: 100 - percent, name: percent}]])
 
     def promote(self, endpoint: EndpointRef, candidate: ModelVersion) -> TrafficSplit:

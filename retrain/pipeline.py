@@ -12,7 +12,7 @@ from retrain.steps import COMPONENTS_DIR, DATA, NUMBER, STEPS, WIRING, Port, Ste
 
 DEFAULT_ENVIRONMENT = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
 PIPELINE_OUTPUTS = {"metrics": ("evaluate", "metrics_out"), "registered": ("register", "registered"),
-                    "reference": ("evaluate", "reference_out")}
+                    "reference": ("evaluate", "reference_out"), "training": ("prep", "out_train")}
 
 
 def _input(port: Port) -> Any:

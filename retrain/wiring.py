@@ -35,7 +35,7 @@ def build_deps(container: Any, config: RetrainConfig | None = None) -> RetrainDe
     config, overrides = load_config(getattr(settings, "retrain_config", None), base)
     targets = apply_overrides(targets_from_specs(container.specs.all()), overrides)
     if settings.azureml_configured:
-        runner, registry, deployer = _azureml(settings)
+        runner, registry, deployer = _azureml(container.ml_client)
     else:
         from retrain.deploy import LocalDeployer
         from retrain.local_runner import LocalPipelineRunner
@@ -49,15 +49,11 @@ def build_deps(container: Any, config: RetrainConfig | None = None) -> RetrainDe
                        clock=container.clock, targets=targets, config=config)
 
 
-def _azureml(settings: Any) -> tuple[Any, Any, Any]:
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
+def _azureml(client: Any) -> tuple[Any, Any, Any]:
+    """The runner, registry and deployer on the process's one MLClient (the container's)."""
     from retrain.azureml_runner import AzureMLPipelineRunner
     from retrain.deploy import AzureMLDeployer
     from retrain.registry import AzureMLModelRegistry
 
-    client = MLClient(DefaultAzureCredential(), settings.azureml_subscription_id, settings.azureml_resource_group,
-                      settings.azureml_workspace)
     registry = AzureMLModelRegistry(client)
     return AzureMLPipelineRunner(client, registry=registry), registry, AzureMLDeployer(client)

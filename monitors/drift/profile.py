@@ -234,13 +234,15 @@ def _infer_kind(name: str, series: pd.Series) -> str | None:
     dtype = series.dtype
     if _ID_NAME.search(name) or pd.api.types.is_datetime64_any_dtype(dtype) or series.count() == 0:
         return None
-    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+    if pd.api.types.is_bool_dtype(dtype):
+        return CATEGORICAL
+    if isinstance(dtype, pd.CategoricalDtype) and not pd.api.types.is_object_dtype(dtype.categories.dtype):
         return CATEGORICAL
     if pd.api.types.is_float_dtype(dtype):
         return NUMERIC
     if pd.api.types.is_integer_dtype(dtype):
         return CATEGORICAL if series.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERIC
-    values = series.dropna()
+    values = series.dropna()  # strings, as objects or as categories (the check command reads them so)
     if isinstance(values.iloc[0], str) and isinstance(values.iloc[-1], str):
         return None if series.nunique() > series.count() * 0.5 else CATEGORICAL  # free text: not supported
     return None

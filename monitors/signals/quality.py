@@ -44,7 +44,7 @@ class DataQualityEvaluator:
                 values = values[np.isfinite(values)]
                 if values.size:
                     ranges[name] = (float(values.min()), float(values.max()))
-            else:
+            elif kind == "categorical":  # free text has no categories: every window would look "unseen"
                 categories[name] = observed_keys(reference[name])
         return FittedQuality(self, ranges, categories)
 
@@ -54,7 +54,7 @@ class DataQualityEvaluator:
         ranges, categories = {}, {}
         for name, kind in self.kinds.items():
             col = profile.columns.get(name)
-            if col is None or col.kind != kind:
+            if col is None or col.kind != kind:  # free text is not profiled for drift: no categories either
                 continue
             if kind == "numeric":
                 ranges[name] = (float(col.values[0]), float(col.values[-1]))

@@ -246,7 +246,7 @@ def test_pipeline_definition_validates_offline_and_wires_each_step_to_the_previo
     with_champion = build_pipeline_job({**arguments(), "champion": "azureml:flights:3"})
     assert with_champion.inputs["champion"].path == "azureml:flights:3"
     assert "--features '${{inputs.features}}'" in job.jobs["train"].component.command
-    assert set(job.outputs) == {"metrics", "registered", "reference"}
+    assert set(job.outputs) == {"metrics", "registered", "reference", "training"}
 
 
 def test_pipeline_refuses_text_that_the_step_command_cannot_carry():
@@ -303,9 +303,24 @@ class FakeModels:
         return model
 
 
+class FakeData:
+    """`ml_client.data` at the edge: versions of real Data entities, listed by name."""
+
+    def __init__(self):
+        self.created = []
+
+    def list(self, name):
+        return [d for d in self.created if d.name == name]
+
+    def create_or_update(self, data):
+        assert data.version not in {d.version for d in self.list(data.name)}, "data versions are immutable"
+        self.created.append(data)
+        return data
+
+
 @pytest.fixture
 def ml_client(tmp_path):
-    return Obj(jobs=FakeJobs(tmp_path), models=FakeModels())
+    return Obj(jobs=FakeJobs(tmp_path), models=FakeModels(), data=FakeData())
 
 
 def test_azureml_runner_submits_a_real_pipeline_job_once_per_idempotency_key(ml_client):
@@ -348,9 +363,16 @@ def test_azureml_runner_maps_states_reports_the_failed_step_and_registers_on_suc
     (model,) = ml_client.models.registered
     assert isinstance(model, Model) and model.path == f"azureml://jobs/{name}/outputs/registered/paths/model/"
     assert model.tags["run_id"] == "r1" and json.loads(model.properties["lineage"])["parent"] == "flights:1"
+    lineage = json.loads(model.properties["lineage"])
+    assert (lineage["training_data"], lineage["reference"]) == ("azureml:flights-training:1",
+                                                                "azureml:flights-reference:1")
+    assets = {d.name: d for d in ml_client.data.created}
+    assert assets["flights-reference"].path == f"azureml://jobs/{name}/outputs/reference/"
+    assert assets["flights-training"].path == f"azureml://jobs/{name}/outputs/training/"
+    assert assets["flights-reference"].tags["mlops-fingerprint"] != assets["flights-training"].tags["mlops-fingerprint"]
     runner._finished.clear()
     assert runner.status(ref).model == ModelVersion("flights", "1")  # registering again finds the same version
-    assert len(ml_client.models.registered) == 1
+    assert len(ml_client.models.registered) == 1 and len(ml_client.data.created) == 2  # and the same data
 
     failing = runner.submit({"model_name": "flights", "features": FEATURES, "label": LABEL,
                              "reference": "azureml:ref:1", "run_id": "r2"}, idempotency_key="k2")

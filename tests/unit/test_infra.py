@@ -25,6 +25,8 @@ MAIN = INFRA / "main.bicep"
 MODULES = INFRA / "modules"
 PLATFORM_SETTINGS = {"WEBSITE_INSTANCE_ID"}  # set by App Service on every instance; an app setting would clash
 HOST_ONLY_SETTINGS = {"AzureWebJobsStorage__accountName"}  # read by the Functions host, not by core.settings
+# set by modules/functionapp.bicep from the Application Insights resource it is given
+APP_INSIGHTS_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
 
 
 def load(name: str) -> dict:
@@ -167,7 +169,9 @@ def test_every_key_the_bicep_reads_from_a_generated_file_exists():
 # --- app settings and triggers ------------------------------------------------------------------------
 def test_bicep_sets_every_setting_core_settings_reads():
     settings = app_settings()
-    missing = aliases() - PLATFORM_SETTINGS - set(settings)
+    missing = aliases() - PLATFORM_SETTINGS - APP_INSIGHTS_SETTINGS - set(settings)
+    function_app = (MODULES / "functionapp.bicep").read_text()
+    assert all(f"{name}:" in function_app for name in APP_INSIGHTS_SETTINGS)
     assert not missing, f"main.bicep appSettings lacks {sorted(missing)}"
     unknown = set(settings) - aliases() - HOST_ONLY_SETTINGS
     assert not unknown, f"main.bicep sets {sorted(unknown)}, which nothing reads (a typo?)"
@@ -200,7 +204,7 @@ def test_schedule_defaults_are_the_same_in_azure_as_locally():
     text = MAIN.read_text()
     assert f"param checkSchedule string = '{Settings().check_schedule}'" in text
     assert f"param trackSchedule string = '{Settings().track_schedule}'" in text
-    assert f"param monitorsDir string = '{Settings().monitors_dir.as_posix()}'" in text
+    assert f"param monitorsDir string = '{Settings.model_fields['monitors_dir'].default.as_posix()}'" in text
 
 
 def test_every_trigger_binding_resolves_against_the_deployment(app_functions):
@@ -306,3 +310,29 @@ def test_docs_name_every_setting_the_deployment_sets():
     docs = (ROOT / "docs" / "azure.md").read_text()
     missing = [name for name in app_settings() if name not in docs]
     assert not missing, f"docs/azure.md does not explain {missing}"
+
+
+# --- alert rules ----------------------------------------------------------------------------------------
+def test_alert_rules_watch_dead_letters_and_failed_checks_by_names_the_app_emits(app_functions):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from core.observability import Observability
+    from core.routing import SUBSCRIPTIONS
+
+    alerts = (MODULES / "alerts.bicep").read_text()
+    assert "module alerts 'modules/alerts.bicep'" in MAIN.read_text()
+    assert "metricName: 'DeadletteredMessages'" in alerts and "threshold: 0" in alerts
+    query = re.search(r"query: '(.+)'", alerts).group(1)
+    # every metric, consumer, outcome and function the query names is one the app really emits
+    reader = InMemoryMetricReader()
+    observe = Observability(TracerProvider(), MeterProvider(metric_readers=[reader]))
+    observe.deadletter("run-check", "ValidationFailed")
+    observe.delivery("run-check", "retried")
+    emitted = {m.name for r in reader.get_metrics_data().resource_metrics for sc in r.scope_metrics
+               for m in sc.metrics}
+    assert set(re.findall(r'name == "([\w.]+)"', query)) == {"mlops.deadletters", "mlops.deliveries"} <= emitted
+    assert "run-check" in SUBSCRIPTIONS and "run_check" in app_functions
+    assert '"retried"' in (ROOT / "functions" / "_bus.py").read_text()
+    assert query.count("(") == query.count(")")

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from core.errors import NotFound, ValidationFailed
-from monitors.reference import AzureMLDataReference, FileReference, load_reference
+from monitors.reference import AzureMLDataReference, FileReference, ReferenceLoader, load_reference
 
 
 def write(path, rows: int, value: float = 1.0):
@@ -49,7 +50,7 @@ def test_missing_or_unsupported_references_name_the_field(tmp_path):
     with pytest.raises(ValidationFailed, match="unsupported format"):
         load_reference("ref.xlsx", base_dir=tmp_path).frame()
     with pytest.raises(ValidationFailed, match="azureml:<name>:<version>"):
-        load_reference("azureml:flights", base_dir=tmp_path, ml_client=object())
+        load_reference("azureml:flights", base_dir=tmp_path, ml_client=object(), cache_dir=tmp_path)
 
 
 @dataclass
@@ -90,19 +91,20 @@ def test_azureml_asset_versions_have_their_own_fingerprints_and_latest_follows(t
     client = FakeMLClient()
     client.data.add("flights-ref", "1", write(tmp_path / "v1.parquet", 5))
     client.data.add("flights-ref", "2", write(tmp_path / "v2.parquet", 7))
-    v1 = load_reference("azureml:flights-ref:1", base_dir=tmp_path, ml_client=client)
-    latest = load_reference("azureml:flights-ref@latest", base_dir=tmp_path, ml_client=client)
+    loader = ReferenceLoader(tmp_path / "data" / "references", ml_client=lambda: client)
+    v1 = loader.load("azureml:flights-ref:1", tmp_path)
+    latest = loader.load("azureml:flights-ref@latest", tmp_path)
     assert isinstance(v1, AzureMLDataReference)
     assert len(v1.frame()) == 5 and len(latest.frame()) == 7
     assert v1.fingerprint != latest.fingerprint
     before = latest.fingerprint
     client.data.add("flights-ref", "3", write(tmp_path / "v3.parquet", 9))
     assert latest.fingerprint != before and len(latest.frame()) == 9
-    assert load_reference("azureml:flights-ref:1", base_dir=tmp_path, ml_client=client).fingerprint == v1.fingerprint
+    assert loader.load("azureml:flights-ref:1", tmp_path).fingerprint == v1.fingerprint
 
 
 def test_a_missing_azureml_asset_is_not_found(tmp_path):
-    ref = load_reference("azureml:nothing:4", base_dir=tmp_path, ml_client=FakeMLClient())
+    ref = ReferenceLoader(tmp_path, ml_client=FakeMLClient).load("azureml:nothing:4", tmp_path)
     with pytest.raises(NotFound, match="azureml:nothing:4"):
         ref.frame()
 
@@ -140,3 +142,31 @@ def test_an_azureml_asset_on_a_blob_datastore_is_downloaded_once_and_read(tmp_pa
         assert len(ref.frame()) == 10
         service.delete_container(container)  # the copy in the cache is what is read from now on
         assert len(AzureMLDataReference("azureml:flights-ref:5", client, cache_dir=tmp_path / "cache").frame()) == 10
+
+
+def test_without_azure_ml_settings_an_azureml_reference_is_a_configuration_error_naming_them(tmp_path):
+    from core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="AZUREML_WORKSPACE"):
+        ReferenceLoader(tmp_path).load("azureml:flights-ref:1", tmp_path)
+    assert len(ReferenceLoader(tmp_path).load(str(write(tmp_path / "r.parquet", 3)), tmp_path).frame()) == 3
+
+
+def test_an_asset_registered_from_a_job_output_is_the_jobs_download_cached_under_the_data_folder(tmp_path):
+    class FakeJobs:
+        downloads = 0
+
+        def download(self, name, output_name, download_path):
+            FakeJobs.downloads += 1
+            folder = Path(download_path) / "named-outputs" / output_name  # the layout jobs.download writes
+            folder.mkdir(parents=True)
+            write(folder / "reference.parquet", 6)
+
+    client = FakeMLClient()
+    client.jobs = FakeJobs()
+    client.data.add("flights-reference", "2", "azureml://jobs/mlops-retrain-1/outputs/reference/")
+    cache = tmp_path / "data" / "references"
+    for _ in range(2):  # a second loader (a later check) reads the cached copy
+        loader = ReferenceLoader(cache, ml_client=lambda: client)
+        assert len(loader.load("azureml:flights-reference:2", tmp_path).frame()) == 6
+    assert FakeJobs.downloads == 1 and len(list(cache.iterdir())) == 1

@@ -1,0 +1,260 @@
+"""Local deployments as Azure ML runs them: each is Azure ML's inference server (`azmlinfsrv`) in a process of its
+own on loopback, running the deployment's scoring script (the team's `score.py` with init()/run(), or, for an MLflow
+model deployed without one, `retrain/scoring/mlflow_score.py`) with the model folder in AZUREML_MODEL_DIR.
+
+A `DeploymentSpec` is what Azure ML's deployment entity says, reduced to what one machine can honour; a canary
+clones its champion's and changes only the model. `ServerPool` keeps one server per deployment of an endpoint:
+started when the deployment appears, replaced when its spec changes, stopped when it is removed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.clock import Clock
+from core.errors import MlopsError, RetryableError
+
+SCORING_DIR = Path(__file__).with_name("scoring")
+NO_CODE_SCRIPT = "mlflow_score.py"
+LAUNCHER = SCORING_DIR / "launch.py"
+log = logging.getLogger("mlops.serving")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b[^:]*: ")
+
+
+class DeploymentUnavailable(RetryableError):
+    """A deployment's server is not running: still starting past its deadline, failed to start, or stopped."""
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment: the model ('name:version'), the code configuration (a folder and its scoring script; none:
+    MLflow no-code), the environment (a Python with azureml-inference-server-http; none: the pool's), environment
+    variables, data collection ({"collections": {"model_inputs": {"enabled": true, "sampling_rate": 1.0}}}),
+    the request timeout and the number of workers (Azure ML's instance count, on one machine)."""
+
+    model: str
+    code: str | None = None
+    scoring_script: str | None = None
+    environment: str | None = None
+    environment_variables: Mapping[str, str] = field(default_factory=dict)
+    data_collector: Mapping[str, Any] | None = None
+    request_timeout_ms: int = 5000
+    instance_count: int = 1
+
+    @classmethod
+    def from_state(cls, doc: Mapping[str, Any]) -> "DeploymentSpec":
+        known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def to_state(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    def with_model(self, model: str) -> "DeploymentSpec":
+        return replace(self, model=model)
+
+
+def default_environment() -> str:
+    """The repository's serving environment (.venv-serve, built by make) if there is one, else this Python."""
+    candidate = Path(__file__).resolve().parent.parent / ".venv-serve" / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class DeploymentServer:
+    """One deployment's inference server process; `wait_ready` before `score`."""
+
+    def __init__(self, endpoint: str, name: str, spec: DeploymentSpec, *, model_dir: Path, python: str,
+                 log_path: Path, env: Mapping[str, str]) -> None:
+        from retrain.predictions import model_card
+
+        self.endpoint, self.name, self.spec, self.model_dir = endpoint, name, spec, Path(model_dir)
+        self.port, self.log_path = free_port(), log_path
+        card = model_card(model_dir)
+        self.classes, self.columns = card.get("classes"), card.get("columns", [])
+        code = Path(spec.code) if spec.code else SCORING_DIR
+        script = spec.scoring_script or NO_CODE_SCRIPT
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
+        self.started = time.monotonic()
+        self.ready_after_s: float | None = None
+        self._proc = subprocess.Popen(  # noqa: S603 - our own launcher, arguments from the deployment spec
+            [python, str(LAUNCHER), "--entry_script", str(code / script), "--port", str(self.port),
+             "--worker_count", str(spec.instance_count)],
+            cwd=code, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._ready = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Blocks until the liveness route answers (init() done), the process dies, or the deadline passes."""
+        deadline = self.started + timeout_s
+        while not self._ready:
+            if self._proc.poll() is not None:
+                raise DeploymentUnavailable(f"deployment {self.endpoint}/{self.name} ({self.spec.model}) exited "
+                                            f"with code {self._proc.returncode}: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise DeploymentUnavailable(f"deployment {self.endpoint}/{self.name} not ready after {timeout_s:.0f} s")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=2) as response:
+                    self._ready = response.status == 200
+                    self.ready_after_s = time.monotonic() - self.started
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                time.sleep(0.05)
+
+    def score(self, body: bytes) -> tuple[int, Any]:
+        """POST /score; returns the status and the decoded answer (text when it is not JSON)."""
+        request = urllib.request.Request(self.url + "/score", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        timeout = self.spec.request_timeout_ms / 1000.0 + 1.0
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, payload = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            raise DeploymentUnavailable(f"deployment {self.endpoint}/{self.name} did not answer: {exc}") from exc
+        try:
+            return status, json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return status, payload.decode("utf-8", "replace")
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM to the process group (gunicorn finishes the request in hand), SIGKILL after `grace_s`."""
+        if self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        self._log.close()
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The scoring script's own exception lines if the log has any (not the server's wrappers), else its end."""
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        errors = [line for line in text.splitlines() if _EXCEPTION.match(line)
+                  and not line.startswith("azureml_inference_server_http")]
+        tail = text.strip().splitlines()[-lines:]
+        return " | ".join(dict.fromkeys(errors[-2:])) + (f" (log: {self.log_path})" if errors else "\n".join(tail))
+
+
+class ServerPool:
+    """The servers of one endpoint's deployments, kept in step with the endpoint's state by `sync`."""
+
+    def __init__(self, endpoint: str, registry: Any, clock: Clock, *, work_dir: str | Path,
+                 python: str | None = None, start_timeout_s: float = 180.0) -> None:
+        self.endpoint, self.registry, self.clock = endpoint, registry, clock
+        self.work_dir, self.python = Path(work_dir), python or default_environment()
+        self.start_timeout_s = start_timeout_s
+        self._servers: dict[str, DeploymentServer] = {}
+        self._failed: dict[str, tuple[DeploymentSpec, str]] = {}
+        self._collectors: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def sync(self, deployments: Mapping[str, DeploymentSpec]) -> None:
+        with self._lock:
+            for name, spec in deployments.items():
+                running = self._servers.get(name)
+                failed = self._failed.get(name)
+                if (running and running.spec == spec) or (failed and failed[0] == spec):
+                    continue
+                self._retire(name)
+                self._start(name, spec)
+            for name in (set(self._servers) | set(self._failed)) - set(deployments):
+                self._retire(name)
+
+    def server(self, name: str) -> DeploymentServer:
+        """The deployment's server, ready; DeploymentUnavailable if it cannot serve."""
+        with self._lock:
+            server, failed = self._servers.get(name), self._failed.get(name)
+        if failed:
+            raise DeploymentUnavailable(failed[1])
+        if server is None:
+            raise DeploymentUnavailable(f"no server for deployment {self.endpoint}/{name}")
+        server.wait_ready(self.start_timeout_s)
+        return server
+
+    def status(self) -> dict[str, str]:
+        with self._lock:
+            out = {n: ("failed" if n in self._failed else "running" if s.alive() else "exited")
+                   for n, s in self._servers.items()}
+            out.update({n: "failed" for n in self._failed})
+            return out
+
+    def close(self) -> None:
+        with self._lock:
+            for name in list(self._servers) + list(self._failed):
+                self._retire(name, wait=True)
+
+    def _start(self, name: str, spec: DeploymentSpec) -> None:
+        from retrain.deploy import parse_model
+
+        try:
+            model_dir = Path(self.registry.model_path(parse_model(spec.model)))
+        except MlopsError as exc:  # an unknown model fails this deployment, not the endpoint
+            self._failed[name] = (spec, f"deployment {self.endpoint}/{name}: model {spec.model}: {exc}")
+            log.error("%s", self._failed[name][1])
+            return
+        env = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir.parent), "MLFLOW_MODEL_FOLDER": model_dir.name,
+               "ENDPOINT_NAME": self.endpoint, "DEPLOYMENT_NAME": name, "MLOPS_MODEL_VERSION": spec.model,
+               "SCORING_TIMEOUT_MS": str(spec.request_timeout_ms), "AML_APP_INSIGHTS_ENABLED": "false",
+               "GUNICORN_CMD_ARGS": "--no-control-socket",  # gunicorn 23+ would share one socket in $HOME
+               **self._collector_env(name, spec), **dict(spec.environment_variables)}
+        log_path = self.work_dir / "logs" / f"{self.endpoint}-{name}-{spec.model.replace(':', '-')}.log"
+        self._servers[name] = DeploymentServer(self.endpoint, name, spec, model_dir=model_dir,
+                                               python=spec.environment or self.python, log_path=log_path, env=env)
+
+    def _collector_env(self, name: str, spec: DeploymentSpec) -> dict[str, str]:
+        collections = dict((spec.data_collector or {}).get("collections") or {})
+        if not collections:
+            return {}
+        from retrain.datacollector import LocalDataCollector, config_json
+
+        agent = LocalDataCollector(self.work_dir.parent, self.endpoint, name, self.clock).start()
+        self._collectors[name] = agent
+        config = self.work_dir / "mdc" / f"{self.endpoint}-{name}.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(config_json(collections)))
+        return {"AZUREML_MDC_CONFIG_PATH": str(config), "AZUREML_MDC_HOST": "127.0.0.1",
+                "AZUREML_MDC_PORT": str(agent.port)}
+
+    def _retire(self, name: str, wait: bool = False) -> None:
+        """Stops a removed deployment in the background: requests in hand finish, new ones go elsewhere."""
+        self._failed.pop(name, None)
+        server, agent = self._servers.pop(name, None), self._collectors.pop(name, None)
+
+        def stop() -> None:
+            if server is not None:
+                server.stop()
+            if agent is not None:
+                time.sleep(0.0 if wait else 2.0)  # let the stopped script's last payloads arrive
+                agent.stop()
+
+        if wait:
+            stop()
+        else:
+            threading.Thread(target=stop, name=f"stop {self.endpoint}/{name}", daemon=True).start()
