@@ -37,12 +37,31 @@ param retrainConfig string = ''
 @secure()
 param webhookUrl string = ''
 
+@description('MLOPS_NOTIFY_URLS: apprise notification URLs (Teams, Slack, email, PagerDuty ...), space separated; they hold tokens, hence secure (or a Key Vault reference). Empty: none.')
+@secure()
+param notifyUrls string = ''
+
 @description('MLOPS_WEBHOOK_FORMAT')
 @allowed(['json', 'teams', 'slack'])
 param webhookFormat string = 'json'
 
 @description('MLOPS_MAX_BODY_BYTES: largest accepted HTTP request body.')
 param maxBodyBytes int = 65536
+
+@description('MLOPS_MAX_WINDOW_SPAN: longest window POST /api/checks and /api/retrain accept (e.g. 92d).')
+param maxWindowSpan string = '92d'
+
+@description('MLOPS_CHECK_MAX_ATTEMPTS: failed attempts (not outages) before a window is recorded as failed.')
+param checkMaxAttempts int = 3
+
+@description('MLOPS_CHECK_LEASE: how long a running check holds its window; at least the function timeout.')
+param checkLease string = '10m'
+
+@description('MLOPS_CHECK_REQUEST_TTL: after this, an unanswered check request is sent again under a new id.')
+param checkRequestTtl string = '15m'
+
+@description('MLOPS_MAX_WINDOWS_PER_TICK: catch-up bound, windows one monitor asks for per timer tick.')
+param maxWindowsPerTick int = 24
 
 @description('Object ids of the scoring endpoints\' identities that send telemetry through the data collection rule.')
 param telemetryWriterPrincipalIds array = []
@@ -147,8 +166,14 @@ var appSettings = {
   MLOPS_CLOCK: 'real'
   MLOPS_ENVIRONMENT: environmentName
   MLOPS_WEBHOOK_URL: webhookUrl
+  MLOPS_NOTIFY_URLS: notifyUrls
   MLOPS_WEBHOOK_FORMAT: webhookFormat
   MLOPS_MAX_BODY_BYTES: string(maxBodyBytes)
+  MLOPS_MAX_WINDOW_SPAN: maxWindowSpan
+  MLOPS_CHECK_MAX_ATTEMPTS: string(checkMaxAttempts)
+  MLOPS_CHECK_LEASE: checkLease
+  MLOPS_CHECK_REQUEST_TTL: checkRequestTtl
+  MLOPS_MAX_WINDOWS_PER_TICK: string(maxWindowsPerTick)
   MLOPS_DUPLICATE_WINDOW_S: string(bus.topic.duplicateDetectionSeconds)
   MLOPS_OTEL_EXPORT: otelExport
   MLOPS_METRICS_REGION: publishCheckMetrics ? azuremlWorkspace.location : ''
