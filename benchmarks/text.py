@@ -104,9 +104,9 @@ def false_alarms(data: pd.DataFrame, embedder, seeds: int) -> dict:
 
 def detection(embedder) -> dict:
     """The text demo's traffic (demo/tweets.py): reference July-October 2015, two-week windows after it."""
-    from demo.tweets import TEXT, load
+    from demo.tweets import TEXT, tweets_history
 
-    data = load().frame
+    data = tweets_history()
     at = pd.to_datetime(data["time"], utc=True)
     reference = data[at < "2015-11-01"]
     fitted = _evaluator(embedder).fit(reference[[TEXT]].reset_index(drop=True))

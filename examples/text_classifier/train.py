@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     texts = [clean(v) for v in frame[column].tolist()]
     y = np.searchsorted(np.asarray(classes, dtype=object), labels.to_numpy(dtype=object))
     classifier = fit(texts, y, len(classes), epochs=args.epochs)
-    save(classifier, args.model_out, classes=classes, text_column=column, sample=frame[[column]].head(3))
+    # the signature names every feature the model is sent (others, like a slice column, are sent and ignored)
+    features = [name for name in schema["features"] if name in frame] or [column]
+    save(classifier, args.model_out, classes=classes, text_column=column, sample=frame[features].head(3))
     print(f"train: {len(texts)} texts, classes {classes}, "
           f"{'head only' if not args.epochs else f'{args.epochs:g} epochs of fine-tuning'}")
     return 0
@@ -405,7 +407,8 @@ def save(model: Any, out: Path, *, classes: list[Any], text_column: str, sample:
         folder.mkdir()
         export(model, folder, classes=classes, text_column=text_column)
         probe = _check_export(model, folder, sample[text_column].map(clean).tolist())
-        signature = infer_signature(sample.astype({text_column: "string"}), probe)
+        signature = infer_signature(sample.astype({name: "string" for name in sample.columns
+                                                   if sample[name].dtype == object}), probe)
         mlflow.pyfunc.save_model(
             str(out), python_model=str(HERE / "onnx_model.py"), artifacts={"classifier": str(folder)},
             signature=signature, metadata={"classes": classes},

@@ -19,8 +19,7 @@ SERVE_PYTHON = ROOT / ".venv-serve" / "bin" / "python"
 def _contract_folder(tmp: Path, rows: pd.DataFrame) -> Path:
     data = tmp / "data"
     data.mkdir()
-    frame = rows.rename(columns={"author": "label"})[["text", "label", "time"]]
-    frame.assign(time=pd.to_datetime(frame["time"]).dt.tz_localize("UTC")).to_parquet(data / "train.parquet")
+    rows.rename(columns={"author": "label"})[["text", "label", "time"]].to_parquet(data / "train.parquet")
     (data / "schema.json").write_text(json.dumps({"features": {"text": "text"}, "target": "label",
                                                   "task": "multiclass", "time_column": "time"}))
     return data
@@ -53,9 +52,9 @@ def head_model(tmp_path_factory, traffic):
 
 @pytest.fixture(scope="module")
 def traffic():
-    from demo.tweets import load
+    from demo.tweets import tweets_history
 
-    return load(pd.Timestamp("2015-10-01", tz="UTC"), pd.Timestamp("2016-02-01", tz="UTC")).frame
+    return tweets_history(pd.Timestamp("2015-10-01", tz="UTC"), pd.Timestamp("2016-02-01", tz="UTC"))
 
 
 def test_head_only_model_learns_and_serves_class_probabilities(head_model, traffic):
