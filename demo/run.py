@@ -16,7 +16,7 @@ from demo import workspace as wsp
 from demo.data import load
 from demo.observers import AuditFeed, WebhookReceiver
 from demo.replay import Replay
-from demo.strategies import Scheduled, monthly_auc, served_auc
+from demo.strategies import Scheduled, by_month, scored_flights, served_auc
 
 log = logging.getLogger("demo")
 
@@ -124,16 +124,18 @@ class _FaultInjector:
 
 def _strategies(opts: Options, traffic: Any, box: Any, champion: Any, scheduled: Scheduled | None,
                 outcome: dict[str, Any]) -> dict[str, Any]:
-    never = monthly_auc(traffic, champion, opts.start, opts.end)
-    managed = served_auc(box, opts.start, opts.end)
-    out = {"never": _strategy(never, 0),
-           "managed": _strategy(managed, sum(1 for e in outcome["events"] if e.type == "mlops.retrain.started.v1"))}
     if scheduled is not None:
         while scheduled.retrains < len(pd.date_range(opts.start, opts.end, freq="MS", inclusive="left")) - 1:
             if scheduled.error:
                 raise scheduled.error
             time.sleep(0.2)
-        out["scheduled"] = _strategy(scheduled.monthly_auc(champion), scheduled.retrains)
+    scored = scored_flights(traffic, box, champion, scheduled, opts.start, opts.end)
+    managed = served_auc(box, opts.start, opts.end)
+    out = {"never": _strategy(by_month(scored, "never", opts.start, opts.end), 0),
+           "managed": _strategy(managed, sum(1 for e in outcome["events"] if e.type == "mlops.retrain.started.v1"))}
+    if scheduled is not None:
+        out["scheduled"] = _strategy(by_month(scored, "scheduled", opts.start, opts.end), scheduled.retrains)
+    out["_scored"] = scored  # per flight, for the targets (dropped before summary.json)
     return out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.types import EndpointRef, ModelVersion, Window
-from demo.data import LABEL, Traffic
+from demo.data import Traffic
 from demo.workspace import ENDPOINT, MODEL, predict, training_frame
 
 
@@ -31,14 +31,6 @@ def auc(labels: Any, scores: Any) -> float | None:
     return float(roc_auc_score(labels[keep], scores[keep]))
 
 
-def monthly_auc(traffic: Traffic, model: Any, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, float | None]:
-    out = {}
-    for month in months(start, end):
-        rows = traffic.between(month, min(month + pd.offsets.MonthBegin(1), end))
-        out[f"{month:%Y-%m}"] = auc(rows[LABEL], predict(model, training_frame(rows))) if len(rows) else None
-    return out
-
-
 def served_auc(box: Any, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, float | None]:
     """Monthly AUC of what the endpoint answered (champion and canaries alike), from its telemetry."""
     out = {}
@@ -47,6 +39,34 @@ def served_auc(box: Any, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, fl
         batch = box.telemetry.fetch(EndpointRef(ENDPOINT), Window(month.to_pydatetime(), stop.to_pydatetime()))
         frame = batch.frame
         out[f"{month:%Y-%m}"] = auc(frame["label"], frame["score"]) if len(frame) else None
+    return out
+
+
+def scored_flights(traffic: Traffic, box: Any, champion: Any, scheduled: "Scheduled | None", start: pd.Timestamp,
+                   end: pd.Timestamp) -> pd.DataFrame:
+    """Every replayed flight with its label and each strategy's score: never (the champion), scheduled (that
+    month's model) and managed (what the endpoint answered, from its telemetry, NaN for failed requests)."""
+    rows = traffic.between(start, end)
+    frame = training_frame(rows)
+    out = pd.DataFrame({"time": frame["time"], "request_id": rows["request_id"].to_numpy(),
+                        "label": frame["label"].to_numpy(), "never": predict(champion, frame)})
+    if scheduled is not None:
+        out["scheduled"] = np.nan
+        for month in months(start, end):
+            model = scheduled.models.get(f"{month:%Y-%m}", champion)
+            mask = ((out["time"] >= month) & (out["time"] < month + pd.offsets.MonthBegin(1))).to_numpy()
+            out.loc[mask, "scheduled"] = predict(model, frame[mask])
+    batch = box.telemetry.fetch(EndpointRef(ENDPOINT), Window(start.to_pydatetime(), end.to_pydatetime()))
+    answered = batch.frame.drop_duplicates("request_id").set_index("request_id")["score"]
+    out["managed"] = out["request_id"].map(answered).astype(float)
+    return out
+
+
+def by_month(scored: pd.DataFrame, column: str, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, float | None]:
+    out = {}
+    for month in months(start, end):
+        rows = scored[(scored["time"] >= month) & (scored["time"] < min(month + pd.offsets.MonthBegin(1), end))]
+        out[f"{month:%Y-%m}"] = auc(rows["label"], rows[column]) if len(rows) else None
     return out
 
 
@@ -97,13 +117,6 @@ class Scheduled:
         if status.model is None:
             raise RuntimeError(f"monthly retrain for {month:%Y-%m} failed at {status.failed_step}: {status.error}")
         return self.registry.load_model(ModelVersion(status.model.name, status.model.version))
-
-    def monthly_auc(self, champion: Any) -> dict[str, float | None]:
-        out = {}
-        for month in months(self.start, self.end):
-            model = self.models.get(f"{month:%Y-%m}", champion)
-            out.update(monthly_auc(self.traffic, model, month, min(month + pd.offsets.MonthBegin(1), self.end)))
-        return out
 
 
 def _features() -> dict[str, str]:

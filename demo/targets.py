@@ -125,3 +125,56 @@ def _auc(label: np.ndarray, score: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(score)
     return float((ranks[label == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def performance_baseline(checks: Iterable[Mapping[str, Any]]) -> pd.Series:
+    """The serving model's holdout performance over time: the realized performance finding's baseline per check."""
+    points = {}
+    for check in checks:
+        found = next((f for f in check.get("findings", []) if f.get("signal") == "performance"), None)
+        baseline = ((found or {}).get("details") or {}).get("baseline")
+        if baseline is not None:
+            points[pd.Timestamp(check["window"]["start"])] = float(baseline)
+    return pd.Series(points, dtype=float).sort_index()
+
+
+def label_free_by_month(evaluator: Any, reference: pd.DataFrame, scored: pd.DataFrame, score: str,
+                        months: Iterable[pd.Timestamp]) -> dict[str, float | None]:
+    """The label-free estimate of each month's AUC from its scores alone, calibrated on `reference`."""
+    from core.types import EndpointRef, TelemetryBatch, Window
+
+    fitted = evaluator.fit(reference)
+    out = {}
+    for month in months:
+        stop = month + pd.offsets.MonthBegin(1)
+        rows = scored[(scored["time"] >= month) & (scored["time"] < stop)]
+        batch = TelemetryBatch(EndpointRef("estimate"), Window(month.to_pydatetime(), stop.to_pydatetime()),
+                               rows[[score]].rename(columns={score: evaluator.prediction_column}))
+        (finding,) = fitted.evaluate(batch)
+        out[f"{month:%Y-%m}"] = finding.statistic
+    return out
+
+
+def measure(opts: Any, ws: Any, box: Any, messages: list[Mapping[str, Any]], scored: pd.DataFrame | None
+            ) -> dict[str, Any]:
+    """Every target of issue 10 on this run (see the module's docstring)."""
+    from core.records import CHECK, INCIDENT
+    from demo.strategies import by_month, months
+    from monitors.signals.estimated import EstimatedPerformanceEvaluator
+
+    incidents = [dict(d.data) for _, d in box.store.list(INCIDENT)]
+    checks = [dict(d.data) for _, d in box.store.list(CHECK)]
+    out: dict[str, Any] = {"incidents": incident_stats(incidents, messages)}
+    if scored is None:
+        return out
+    served = scored[["time", "label", "managed"]].rename(columns={"managed": "score"}).dropna()
+    recall = weekly_recall(served, performance_baseline(checks), incidents, start=opts.start, end=opts.end)
+    out["lost_weeks"] = {k: v for k, v in recall.items() if k != "by_week"}
+    reference = pd.read_parquet(ws.reference_path)  # the champion's own: train + scored holdout
+    estimator = EstimatedPerformanceEvaluator("score", "score", "label", "classification")
+    estimated = label_free_by_month(estimator, reference, scored, "never", months(opts.start, opts.end))
+    out["label_free"] = label_free_error(estimated, by_month(scored, "never", opts.start, opts.end))
+    out["label_free"]["model"] = "the champion (never retrained), estimated from its scores alone"
+    if "scheduled" in scored:
+        out["managed_vs_scheduled"] = auc_difference(scored.dropna(subset=["managed"]), "managed", "scheduled")
+    return out
