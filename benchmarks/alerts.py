@@ -9,7 +9,8 @@ Scenarios (all with day-to-day variation inside the reference itself, as real tr
 - `stable`: the same process as the reference for the whole replay: every incident is a false alarm;
 - `weekly`: the same, plus a weekly cycle in traffic mix and volume;
 - `covariate`: from mid-replay a feature's distribution moves (the model still right: performance holds);
-- `concept`: from mid-replay the outcome's relation to a feature flips sign (performance drops).
+- `concept`: from mid-replay the outcome's relation to a feature flips sign (performance drops);
+- `regression`: a regression model (prediction kind `value`, RMSE) on the same stable process.
 """
 from __future__ import annotations
 
@@ -47,10 +48,11 @@ class Scenario:
     weekly: bool = False
     covariate: bool = False
     concept: bool = False
+    regression: bool = False
 
 
 SCENARIOS = (Scenario("stable"), Scenario("weekly", weekly=True), Scenario("covariate", covariate=True),
-             Scenario("concept", concept=True))
+             Scenario("concept", concept=True), Scenario("regression", regression=True))
 COEF = np.array([0.9, -0.6, 0.4])
 
 
@@ -71,6 +73,8 @@ def history(scenario: Scenario, days: int, change: int, rng: np.random.Generator
             truth = x @ (COEF * [-1, 1, 1]) + np.where(segment == "c", 0.5, 0.0) - 0.8  # the world changed
         score = 1 / (1 + np.exp(-(x @ COEF + np.where(segment == "c", 0.5, 0.0) - 0.8)))  # the model did not
         label = (rng.uniform(size=rows) < 1 / (1 + np.exp(-truth))).astype(int)
+        if scenario.regression:  # a delay in minutes: the model predicts its expectation
+            score, label = 20 * score, 20 * (1 / (1 + np.exp(-truth))) + rng.normal(0, 4, rows)
         times = START + timedelta(days=day) + pd.to_timedelta(np.sort(rng.uniform(0, 86400, rows)), unit="s")
         parts.append(pd.DataFrame({"time": times, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "segment": segment,
                                    "channel": rng.choice(["web", "app"], rows), "score": score, "label": label,
@@ -90,7 +94,9 @@ def replay(scenario: Scenario, days: int, seed: int) -> dict:
     frame = history(scenario, reference_days + days, change, rng)
     cut = START + timedelta(days=reference_days)
     reference = frame[frame["time"] < cut]
-    spec = parse_spec(SPEC)
+    text = SPEC.replace("{column: score, kind: score}", "{column: score, kind: value}").replace(
+        "task: classification", "task: regression") if scenario.regression else SPEC
+    spec = parse_spec(text)
     with tempfile.TemporaryDirectory() as tmp:
         suite = fit_suite(build_suite(spec, calibration_dir=Path(tmp) / "nulls"), reference, "synthetic")
         store = SqliteStateStore(Path(tmp) / "state.sqlite")
