@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demo.targets import auc_difference, incident_stats, label_free_error, weekly_recall
+from replay.targets import auc_difference, incident_stats, label_free_error, weekly_recall
 
 START, END = pd.Timestamp("2013-04-01", tz="UTC"), pd.Timestamp("2013-05-27", tz="UTC")
 

@@ -48,14 +48,14 @@ def weekly_recall(served: pd.DataFrame, baseline: pd.Series, incidents: Iterable
     `served`: time, label, score of what the endpoint answered; `baseline`: the serving model's holdout AUC
     over time (a step series indexed by time, e.g. the performance finding's baseline per check).
     """
-    from demo.strategies import auc
-
     spans = open_spans(incidents, end)
     weeks = []
     for week in pd.date_range(start, end, freq="7D", inclusive="left"):
         stop = min(week + pd.Timedelta(days=7), end)
         rows = served[(served["time"] >= week) & (served["time"] < stop)]
-        realized = auc(rows["label"], rows["score"]) if len(rows) >= min_rows else None
+        realized = _auc(rows["label"].to_numpy(dtype=int), rows["score"].to_numpy(dtype=float)) \
+            if len(rows) >= min_rows else None
+        realized = None if realized is None or realized != realized else realized  # NaN: one class only
         known = baseline[baseline.index < stop]
         if realized is None or known.empty:
             continue
@@ -155,12 +155,12 @@ def label_free_by_month(evaluator: Any, reference: pd.DataFrame, scored: pd.Data
     return out
 
 
-def measure(opts: Any, ws: Any, box: Any, messages: list[Mapping[str, Any]], scored: pd.DataFrame | None
-            ) -> dict[str, Any]:
-    """Every target of issue 10 on this run (see the module's docstring)."""
+def measure(world: Any, box: Any, messages: list[Mapping[str, Any]], scored: pd.DataFrame | None) -> dict[str, Any]:
+    """Every target of issue 10 on this replay. Incidents and notifications for any task; the weeks of lost
+    performance, the label-free estimate and the managed-vs-scheduled interval for binary classifiers (AUC)."""
     from core.records import CHECK, INCIDENT
-    from demo.strategies import by_month, months
     from monitors.signals.estimated import EstimatedPerformanceEvaluator
+    from replay.strategies import months
 
     incidents = [dict(d.data) for _, d in box.store.list(INCIDENT)]
     checks = [dict(d.data) for _, d in box.store.list(CHECK)]
@@ -168,13 +168,20 @@ def measure(opts: Any, ws: Any, box: Any, messages: list[Mapping[str, Any]], sco
     if scored is None:
         return out
     served = scored[["time", "label", "managed"]].rename(columns={"managed": "score"}).dropna()
-    recall = weekly_recall(served, performance_baseline(checks), incidents, start=opts.start, end=opts.end)
+    recall = weekly_recall(served, performance_baseline(checks), incidents, start=world.start, end=world.end)
     out["lost_weeks"] = {k: v for k, v in recall.items() if k != "by_week"}
-    reference = pd.read_parquet(ws.reference_path)  # the champion's own: train + scored holdout
+    reference = pd.read_parquet(world.ws.reference_path)  # the champion's own: training rows + scored holdout
     estimator = EstimatedPerformanceEvaluator("score", "score", "label", "classification")
-    estimated = label_free_by_month(estimator, reference, scored, "never", months(opts.start, opts.end))
-    out["label_free"] = label_free_error(estimated, by_month(scored, "never", opts.start, opts.end))
+    estimated = label_free_by_month(estimator, reference, scored, "never", months(world.start, world.end))
+    realized = {f"{m:%Y-%m}": _monthly(scored, "never", m) for m in months(world.start, world.end)}
+    out["label_free"] = label_free_error(estimated, realized)
     out["label_free"]["model"] = "the champion (never retrained), estimated from its scores alone"
     if "scheduled" in scored:
         out["managed_vs_scheduled"] = auc_difference(scored.dropna(subset=["managed"]), "managed", "scheduled")
     return out
+
+
+def _monthly(scored: pd.DataFrame, column: str, month: pd.Timestamp) -> float | None:
+    rows = scored[(scored["time"] >= month) & (scored["time"] < month + pd.offsets.MonthBegin(1))]
+    value = _auc(rows["label"].to_numpy(dtype=int), rows[column].to_numpy(dtype=float)) if len(rows) >= 50 else None
+    return None if value is None or value != value else value
