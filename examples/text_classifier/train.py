@@ -230,7 +230,8 @@ class Encoder:
         if todo:
             fresh = self.run([t for _, t in todo])
             known.update(zip((k for k, _ in todo), fresh, strict=True))
-            self._keep(np.array([k for k, _ in todo], dtype="S16"), fresh)
+            # 16 raw bytes a row: numpy's "S16" would strip a key's trailing NUL bytes and miss it forever
+            self._keep(np.frombuffer(b"".join(k for k, _ in todo), dtype=np.uint8).reshape(-1, 16), fresh)
         return np.stack([known[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
 
     def run(self, texts: list[str]) -> np.ndarray:
@@ -250,7 +251,9 @@ class Encoder:
         for shard in sorted(self.shards.glob("*.npz")) if self.shards.exists() else []:
             try:
                 with np.load(shard, allow_pickle=False) as data:
-                    known.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                    if data["keys"].dtype != np.uint8 or data["keys"].shape[1:] != (16,):
+                        continue  # an older shard's layout: a cache miss
+                    known.update(zip((bytes(k) for k in data["keys"]), data["vectors"], strict=True))
             except (OSError, ValueError, KeyError):
                 continue  # a damaged shard is only a cache miss
         return known
