@@ -208,27 +208,17 @@ class SqliteTelemetryStore:
         A store that cannot be opened, or a segment merged away while being read, is retried for
         `busy_timeout_s`, then raises TelemetryUnavailable.
         """
-        import adbc_driver_manager
-
         span = (endpoint, micros(start), micros(end), deployment)
         try:
-            return retry_transient(lambda: self._read(*span), on=(adbc_driver_manager.Error, FileNotFoundError),
+            return retry_transient(lambda: self._read(*span), on=(sqlite3.OperationalError, FileNotFoundError),
                                    within=self.busy_timeout_s, base=0.05, cap=0.05, what=f"reading {self.path}")
-        except (adbc_driver_manager.Error, FileNotFoundError) as exc:
+        except (sqlite3.OperationalError, FileNotFoundError) as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
 
     def _read(self, endpoint: str, start_us: int, end_us: int, deployment: str | None) -> "pa.Table":
-        import adbc_driver_sqlite.dbapi as adbc
         import pyarrow as pa
 
-        with closing(adbc.connect(f"{self.path.resolve().as_uri()}?mode=ro")) as db, closing(db.cursor()) as cur:
-            cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            cur.execute(_SEGMENTS_SQL, (endpoint, start_us // HOUR_US, (end_us - 1) // HOUR_US, start_us, end_us))
-            paths = [row[0] for row in cur.fetchall()]
-            cur.execute(_LEGACY_SQL, (endpoint, start_us, end_us, deployment, deployment))
-            legacy = cur.fetch_arrow_table()
-            cur.execute(_LABELS_SQL, (endpoint, start_us, end_us))
-            labels = cur.fetch_arrow_table()
+        paths, legacy, labels = self._catalog(endpoint, start_us, end_us, deployment, with_labels=True)
         parts = [_read_segments([str(self.segments / path) for path in paths])] if paths else []
         if legacy.num_rows:  # rows of an older version: plain text columns, so the segments' become plain too
             fields = _fixed()
@@ -245,18 +235,12 @@ class SqliteTelemetryStore:
                     batch_rows: int = 1 << 20) -> Iterator["pa.Table"]:
         """The window's rows in chunks of at most `batch_rows` (in no particular order, labels not joined):
         memory stays at one chunk whatever the window's size. Rows of older versions come as a last chunk."""
-        import adbc_driver_sqlite.dbapi as adbc
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         start_us, end_us = micros(start), micros(end)
-        with closing(adbc.connect(f"{self.path.resolve().as_uri()}?mode=ro")) as db, closing(db.cursor()) as cur:
-            cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            cur.execute(_SEGMENTS_SQL, (endpoint, start_us // HOUR_US, (end_us - 1) // HOUR_US, start_us, end_us))
-            paths = [row[0] for row in cur.fetchall()]
-            cur.execute(_LEGACY_SQL, (endpoint, start_us, end_us, deployment, deployment))
-            legacy = cur.fetch_arrow_table()
+        paths, legacy, _ = self._catalog(endpoint, start_us, end_us, deployment, with_labels=False)
         for path in paths:
             for batch in pq.ParquetFile(self.segments / path).iter_batches(batch_size=batch_rows):
                 keep = pc.and_(pc.greater_equal(batch["time_us"], start_us), pc.less(batch["time_us"], end_us))
@@ -265,6 +249,28 @@ class SqliteTelemetryStore:
                 yield pa.Table.from_batches([batch]).filter(keep)
         if legacy.num_rows:
             yield legacy
+
+    def _catalog(self, endpoint: str, start_us: int, end_us: int, deployment: str | None,
+                 with_labels: bool) -> tuple[list[str], "pa.Table", "pa.Table | None"]:
+        """The window's segment paths, rows of older versions and labels, from one snapshot of the database.
+
+        Read with the same SQLite library the writers use: a second copy of SQLite in the process (an ADBC
+        driver) drops the writers' POSIX locks when it closes the file, and readers then crash (SIGBUS) on a
+        WAL index being rebuilt under them."""
+        import pyarrow as pa
+
+        uri = f"{self.path.resolve().as_uri()}?mode=rw"  # never creates a missing store
+        with closing(sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s, isolation_level=None)) as db:
+            db.execute("BEGIN")  # one snapshot: a merge committed between two queries is not half seen
+            paths = [row[0] for row in db.execute(_SEGMENTS_SQL, (endpoint, start_us // HOUR_US,
+                                                                  (end_us - 1) // HOUR_US, start_us, end_us))]
+            legacy = _arrow(db.execute(_LEGACY_SQL, (endpoint, start_us, end_us, deployment, deployment)),
+                            {**dict.fromkeys(("time_us", "status_code"), pa.int64()),
+                             **dict.fromkeys(("score", "latency_ms"), pa.float64())})
+            labels = _arrow(db.execute(_LABELS_SQL, (endpoint, start_us, end_us)),
+                            {"request_us": pa.int64()}) if with_labels else None
+            db.execute("COMMIT")
+        return paths, legacy, labels
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
         rows = self._query("SELECT latency_ms, status_code FROM requests WHERE endpoint = ? AND deployment = ? "
@@ -280,6 +286,17 @@ class SqliteTelemetryStore:
                 return db.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
+
+
+def _arrow(cursor: sqlite3.Cursor, types: dict) -> "pa.Table":
+    """A query's rows as an Arrow table: the columns named in `types` so typed, the others text."""
+    import pyarrow as pa
+
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pa.table({name: pa.array(column, types.get(name, pa.string()))
+                     for name, column in zip(names, columns, strict=True)})
 
 
 def _in_window(table: "pa.Table", start_us: int, end_us: int, deployment: str | None) -> "pa.Table":
