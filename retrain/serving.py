@@ -82,13 +82,13 @@ class DeploymentServer:
     """One deployment's inference server process; `wait_ready` before `score`."""
 
     def __init__(self, endpoint: str, name: str, spec: DeploymentSpec, *, model_dir: Path, python: str,
-                 log_path: Path, env: Mapping[str, str]) -> None:
+                 log_path: Path, env: Mapping[str, str], task: str | None = None) -> None:
         from retrain.predictions import model_card
 
         self.endpoint, self.name, self.spec, self.model_dir = endpoint, name, spec, Path(model_dir)
         self.port, self.log_path = free_port(), log_path
         card = model_card(model_dir)
-        self.classes, self.columns = card.get("classes"), card.get("columns", [])
+        self.classes, self.columns, self.task = card.get("classes"), card.get("columns", []), task
         code = Path(spec.code) if spec.code else SCORING_DIR
         script = spec.scoring_script or NO_CODE_SCRIPT
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +214,9 @@ class ServerPool:
         from retrain.deploy import parse_model
 
         try:
-            model_dir = Path(self.registry.model_path(parse_model(spec.model)))
+            version = parse_model(spec.model)
+            model_dir = Path(self.registry.model_path(version))
+            task = (self.registry.get(version.name, version.version).get("lineage") or {}).get("task")
         except MlopsError as exc:  # an unknown model fails this deployment, not the endpoint
             self._failed[name] = (spec, f"deployment {self.endpoint}/{name}: model {spec.model}: {exc}")
             log.error("%s", self._failed[name][1])
@@ -226,7 +228,8 @@ class ServerPool:
                **self._collector_env(name, spec), **dict(spec.environment_variables)}
         log_path = self.work_dir / "logs" / f"{self.endpoint}-{name}-{spec.model.replace(':', '-')}.log"
         self._servers[name] = DeploymentServer(self.endpoint, name, spec, model_dir=model_dir,
-                                               python=spec.environment or self.python, log_path=log_path, env=env)
+                                               python=spec.environment or self.python, log_path=log_path, env=env,
+                                               task=task)
 
     def _collector_env(self, name: str, spec: DeploymentSpec) -> dict[str, str]:
         collections = dict((spec.data_collector or {}).get("collections") or {})

@@ -22,6 +22,12 @@ def test_multiclass_probabilities_give_the_most_probable_class():
     assert read_predictions(answer, 2, ["a", "b", "c"]) == [("b", 0.5), ("a", 0.6)]
 
 
+def test_the_task_says_what_a_number_is():
+    assert read_predictions([12.5, -3.0], 2, task="regression") == [(12.5, 12.5), (-3.0, -3.0)]
+    assert read_predictions([[12.5]], 1, task="regression") == [(12.5, 12.5)]
+    assert read_predictions([0.7, 0.2, 1], 3, task="binary") == [(1, 0.7), (0, 0.2), (1, None)]  # 1: a label
+
+
 def test_labels_and_values_are_predictions_without_a_score():
     assert read_predictions([12.5, -3.0], 2) == [(12.5, None), (-3.0, None)]
     assert read_predictions(["cat", "dog"], 2) == [("cat", None), ("dog", None)]

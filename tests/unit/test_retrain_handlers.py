@@ -25,6 +25,7 @@ from retrain.gate import GatePolicy
 from retrain.handlers import get_run, on_deploy_event, on_retrain_event, request_retrain, track_runs
 from retrain.policy import RetrainPolicy
 from retrain.registry import LocalModelRegistry
+from tests.unit._mlflow_models import register_flights_model
 from tests.unit._retrain_data import FEATURES, LABEL, months, register_model
 
 EP = EndpointRef("flights-ep")
@@ -76,8 +77,8 @@ class FakeLabelled:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     registry = LocalModelRegistry(tmp_path_factory.mktemp("registry"))
-    return registry, register_model(registry, 1, 3, seed=0, run_id="v1"), register_model(registry, 4, 5, seed=1,
-                                                                                         run_id="v2")
+    v1 = register_flights_model(registry, 1, 3, seed=0, run_id="v1")  # MLflow: the local endpoint serves it
+    return registry, v1, register_flights_model(registry, 4, 5, seed=1, run_id="v2")
 
 
 @pytest.fixture

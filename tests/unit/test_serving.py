@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -132,6 +132,17 @@ def test_a_team_score_py_logs_with_the_product_logger_and_azure_mls_data_collect
         assert inputs["time"] == "2013-06-01T12:00:00Z"  # filed by the endpoint's clock
         assert inputs["collectdatatype"] == "pandas.core.frame.DataFrame"
         assert by_type["azureml.inference.model_outputs"]["correlationid"] == inputs["correlationid"]
+        # ...and the product's data collector source reads them back, as it reads Azure's blob store
+        from core.types import EndpointRef, Window
+        from monitors.telemetry.blobfiles import FolderFiles
+        from monitors.telemetry.datacollector import DataCollectorTelemetrySource, Layout
+
+        source = DataCollectorTelemetrySource(FolderFiles(data_dir), Layout(id_column="correlationid"),
+                                              features=FEATURES)
+        batch = source.fetch(EndpointRef("flights-ep"), Window(START, START + timedelta(hours=1)))
+        assert sorted(batch.frame["request_id"]) == sorted(ids)
+        assert list(batch.frame.sort_values("request_id")["carrier"]) == list(
+            rows.assign(request_id=ids).sort_values("request_id")["carrier"])
     finally:
         pool.close()
 
