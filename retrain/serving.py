@@ -8,6 +8,7 @@ started when the deployment appears, replaced when its spec changes, stopped whe
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -18,8 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -114,25 +113,27 @@ class DeploymentServer:
                                             f"with code {self._proc.returncode}: {self.log_tail()}")
             if time.monotonic() > deadline:
                 raise DeploymentUnavailable(f"deployment {self.endpoint}/{self.name} not ready after {timeout_s:.0f} s")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             try:
-                with urllib.request.urlopen(self.url + "/", timeout=2) as response:
-                    self._ready = response.status == 200
-                    self.ready_after_s = time.monotonic() - self.started
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                conn.request("GET", "/")  # the liveness route: it answers once init() has run
+                self._ready = conn.getresponse().status == 200
+                self.ready_after_s = time.monotonic() - self.started
+            except (OSError, http.client.HTTPException):
                 time.sleep(0.05)
+            finally:
+                conn.close()
 
     def score(self, body: bytes) -> tuple[int, Any]:
         """POST /score; returns the status and the decoded answer (text when it is not JSON)."""
-        request = urllib.request.Request(self.url + "/score", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-        timeout = self.spec.request_timeout_ms / 1000.0 + 1.0
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.spec.request_timeout_ms / 1000 + 1)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, payload = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, payload = exc.code, exc.read()
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            conn.request("POST", "/score", body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            status, payload = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
             raise DeploymentUnavailable(f"deployment {self.endpoint}/{self.name} did not answer: {exc}") from exc
+        finally:
+            conn.close()
         try:
             return status, json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
