@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 # app's: the inference server's pins (pydantic~=2.12, opentelemetry-sdk==1.33) do not fit azure-ai-ml's.
 SERVE  := .venv-serve/.installed
 
-.PHONY: demo demo-fast test bench lint devhost clean
+.PHONY: demo demo-fast demo-text test bench lint devhost clean
+TEXT   := $(VENV)/.installed-text
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 2; }
@@ -15,6 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $(STAMP)
+
+# The text stack (issue 13) is an extra: the tabular path never needs it; `make test` and `make demo-text` do.
+$(TEXT): $(STAMP) requirements-text.txt
+	$(PY) -m pip install -q -r requirements-text.txt
+	$(PY) -m monitors.text export
+	@touch $(TEXT)
 
 $(SERVE): requirements-serve.txt pyproject.toml
 	$(PYTHON) -m venv .venv-serve
@@ -33,7 +40,10 @@ demo: $(STAMP) $(SERVE)
 demo-fast: $(STAMP) $(SERVE)
 	$(PY) -m demo --fast
 
-test: $(STAMP) $(SERVE) node_modules/.bin/azurite
+demo-text: $(TEXT)
+	$(PY) -m demo --text
+
+test: $(STAMP) $(TEXT) $(SERVE) node_modules/.bin/azurite
 	$(PY) -m pytest
 
 bench: $(STAMP)

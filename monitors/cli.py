@@ -110,7 +110,7 @@ def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[
         from monitors.drift.profile import infer_kinds
         from monitors.signals.data_drift import DataDriftEvaluator
 
-        kinds = infer_kinds(reference)
+        kinds = {**infer_kinds(reference), **_text_kinds(reference)}
         if not kinds:
             raise UsageError("no column of the reference can be monitored (only ids, timestamps or free text)")
         drift = DataDriftEvaluator(kinds)
@@ -124,6 +124,18 @@ def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[
     return result_document(findings, rows=len(current), reference_rows=len(reference)), kinds
 
 
+def _text_kinds(reference) -> dict[str, str]:
+    """Free-text columns, checked by embedding drift when the text stack is installed (else said so)."""
+    from monitors.text.infer import infer_text_columns, text_stack_installed
+
+    columns = infer_text_columns(reference)
+    if columns and not text_stack_installed():
+        print(f"note: text column(s) {', '.join(columns)} not checked: install requirements-text.txt",
+              file=sys.stderr)
+        return {}
+    return {c: "text" for c in columns}
+
+
 def table(result: dict[str, Any]) -> str:
     rows = [("feature", "kind", "method", "statistic", "p_value", "threshold", "drifted")]
     for f in result["features"]:
@@ -133,6 +145,11 @@ def table(result: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     verdict = "DRIFT" if result["dataset_drift"] else "no drift"
     lines.append(f"\ndataset: {verdict} (policy {result['policy']}, drift share {_fmt(result['drift_share'])})")
+    for text in result.get("text", []):
+        moved = "; ".join([*(f"grew: {t}" for t in text["grew"]), *(f"shrank: {t}" for t in text["shrank"])])
+        lines.append(f"text {text['column']}: {'DRIFT' if text['drifted'] else 'no drift'} ({text['method']} "
+                     f"{_fmt(text['statistic'])}, p {_fmt(text['p_value'])}, floor {_fmt(text['floor'])})"
+                     + (f"; topics {moved}" if moved else "") + (f"; {text['note']}" if text.get("note") else ""))
     quality = result["quality"]
     lines.append(f"quality: {quality['rows']} rows; breached: {', '.join(quality['breached']) or 'none'}")
     return "\n".join(lines)

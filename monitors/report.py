@@ -11,6 +11,7 @@ from core.ports import ReportStore
 from core.types import Finding, Window
 from monitors.signals.data_drift import drift_summary
 from monitors.signals.quality import quality_summary
+from monitors.signals.text_drift import text_summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +32,9 @@ def result_document(findings: list[Finding], *, rows: int, reference_rows: int |
     """The CLI's JSON: dataset_drift, drift_share, policy, features[...], quality{...} (+ other signals)."""
     doc = drift_summary(findings)
     doc["quality"] = {"rows": rows, "reference_rows": reference_rows, **quality_summary(findings)}
+    text = text_summary(findings)
+    if text:
+        doc["text"] = text
     prediction = drift_summary(findings, "prediction_drift")["features"]
     if prediction:
         doc["prediction_drift"] = prediction

@@ -47,9 +47,29 @@ class ModelSpec(_Strict):
 
 class FeatureSpec(_Strict):
     name: str = Field(min_length=1)
-    kind: Literal["numeric", "categorical"]
-    method: str | None = None  # an evidently stattest id: ks, wasserstein, psi, jensenshannon, chisquare, z, ...
-    threshold: float | None = None
+    kind: Literal["numeric", "categorical", "text"]
+    method: str | None = None  # an evidently stattest id: ks, wasserstein, psi, ...; text: classifier | mmd
+    threshold: float | None = None  # text: the effect floor (AUC for classifier, MMD^2 for mmd)
+
+    @field_validator("method")
+    @classmethod
+    def _text_method(cls, value: str | None, info) -> str | None:
+        if value is not None and info.data.get("kind") == "text" and value not in ("classifier", "mmd"):
+            raise ValueError(f"a text feature's method is classifier or mmd, not {value!r}")
+        return value
+
+
+class TextDriftSettings(_Strict):
+    """Embedding drift of text features (monitors.text): see docs/text.md."""
+
+    method: Literal["classifier", "mmd"] = "classifier"  # domain classifier on embeddings, or MMD
+    effect_floor: float | None = Field(None, ge=0)  # None: AUC 0.6 (classifier) or MMD^2 0.01
+    resamples: int = Field(40, ge=10)  # no-drift windows drawn from the reference per window size
+    max_rows: int = Field(1000, ge=20)  # window texts embedded per check (a seeded sample beyond)
+    max_reference_rows: int = Field(3000, ge=40)
+    topics: int | None = Field(None, ge=1, le=50)  # None: from the reference size
+    examples: int = Field(3, ge=0, le=20)  # typical texts in the evidence; 0 keeps raw text out of reports
+    descriptors: bool = True  # length, words, out-of-vocabulary and non-letter shares as numeric features
 
 
 class PredictionSpec(_Strict):
@@ -93,6 +113,7 @@ class DataDriftSignal(_Strict):
     effect_floors: dict[str, float] = Field(default_factory=dict)  # per feature, overrides effect_floor
     share: float = Field(0.5, gt=0, le=1)  # evidently policy: share of drifted features that means drift
     resamples: int = Field(200, ge=20)
+    text: TextDriftSettings = TextDriftSettings()
 
 
 class PredictionDriftSignal(_Strict):

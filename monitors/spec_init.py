@@ -46,7 +46,11 @@ def spec_text(frame, reference_uri: str, name: str, endpoint: str) -> str:
     from monitors.drift.profile import infer_kinds
 
     prediction, label = guess_column(frame, PREDICTION_NAMES), guess_column(frame, LABEL_NAMES)
-    kinds = infer_kinds(frame.drop(columns=[c for c in (prediction, label) if c]))
+    from monitors.text.infer import infer_text_columns
+
+    inputs = frame.drop(columns=[c for c in (prediction, label) if c])
+    kinds = infer_kinds(inputs)
+    kinds.update({c: "text" for c in infer_text_columns(inputs, skip=frozenset(kinds))})  # needs requirements-text
     if not kinds:
         raise ValidationFailed(f"{reference_uri}: no column can be monitored (only ids, timestamps or text)",
                                field="features")
@@ -56,7 +60,7 @@ def spec_text(frame, reference_uri: str, name: str, endpoint: str) -> str:
              "  # deployment: blue  # one deployment only; omit to watch the whole endpoint",
              "model:", f"  name: {name}  # the registered model's name", "features:"]
     if skipped:
-        lines.insert(-1, f"# not monitored (ids, timestamps, free text or empty): {', '.join(skipped)}")
+        lines.insert(-1, f"# not monitored (ids, timestamps or empty): {', '.join(skipped)}")
     for feature, kind in kinds.items():
         lines += [f"  - name: {_quote(feature)}", f"    kind: {kind}"]
     lines += _output_lines(frame, prediction, label)

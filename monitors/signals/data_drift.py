@@ -43,10 +43,21 @@ class DataDriftEvaluator:
     calibration_dir: Path | None = None
     severity: Severity = Severity.WARNING
     name: str = SIGNAL
+    text_settings: Mapping[str, Any] = field(default_factory=dict)  # text column -> monitors.text.drift.TextSettings
+    text_default: Any = None  # TextSettings for text columns not in text_settings
+    embedder: Any = None  # None: the shared ONNX embedder (monitors.text.embed)
+    descriptors: bool = True  # text descriptors as numeric drift features
 
     def fit(self, reference) -> "FittedDataDrift":
-        columns = [c for c in self.kinds if c in reference]
-        kinds = {c: self.kinds[c] for c in columns}
+        text = None
+        if "text" in self.kinds.values():  # the text stack is imported only for monitors with text features
+            text = self._fit_text(reference)
+            reference = text.augment(reference)
+        kinds_in = {c: k for c, k in self.kinds.items() if k != "text"}
+        if text is not None:
+            kinds_in.update(text.descriptor_kinds)
+        columns = [c for c in kinds_in if c in reference]
+        kinds = {c: kinds_in[c] for c in columns}
         methods = {c: m for c, m in self.methods.items() if c in kinds}
         profile = reference_profile(reference, kinds, methods, self.profiles, self.fingerprint)
         calibrator = None
@@ -58,7 +69,21 @@ class DataDriftEvaluator:
                 cache_dir = Path(self.profiles.root) / "calibration"
             calibrator = Calibrator(profile, reference[columns], resamples=self.resamples, seed=0,
                                     cache_dir=cache_dir)
-        return FittedDataDrift(self, profile, calibrator, tuple(columns))
+        return FittedDataDrift(self, profile, calibrator, tuple(columns), text)
+
+    def _fit_text(self, reference):
+        from monitors.signals.text_drift import fit_text_part
+        from monitors.text.drift import TextSettings
+
+        cache_dir = self.calibration_dir
+        if cache_dir is None and self.profiles is not None and getattr(self.profiles, "root", None):
+            cache_dir = Path(self.profiles.root) / "text"
+        if cache_dir is None:  # the CLI: embeddings and nulls are content-addressed, a shared cache is safe
+            from monitors.text.embed import default_model_dir
+
+            cache_dir = default_model_dir().parent / "cache"
+        return fit_text_part(self.kinds, reference, self.text_settings, default=self.text_default or TextSettings(),
+                             embedder=self.embedder, cache_dir=cache_dir, describe=self.descriptors)
 
 
 @dataclass(frozen=True)
@@ -67,33 +92,52 @@ class FittedDataDrift:
     profile: Any
     calibrator: Any
     columns: tuple[str, ...]
+    text: Any = None  # monitors.signals.text_drift.FittedTextPart, for monitors with text features
 
     def evaluate(self, current: TelemetryBatch) -> list[Finding]:
         from monitors.drift.engine import compare
         from monitors.drift.verdict import evidently_verdict
 
         cfg, frame = self.config, current.frame
+        if self.text is not None and len(frame):
+            frame = self.text.augment(frame)
         present = [c for c in self.columns if c in frame]
-        if len(frame) == 0 or not present:
+        texts = [c for c in (self.text.columns if self.text is not None else ()) if c in frame]
+        if len(frame) == 0 or not (present or texts):
             why = "no rows in the window" if len(frame) == 0 else "no monitored feature in the telemetry"
             return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})]
         thresholds = {c: t for c, t in cfg.thresholds.items() if c in present} or None
-        features = compare(self.profile, frame[present], thresholds=thresholds)
-        if self.calibrator is not None:
-            verdict = self.calibrator.verdict(features, len(frame), fwer=cfg.fwer, effect_floors=cfg.effect_floors)
+        features = compare(self.profile, frame[present], thresholds=thresholds) if present else []
+        fwer, text_fwer = self.text.budget(cfg.fwer, len(features)) if self.text is not None else (cfg.fwer, 0.0)
+        if not features:  # a monitor of text features only
+            from monitors.drift.verdict import DatasetVerdict
+
+            verdict = DatasetVerdict(drift=False, drift_share=0.0, policy=cfg.policy, drifted_features=[])
+        elif self.calibrator is not None:
+            verdict = self.calibrator.verdict(features, len(frame), fwer=fwer, effect_floors=cfg.effect_floors)
         else:
             verdict = evidently_verdict(features, share=cfg.share)
         drifted = set(verdict.drifted_features)
         details = plain(verdict.details, default=str)
         per_feature = details.pop("features", {}) if isinstance(details.get("features"), dict) else {}
         found = [_feature_finding(f, f.name in drifted, cfg.severity, per_feature.get(f.name)) for f in features]
-        found.append(Finding(SIGNAL, DATASET, float(verdict.drift_share), cfg.share if verdict.policy == "evidently"
-                             else None, bool(verdict.drift), cfg.severity if verdict.drift else Severity.INFO,
-                             method=verdict.policy,
+        if texts:
+            text_found = self.text.evaluate(frame, text_fwer, cfg.severity, cfg.policy)
+            found += text_found
+            drifted |= {f.name for f in text_found if f.breached}
+        tested = [f for f in found if f.statistic is not None]
+        share, drift = float(verdict.drift_share), bool(verdict.drift)
+        if texts:  # the verdict saw the tabular features only
+            share = len(drifted) / len(tested) if tested else 0.0
+            drift = bool(tested) and share >= cfg.share if verdict.policy == "evidently" else bool(drifted)
+        found.append(Finding(SIGNAL, DATASET, share,
+                             cfg.share if verdict.policy == "evidently" else None, drift,
+                             cfg.severity if drift else Severity.INFO, method=verdict.policy,
                              details={"policy": verdict.policy, "drifted_features": sorted(drifted),
-                                      "features": len(features), "rows": len(frame), "verdict": details,
+                                      "features": len(features) + len(texts), "rows": len(frame), "verdict": details,
+                                      "fwer_split": {"tabular": fwer, "text": text_fwer} if texts else None,
                                       # no feature had a value to test: no data, not a clean window
-                                      "insufficient": all(f.statistic is None for f in found)}))
+                                      "insufficient": not tested}))
         return found
 
 

@@ -42,7 +42,7 @@ class DataQualityEvaluator:
                 values = pd.to_numeric(reference[name], errors="coerce").dropna()
                 if not values.empty:
                     ranges[name] = (float(values.min()), float(values.max()))
-            else:
+            elif kind == "categorical":  # free text has no categories: every window would look "unseen"
                 categories[name] = frozenset(category_keys(reference[name].dropna()))
         return FittedQuality(self, ranges, categories)
 

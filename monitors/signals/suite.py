@@ -62,14 +62,31 @@ def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str =
 def data_drift_evaluator(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str = "",
                          calibration_dir: Path | None = None) -> DataDriftEvaluator:
     dd = spec.signals.data_drift
-    floors = {name: dd.effect_floor for name in spec.kinds} if dd.effect_floor is not None else {}
+    tabular = [f for f in spec.features if f.kind != "text"]
+    floors = {f.name: dd.effect_floor for f in tabular} if dd.effect_floor is not None else {}
     floors.update(dd.effect_floors)
     return DataDriftEvaluator(
-        spec.kinds, methods={f.name: f.method for f in spec.features if f.method},
-        thresholds={f.name: f.threshold for f in spec.features if f.threshold is not None},
+        spec.kinds, methods={f.name: f.method for f in tabular if f.method},
+        thresholds={f.name: f.threshold for f in tabular if f.threshold is not None},
         policy=dd.policy, fwer=dd.fwer, effect_floors=floors or None, share=dd.share, resamples=dd.resamples,
         profiles=profiles, fingerprint=fingerprint, calibration_dir=calibration_dir,
-        severity=spec.alert.severity_of("data_drift"))
+        severity=spec.alert.severity_of("data_drift"), **text_options(spec))
+
+
+def text_options(spec: "MonitorSpec") -> dict[str, Any]:
+    """The text part of the data drift evaluator (monitors.text is imported only when a feature is text)."""
+    texts = [f for f in spec.features if f.kind == "text"]
+    if not texts:
+        return {}
+    from monitors.text.drift import TextSettings
+
+    t = spec.signals.data_drift.text
+    base = dict(method=t.method, effect_floor=t.effect_floor, resamples=t.resamples, max_rows=t.max_rows,
+                max_reference_rows=t.max_reference_rows, topics=t.topics, examples=t.examples)
+    per_column = {f.name: TextSettings(**{**base, **({"method": f.method} if f.method else {}),
+                                          **({"effect_floor": f.threshold} if f.threshold is not None else {})})
+                  for f in texts}
+    return {"text_settings": per_column, "text_default": TextSettings(**base), "descriptors": t.descriptors}
 
 
 def fit_suite(suite: Suite, reference, fingerprint: str = "") -> FittedSuite:

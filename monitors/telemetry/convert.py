@@ -22,7 +22,7 @@ from monitors.telemetry.inputs import decode_inputs, decode_untyped
 
 RESERVED = ("request_id", "time", "deployment", "model_version", "latency_ms", "status_code", "prediction",
             "score", "label")
-KINDS = ("numeric", "categorical")
+KINDS = ("numeric", "categorical", "text")  # text decodes as strings, like categorical
 MAX_EXAMPLES = 5
 
 

@@ -70,7 +70,7 @@ def test_a_full_spec_loads_with_durations_and_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, field", [
-    ("    kind: categorical\n", "    kind: text\n", "features.1.kind"),
+    ("    kind: categorical\n", "    kind: image\n", "features.1.kind"),
     ("  size: 1h\n", "  size: soon\n", "window.size"),
     ("  consecutive: 2\n", "  consecutive: 0\n", "alert.consecutive"),
     ("    max_p95_latency_ms: 250\n", "    max_p95_latency: 250\n", "signals.health.max_p95_latency"),

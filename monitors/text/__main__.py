@@ -1,0 +1,26 @@
+"""`python -m monitors.text export [--out DIR]`: export the sentence transformer to ONNX once.
+
+Run it where torch is installed (a build step, `make test`, `make demo-text`); ship the folder with the
+Function app and point MLOPS_TEXT_MODEL_DIR at it: checks then need only onnxruntime and tokenizers.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitors.text", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="export all-MiniLM-L6-v2 to an ONNX folder (kept if already there)")
+    export.add_argument("--out", type=Path, help="folder (default: MLOPS_TEXT_MODEL_DIR or the user cache)")
+    args = parser.parse_args(argv)
+    from monitors.text.embed import export_onnx
+
+    print(export_onnx(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
