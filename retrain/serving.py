@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core.clock import Clock
-from core.errors import MlopsError, RetryableError
+from core.errors import MlopsError, RetryableError, ValidationFailed
 
 SCORING_DIR = Path(__file__).with_name("scoring")
 NO_CODE_SCRIPT = "mlflow_score.py"
@@ -57,6 +57,33 @@ class DeploymentSpec:
     def from_state(cls, doc: Mapping[str, Any]) -> "DeploymentSpec":
         known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "DeploymentSpec":
+        """A team's local deployment (MLOPS_LOCAL_DEPLOYMENT), YAML: code, scoring_script, environment_variables,
+        data_collector, request_timeout_ms, instance_count, environment; `code` relative to the file."""
+        import yaml
+
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValidationFailed(f"local deployment {path}: {exc}", field="MLOPS_LOCAL_DEPLOYMENT") from exc
+        if not isinstance(doc, Mapping):
+            raise ValidationFailed(f"local deployment {path} must be a mapping", field="MLOPS_LOCAL_DEPLOYMENT")
+        unknown = sorted(set(doc) - (set(cls.__dataclass_fields__) - {"model"}))
+        if unknown:
+            raise ValidationFailed(f"local deployment {path}: unknown key(s) {', '.join(unknown)}",
+                                   field=unknown[0])
+        if doc.get("code"):
+            doc["code"] = str((Path(path).resolve().parent / str(doc["code"])).resolve())
+            script = Path(doc["code"]) / str(doc.get("scoring_script") or "score.py")
+            if not script.is_file():
+                raise ValidationFailed(f"local deployment {path}: no scoring script {script}", field="scoring_script")
+            doc["scoring_script"] = script.name
+        try:
+            return cls(model="", **doc)
+        except TypeError as exc:
+            raise ValidationFailed(f"local deployment {path}: {exc}", field="MLOPS_LOCAL_DEPLOYMENT") from exc
 
     def to_state(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))

@@ -194,3 +194,28 @@ def test_the_serving_environment_is_pinned_like_the_app():
     assert {"numpy", "pandas", "scikit-learn"} <= model_libraries
     assert {name: serve[name] for name in model_libraries} == {name: app.get(name) for name in model_libraries}
     assert default_environment().endswith((".venv-serve/bin/python", "python3", "python"))
+
+
+def test_a_teams_local_deployment_file_is_the_first_deployment_and_canaries_clone_it(tmp_path):
+    from core.errors import ValidationFailed
+    from core.types import EndpointRef
+    from retrain.deploy import LocalDeployer
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "score.py").write_text("def init():\n    pass\n\ndef run(raw_data):\n    return []\n")
+    (tmp_path / "deployment.yaml").write_text(
+        "code: app\nscoring_script: score.py\nenvironment_variables: {FEATURE_STORE: off}\n"
+        "data_collector: {collections: {model_inputs: {enabled: 'true'}}}\nrequest_timeout_ms: 2000\n")
+    template = DeploymentSpec.from_file(tmp_path / "deployment.yaml")
+    assert template.code == str((tmp_path / "app").resolve()) and template.request_timeout_ms == 2000
+    deployer = LocalDeployer(tmp_path / "endpoints.json", template=template)
+    deployer.start_canary(EndpointRef("ep"), ModelVersion("m", "1"), 10)
+    deployer.start_canary(EndpointRef("ep"), ModelVersion("m", "2"), 10)
+    assert deployer.deployments(EndpointRef("ep")) == {"blue": template.with_model("m:1"),
+                                                       "green": template.with_model("m:2")}
+    (tmp_path / "bad.yaml").write_text("code: app\nscoring_script: missing.py\n")
+    with pytest.raises(ValidationFailed, match="no scoring script"):
+        DeploymentSpec.from_file(tmp_path / "bad.yaml")
+    (tmp_path / "typo.yaml").write_text("scoring_scrpt: score.py\n")
+    with pytest.raises(ValidationFailed, match="scoring_scrpt"):
+        DeploymentSpec.from_file(tmp_path / "typo.yaml")
