@@ -3,8 +3,10 @@ inference server, against scoring the same rows in-process with mlflow.pyfunc (w
 
     python -m benchmarks.serving --rows 200 --requests 40
 
-Cold: the first deployment's server after the model was written (imports not yet in the page cache of a fresh
-machine may be, on a reused one); warm: a second deployment of the same model. Prints one JSON line.
+Cold: the first deployment, which also starts the serving environment's zygote (its libraries imported once);
+warm: a second deployment, forked from it. Memory: what the first deployment's processes hold alone (USS).
+The front's time is the whole request (JSON, routing, the deployment's round trip, telemetry written); in-process
+is `mlflow.pyfunc` predict alone on the same rows. Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def main() -> None:
         with LocalEndpoint("bench", root / "endpoints.json", registry, SqliteTelemetryStore(root / "t.sqlite"),
                            clock) as endpoint:
             cold = endpoint.servers.server("blue")
-            memory = _rss(psutil, cold._proc.pid)
+            memory = _uss(psutil, cold._proc.pid)
             front = _latencies(endpoint, columns, data, args.requests)
             cold_s = cold.ready_after_s
             deployer.state.save(_with_second(deployer.state.read()))  # a second deployment, no traffic
@@ -57,7 +59,7 @@ def main() -> None:
     front_ms, local_ms = statistics.median(front), statistics.median(in_process)
     print(json.dumps({"benchmark": "serving", "rows_per_request": args.rows, "requests": args.requests,
                       "startup_cold_s": round(cold_s, 2), "startup_warm_s": round(warm_s, 2),
-                      "server_rss_mb": round(memory / 2**20, 1), "front_median_ms": round(front_ms, 2),
+                      "server_uss_mb": round(memory / 2**20, 1), "front_median_ms": round(front_ms, 2),
                       "in_process_median_ms": round(local_ms, 2),
                       "front_vs_in_process": round(front_ms / local_ms, 2)}))
 
@@ -101,9 +103,11 @@ def _with_second(state: dict) -> dict:
     return state
 
 
-def _rss(psutil, pid: int) -> int:
+def _uss(psutil, pid: int) -> int:
+    """Memory the deployment's processes (gunicorn's master and worker) hold alone: pages shared with the zygote
+    and with other deployments are not counted."""
     process = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    return sum(p.memory_full_info().uss for p in [process, *process.children(recursive=True)])
 
 
 if __name__ == "__main__":

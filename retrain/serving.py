@@ -12,6 +12,7 @@ import http.client
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import socket
@@ -28,7 +29,7 @@ from core.errors import MlopsError, RetryableError, ValidationFailed
 
 SCORING_DIR = Path(__file__).with_name("scoring")
 NO_CODE_SCRIPT = "mlflow_score.py"
-LAUNCHER = SCORING_DIR / "launch.py"
+ZYGOTE = SCORING_DIR / "zygote.py"
 log = logging.getLogger("mlops.serving")
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b[^:]*: ")
 
@@ -104,10 +105,81 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+class Forked:
+    """A server forked by the zygote: the part of subprocess.Popen the pool uses (the zygote reaps it)."""
+
+    def __init__(self, pid: int, zygote: "Zygote") -> None:
+        self.pid, self._zygote = pid, zygote
+
+    @property
+    def returncode(self) -> int | None:
+        return self._zygote.exit_code(self.pid)
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"deployment server {self.pid}", timeout)
+            time.sleep(0.05)
+        return int(self.returncode)
+
+
+class Zygote:
+    """One process of a serving environment with its libraries imported (retrain/scoring/zygote.py); each
+    deployment's server is a fork of it, so a deployment starts in about the time its init() takes."""
+
+    def __init__(self, python: str, log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
+        self._proc = subprocess.Popen([python, str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
+                                      stderr=self._log, start_new_session=True)
+        self._exits: dict[int, int] = {}
+        self._replies: queue.Queue[dict] = queue.Queue()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, name="zygote reader", daemon=True).start()
+
+    def spawn(self, args: list[str], *, env: Mapping[str, str], cwd: Path, log: Path) -> Forked:
+        request = {"args": args, "env": dict(env), "cwd": str(cwd), "log": str(log)}
+        with self._lock:
+            try:
+                self._proc.stdin.write((json.dumps(request) + "\n").encode())
+                self._proc.stdin.flush()
+                reply = self._replies.get(timeout=60)
+            except (OSError, queue.Empty) as exc:
+                raise DeploymentUnavailable(f"the serving environment's zygote did not start a server: {exc}; "
+                                            f"see {self._log.name}") from exc
+        if "pid" not in reply:
+            raise DeploymentUnavailable(f"the serving environment's zygote stopped; see {self._log.name}")
+        return Forked(int(reply["pid"]), self)
+
+    def exit_code(self, pid: int) -> int | None:
+        return self._exits.get(pid)
+
+    def close(self) -> None:
+        """The zygote exits; servers still running notice and stop themselves (they are stopped first anyway)."""
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            os.killpg(self._proc.pid, signal.SIGTERM)
+            self._proc.wait(10)
+        self._log.close()
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            doc = json.loads(line)
+            if "exited" in doc:
+                self._exits[int(doc["exited"])] = int(doc["code"])
+            elif "pid" in doc:
+                self._replies.put(doc)
+        self._replies.put({"stopped": True})  # the zygote died: a waiting spawn fails at once
+
+
 class DeploymentServer:
     """One deployment's inference server process; `wait_ready` before `score`."""
 
-    def __init__(self, endpoint: str, name: str, spec: DeploymentSpec, *, model_dir: Path, python: str,
+    def __init__(self, endpoint: str, name: str, spec: DeploymentSpec, *, model_dir: Path, zygote: "Zygote",
                  log_path: Path, env: Mapping[str, str], task: str | None = None) -> None:
         from retrain.predictions import model_card
 
@@ -118,13 +190,10 @@ class DeploymentServer:
         code = Path(spec.code) if spec.code else SCORING_DIR
         script = spec.scoring_script or NO_CODE_SCRIPT
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("ab")
         self.started = time.monotonic()
         self.ready_after_s: float | None = None
-        self._proc = subprocess.Popen(  # noqa: S603 - our own launcher, arguments from the deployment spec
-            [python, str(LAUNCHER), "--entry_script", str(code / script), "--port", str(self.port),
-             "--worker_count", str(spec.instance_count)],
-            cwd=code, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._proc = zygote.spawn(["--entry_script", str(code / script), "--port", str(self.port),
+                                   "--worker_count", str(spec.instance_count)], env=env, cwd=code, log=log_path)
         self._ready = False
 
     @property
@@ -178,11 +247,9 @@ class DeploymentServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
-        self._log.close()
 
     def log_tail(self, lines: int = 5) -> str:
         """The scoring script's own exception lines if the log has any (not the server's wrappers), else its end."""
-        self._log.flush()
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         errors = [line for line in text.splitlines() if _EXCEPTION.match(line)
                   and not line.startswith("azureml_inference_server_http")]
@@ -201,6 +268,7 @@ class ServerPool:
         self._servers: dict[str, DeploymentServer] = {}
         self._failed: dict[str, tuple[DeploymentSpec, str]] = {}
         self._collectors: dict[str, Any] = {}
+        self._zygotes: dict[str, Zygote] = {}
         self._lock = threading.Lock()
 
     def sync(self, deployments: Mapping[str, DeploymentSpec]) -> None:
@@ -237,6 +305,9 @@ class ServerPool:
         with self._lock:
             for name in list(self._servers) + list(self._failed):
                 self._retire(name, wait=True)
+            for zygote in self._zygotes.values():
+                zygote.close()
+            self._zygotes.clear()
 
     def _start(self, name: str, spec: DeploymentSpec) -> None:
         from retrain.deploy import parse_model
@@ -255,9 +326,18 @@ class ServerPool:
                "GUNICORN_CMD_ARGS": "--no-control-socket",  # gunicorn 23+ would share one socket in $HOME
                **self._collector_env(name, spec), **dict(spec.environment_variables)}
         log_path = self.work_dir / "logs" / f"{self.endpoint}-{name}-{spec.model.replace(':', '-')}.log"
-        self._servers[name] = DeploymentServer(self.endpoint, name, spec, model_dir=model_dir,
-                                               python=spec.environment or self.python, log_path=log_path, env=env,
-                                               task=task)
+        try:
+            self._servers[name] = DeploymentServer(self.endpoint, name, spec, model_dir=model_dir,
+                                                   zygote=self._zygote(spec.environment or self.python),
+                                                   log_path=log_path, env=env, task=task)
+        except DeploymentUnavailable as exc:
+            self._failed[name] = (spec, str(exc))
+
+    def _zygote(self, python: str) -> Zygote:
+        if python not in self._zygotes:
+            index = len(self._zygotes)
+            self._zygotes[python] = Zygote(python, self.work_dir / "logs" / f"{self.endpoint}-zygote-{index}.log")
+        return self._zygotes[python]
 
     def _collector_env(self, name: str, spec: DeploymentSpec) -> dict[str, str]:
         collections = dict((spec.data_collector or {}).get("collections") or {})
