@@ -134,8 +134,13 @@ class Zygote:
     def __init__(self, python: str, log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
-        self._proc = subprocess.Popen([python, str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
-                                      stderr=self._log, start_new_session=True)
+        try:
+            self._proc = subprocess.Popen([python, str(ZYGOTE)], stdin=subprocess.PIPE,  # noqa: S603
+                                          stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
+        except OSError as exc:
+            self._log.close()
+            raise DeploymentUnavailable(f"serving environment {python} cannot start: {exc} (make builds "
+                                        ".venv-serve; a deployment's `environment` names another Python)") from exc
         self._exits: dict[int, int] = {}
         self._replies: queue.Queue[dict] = queue.Queue()
         self._lock = threading.Lock()
@@ -334,6 +339,7 @@ class ServerPool:
             self._failed[name] = (spec, str(exc))
 
     def _zygote(self, python: str) -> Zygote:
+        """DeploymentUnavailable if the environment cannot start (the deployment fails, not the endpoint)."""
         if python not in self._zygotes:
             index = len(self._zygotes)
             self._zygotes[python] = Zygote(python, self.work_dir / "logs" / f"{self.endpoint}-zygote-{index}.log")

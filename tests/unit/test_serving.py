@@ -219,3 +219,14 @@ def test_a_teams_local_deployment_file_is_the_first_deployment_and_canaries_clon
     (tmp_path / "typo.yaml").write_text("scoring_scrpt: score.py\n")
     with pytest.raises(ValidationFailed, match="scoring_scrpt"):
         DeploymentSpec.from_file(tmp_path / "typo.yaml")
+
+
+def test_a_deployment_whose_environment_does_not_exist_fails_alone(registry, tmp_path):
+    pool = ServerPool("flights-ep", registry, ManualClock(START), work_dir=tmp_path / "serving")
+    try:
+        pool.sync({"blue": DeploymentSpec(model="flights:1", environment=str(tmp_path / "no-such-python"))})
+        with pytest.raises(DeploymentUnavailable, match="cannot start"):
+            pool.server("blue")
+        assert pool.status() == {"blue": "failed"}
+    finally:
+        pool.close()
