@@ -23,7 +23,7 @@ import traceback
 PRELOAD = ("flask", "gunicorn.app.wsgiapp", "werkzeug", "pydantic_settings", "inference_schema.schema_decorators",
            "numpy", "pandas", "pyarrow", "scipy.stats", "sklearn.ensemble", "sklearn.linear_model",
            "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing", "mlflow.pyfunc", "mlflow.sklearn",
-           "azureml.ai.monitoring", "azureml_inference_server_http.amlserver")
+           "skops.io", "azureml.ai.monitoring", "azureml_inference_server_http.amlserver")  # skops: 3 s to import
 _write = threading.Lock()
 
 
