@@ -161,7 +161,14 @@ class Zygote:
         return Forked(int(reply["pid"]), self)
 
     def exit_code(self, pid: int) -> int | None:
-        return self._exits.get(pid)
+        """The server's exit code once the zygote reaped it; -1 for one gone while the zygote was not there."""
+        if pid in self._exits or self._proc.poll() is None:
+            return self._exits.get(pid)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return -1
+        return None
 
     def close(self) -> None:
         """The zygote exits; servers still running notice and stop themselves (they are stopped first anyway)."""
