@@ -14,6 +14,7 @@ serving it, make the local endpoint misbehave on purpose (tests, the demo's bad 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -206,6 +207,7 @@ class LocalEndpoint:
     def _forward(self, server: Any, columns: list[str], rows: list[list[Any]], ids: list[str],
                  results: list[tuple[int, Any, float | None]], positions: list[int]) -> list:
         """The rows to the deployment's server, in the body Azure ML deployments take; answers per row."""
+        rows = conform(columns, rows, server.features)
         body = json.dumps({"input_data": {"columns": columns, "data": rows}, "request_ids": ids}).encode()
         status, answer = server.score(body)
         results = list(results)
@@ -222,6 +224,28 @@ class LocalEndpoint:
         for k, one in zip(positions, answers, strict=True):
             results[k] = (500, None, None) if one is None else (200, one[0], one[1])
         return results
+
+
+def conform(columns: list[str], rows: list[list[Any]], kinds: dict[str, str]) -> list[list[Any]]:
+    """Values as the model was trained on them (retrain/components/_lib.feature_frame): categoricals as text,
+    numerics as numbers; missing stays missing, and a value that is no number is sent as it came."""
+    casts = [(i, kinds[c]) for i, c in enumerate(columns) if c in kinds]
+    if not casts:
+        return rows
+    out = []
+    for row in rows:
+        row = list(row)
+        for i, kind in casts:
+            value = row[i]
+            if value is None or isinstance(value, bool):
+                continue
+            if kind == "categorical":
+                row[i] = str(value)
+            elif isinstance(value, (int, str)):
+                with contextlib.suppress(ValueError):  # not a number: the model's answer says so
+                    row[i] = float(value)
+        out.append(row)
+    return out
 
 
 def _handler_for(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:

@@ -192,13 +192,18 @@ class DeploymentServer:
     """One deployment's inference server process; `wait_ready` before `score`."""
 
     def __init__(self, endpoint: str, name: str, spec: DeploymentSpec, *, model_dir: Path, zygote: "Zygote",
-                 log_path: Path, env: Mapping[str, str], task: str | None = None) -> None:
+                 log_path: Path, env: Mapping[str, str], lineage: Mapping[str, Any] | None = None) -> None:
         from retrain.predictions import model_card
 
         self.endpoint, self.name, self.spec, self.model_dir = endpoint, name, spec, Path(model_dir)
         self.port, self.log_path = free_port(), log_path
         card = model_card(model_dir)
-        self.classes, self.columns, self.task = card.get("classes"), card.get("columns", []), task
+        lineage = dict(lineage or {})
+        # The product's feature contract (the registry's lineage: name -> numeric|categorical) when it has one;
+        # the columns the model requires: its signature's, else those features.
+        self.features: dict[str, str] = dict(lineage.get("features") or {})
+        self.classes, self.task = card.get("classes"), lineage.get("task")
+        self.columns = card.get("columns") or list(self.features)
         code = Path(spec.code) if spec.code else SCORING_DIR
         script = spec.scoring_script or NO_CODE_SCRIPT
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +332,7 @@ class ServerPool:
         try:
             version = parse_model(spec.model)
             model_dir = Path(self.registry.model_path(version))
-            task = (self.registry.get(version.name, version.version).get("lineage") or {}).get("task")
+            lineage = self.registry.get(version.name, version.version).get("lineage") or {}
         except MlopsError as exc:  # an unknown model fails this deployment, not the endpoint
             self._failed[name] = (spec, f"deployment {self.endpoint}/{name}: model {spec.model}: {exc}")
             log.error("%s", self._failed[name][1])
@@ -341,7 +346,7 @@ class ServerPool:
         try:
             self._servers[name] = DeploymentServer(self.endpoint, name, spec, model_dir=model_dir,
                                                    zygote=self._zygote(spec.environment or self.python),
-                                                   log_path=log_path, env=env, task=task)
+                                                   log_path=log_path, env=env, lineage=lineage)
         except DeploymentUnavailable as exc:
             self._failed[name] = (spec, str(exc))
 

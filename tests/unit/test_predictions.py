@@ -79,3 +79,13 @@ def test_the_local_data_collector_files_payloads_as_azure_ml_does_and_refuses_ba
     assert config_json({"model_inputs": {"enabled": "True", "sampling_rate": 0.25}, "response": {"enabled": False}}) \
         == {"collections": {"model_inputs": {"enabled": True, "sampleRatePercentage": 25},
                             "response": {"enabled": False, "sampleRatePercentage": 100}}, "runMode": "cloud"}
+
+
+def test_rows_are_sent_as_the_model_was_trained_on_them():
+    from retrain.endpoint import conform
+
+    kinds = {"carrier": "categorical", "flight": "categorical", "hour": "numeric"}
+    rows = [["UA", 1545, 5, "extra"], [None, None, None, None], ["AA", "12", "7.5", 1], ["B6", 9, "late", 2]]
+    assert conform(["carrier", "flight", "hour", "other"], rows, kinds) == [
+        ["UA", "1545", 5.0, "extra"], [None, None, None, None], ["AA", "12", 7.5, 1], ["B6", "9", "late", 2]]
+    assert conform(["a"], [[1]], {}) == [[1]]
