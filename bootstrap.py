@@ -171,17 +171,20 @@ class Container:
         return CheckDeps(store=self.store, publisher=self.publisher, telemetry=self.telemetry, specs=self.specs,
                          profiles=ProfileCache(self.data_dir / "profiles"), reports=self.reports, clock=self.clock,
                          references=self.references,
-                         base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance)
+                         base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance,
+                         lease=self.settings.check_lease, max_attempts=self.settings.check_max_attempts,
+                         request_ttl=self.settings.check_request_ttl, snapshots=self.data_dir / "references")
 
     @cached_property
-    def notifier(self):
-        from monitors.notify import LogNotifier, WebhookNotifier
+    def channels(self) -> list:
+        """Where messages go: MLOPS_NOTIFY_URLS (apprise URLs), MLOPS_WEBHOOK_URL; the log when neither is set."""
+        from monitors.notify import channels_from
 
-        if self.settings.webhook_url:
-            return WebhookNotifier(self.settings.webhook_url, self.settings.webhook_format)
-        return LogNotifier(logging.getLogger("mlops.alerts"))
+        return channels_from(self.settings.notify_url_list(), self.settings.webhook(), self.settings.webhook_format,
+                             logging.getLogger("mlops.alerts"))
 
-    def schedule_checks(self) -> list:
+    def schedule_checks(self):
+        """monitors.schedule.TickReport: the requests published and how far behind each monitor still is."""
         from monitors.rebaseline import not_ready
         from monitors.schedule import schedule_checks
 
@@ -194,9 +197,11 @@ class Container:
                 self._told.add((spec.name, problem))
                 log.warning("monitor %s is not scheduled: %s", spec.name, problem)
         with self.observability.span("timer schedule_checks"):
-            published = schedule_checks(ready, self.store, self.publisher, self.clock.now())
-        announce_catch_up(published)
-        return published
+            tick = schedule_checks(ready, self.store, self.publisher, self.clock.now(),
+                                   limit=self.settings.max_windows_per_tick,
+                                   request_ttl=self.settings.check_request_ttl)
+        announce_catch_up(tick, self.settings.max_windows_per_tick)
+        return tick
 
     def run_check(self, envelope) -> Any:
         import time
@@ -215,56 +220,105 @@ class Container:
         return on_model_promoted(envelope, self.check_deps)
 
     def request_check(self, monitor: str, window: Window | None, *, force: bool = False) -> dict[str, Any]:
-        """Ask for a check; a window already checked says so (status "already_checked") unless `force`."""
-        from core.events import event_id
+        """Ask for a check (monitors.check.request_check): a window already checked says so (status
+        "already_checked") unless `force`; a window given up after failed attempts is re-run."""
         from core.records import CHECK
-        from monitors.check import latest_complete_window, request_check
+        from monitors.check import request_check
 
-        spec = self.specs.get(monitor)
-        window = window or latest_complete_window(spec, self.clock.now())
-        check_id = event_id("check", spec.name, window.key())
-        answer = {"check_id": check_id, "monitor": spec.name, "window": window.to_json()}
         with self.observability.span("http request_check", monitor=monitor):
-            envelope = request_check(spec.name, self.check_deps, window=window, reason="http", force=force)
-        if envelope is not None:
-            return {**answer, "status": "requested", "event_id": envelope.id, "forced": force}
-        done = self.store.get(CHECK, check_id)
+            asked = request_check(monitor, self.check_deps, window=window, reason="http", force=force)
+        answer = {"check_id": asked["check_id"], "monitor": asked["monitor"], "window": asked["window"],
+                  "event_id": asked["event_id"], "generation": asked["generation"]}
+        if asked["state"] in ("requested", "running", "pending"):
+            return {**answer, "status": "requested" if asked["state"] != "running" else "running", "forced": force}
+        done = self.store.get(CHECK, asked["check_id"])
         result = dict(done.data) if done else {}
+        key = f"{asked['window']['start']} - {asked['window']['end']}"
         return {**answer, "status": "already_checked", "result": result.get("status"),
                 "checked_at": result.get("completed_at"),
-                "message": f"window {window.key()} of {spec.name} was already checked"
+                "message": f"window {key} of {asked['monitor']} was already checked"
                            f"{' (' + str(result.get('status')) + ')' if result else ''}; nothing was requested. "
                            "POST /api/checks?force=true to check it again."}
 
     def get_check(self, check_id: str) -> dict[str, Any]:
-        """The check record; while a forced re-run of its window is pending or running, "rerun" says so."""
-        from core.records import CHECK, CLAIM, require
+        """The check record; while its window is asked for again (forced, or a failed window re-run) or being
+        checked, "rerun" says so (requested | running)."""
+        from core.records import CHECK, require
+        from monitors import windows
 
         record = dict(require(self.store, CHECK, check_id).data)
         window = Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
-        claim = self.store.get(CLAIM, f"{record['monitor']}/{window.key()}")
-        if claim is None or claim.data.get("state") != "done":
-            record["rerun"] = "running" if claim is not None else "requested"
+        state = windows.load(self.store, record["monitor"], window).state
+        if state == windows.PENDING:
+            record["rerun"] = "requested"
+        elif state in (windows.RUNNING, windows.PUBLISHING):
+            record["rerun"] = "running"
         return record
 
-    def check_report(self, check_id: str) -> bytes:
-        """Render (once) and return the evidently HTML report of a recorded check's window."""
-        from monitors.check import html_report
-        from monitors.report import report_name
+    def check_report(self, check_id: str) -> bytes | dict[str, Any]:
+        """The stored HTML report of a check, or (not built yet) the receipt of a request to build it."""
+        from monitors.check_report import request_report, stored_report
 
-        record = self.get_check(check_id)
-        window = Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
-        name = report_name(record["monitor"], window, "html")
-        try:
-            return self.reports.get(name)
-        except NotFound:
-            html_report(record["monitor"], window, self.check_deps)
-            return self.reports.get(name)
+        html = stored_report(check_id, self.check_deps)
+        return html if html is not None else request_report(check_id, self.check_deps)
+
+    def build_report(self, check_id: str) -> bytes:
+        """Build (or rebuild) a check's report now, from what the check recorded; returns the HTML."""
+        from monitors.check_report import build_report, stored_report
+
+        build_report(check_id, self.check_deps)
+        return stored_report(check_id, self.check_deps) or b""
+
+    @cached_property
+    def result_sinks(self) -> list:
+        """Where each check's results go besides the state store (Azure Monitor custom metrics)."""
+        sinks = []
+        s = self.settings
+        if s.metrics_region:
+            if not s.azureml_configured:
+                raise ConfigurationError("MLOPS_METRICS_REGION needs AZUREML_SUBSCRIPTION_ID, AZUREML_RESOURCE_GROUP "
+                                         "and AZUREML_WORKSPACE: the metrics go on the workspace's online endpoints")
+            from monitors.results import AzureMonitorCustomMetrics, endpoint_resource_id
+
+            sinks.append(AzureMonitorCustomMetrics(s.metrics_region, lambda endpoint: endpoint_resource_id(
+                s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace, endpoint)))
+        if s.evidently_workspace:
+            from monitors.results import EvidentlySnapshots
+
+            sinks.append(EvidentlySnapshots(s.evidently_workspace, self._window_frames))
+        return sinks
+
+    def _window_frames(self, monitor: str, window: Window) -> tuple:
+        """(reference frame, the window's telemetry frame, spec) of a monitor, as its checks read them."""
+        from core.types import EndpointRef
+        from monitors.rebaseline import active_reference
+        from monitors.reference import load_reference
+
+        spec = self.specs.get(monitor)
+        batch = self.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
+        active = active_reference(spec, self.store, Path(self.settings.monitors_dir))
+        return load_reference(active["uri"], base_dir=active["base_dir"]).frame(), batch.frame, spec
+
+    def publish_results(self, envelope) -> int:
+        """mlops.check.completed.v1 -> the check's results to every sink; the count of series sent."""
+        from core.records import CHECK
+
+        if not self.result_sinks:
+            return 0
+        found = self.store.get(CHECK, str(envelope.data["check_id"]))
+        if found is None:
+            raise NotFound(f"check {envelope.data['check_id']} is not recorded")
+        return sum(sink.publish(found.data) for sink in self.result_sinks)
 
     def notify(self, envelope) -> None:
-        from monitors.notify import handle_incident_changed
+        from monitors.notify import handle_event
 
-        handle_incident_changed(envelope, self.notifier, self.store)
+        handle_event(envelope, self.channels, self.store, clock=self.clock)
+
+    def send_digest(self) -> int:
+        from monitors.notify import send_digest
+
+        return send_digest(self.channels, self.store, clock=self.clock)
 
     # --- retrain ----------------------------------------------------------------------------
     @cached_property
@@ -355,21 +409,43 @@ class Container:
              "body": body[:8192].decode("utf-8", "replace"), "at": self.clock.now().isoformat()})
         log.error("%s: dead-lettered message %s: %s: %s", consumer, msg.message_id, exc.reason, exc)
 
+    def retry_later(self, msg, consumer: str, exc: BaseException) -> None:
+        """A delivery failed and will be retried; the caller re-raises so the host abandons the message.
 
-def announce_catch_up(published: list) -> None:
+        Locally devhost abandons it with a backoff and keeps the error for its dead-letter. In Azure the
+        Functions host abandons at once and Service Bus dead-letters after maxDeliveryCount with a generic
+        reason: so the last delivery's real error is kept in the state store, and a bounded pause before
+        the abandon spaces the redeliveries out.
+        """
+        if not self.settings.servicebus_namespace:
+            return
+        import time
+
+        from core.records import put
+        from core.retry import retry_delay
+        from core.servicebus import host_settings
+
+        count = int(getattr(msg, "delivery_count", None) or 1)
+        if count >= host_settings(Path(__file__).with_name("host.json")).get("max_delivery_count", 10):
+            put(self.store, "deadletter", f"{consumer}/{msg.message_id or 'no-id'}",
+                {"reason": "MaxDeliveryCountExceeded", "description": f"{type(exc).__name__}: {exc}"[:2000],
+                 "consumer": consumer, "deliveries": count, "body": msg.get_body()[:8192].decode("utf-8", "replace"),
+                 "at": self.clock.now().isoformat()})
+        time.sleep(min(retry_delay(exc, count, self.clock.now()).total_seconds(), 30.0))
+
+
+def announce_catch_up(tick, limit: int) -> None:
     """A monitor behind by more than one window says how far it is catching up (bounded per tick)."""
-    from monitors.schedule import MAX_WINDOWS_PER_TICK
-
     by_monitor: dict[str, list] = {}
-    for envelope in published:
+    for envelope in tick:
         by_monitor.setdefault(str(envelope.data["monitor"]), []).append(envelope)
     for monitor, requested in by_monitor.items():
-        if len(requested) > 1:
+        behind = tick.behind.get(monitor, 0)
+        if len(requested) > 1 or behind:
             first, last = requested[0].data, requested[-1].data
             log.warning("monitor %s is catching up: %d windows requested this tick (%s to %s)%s", monitor,
                         len(requested), first["window_start"], last["window_end"],
-                        f"; at most {MAX_WINDOWS_PER_TICK} per tick, the rest follow on the next ticks"
-                        if len(requested) >= MAX_WINDOWS_PER_TICK else "")
+                        f"; at most {limit} per tick, up to {behind} more follow on the next ticks" if behind else "")
 
 
 _lock = threading.Lock()

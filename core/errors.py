@@ -1,6 +1,8 @@
 """One error tree. Hosts retry `RetryableError` and dead-letter `PermanentError`."""
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class MlopsError(Exception):
     """Base of every error this service raises on purpose."""
@@ -59,3 +61,12 @@ class TelemetryUnavailable(RetryableError):
 
 class RunnerUnavailable(RetryableError):
     """The pipeline runner or deployer cannot be reached now."""
+
+
+class WorkHeld(RetryableError):
+    """Another owner holds this work (a live lease on a window, a run not yet in the state the event
+    announces). The message must come back later, never be completed: `retry_at` says when it is worth it."""
+
+    def __init__(self, message: str, *, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS messages (
     properties TEXT NOT NULL, scheduled_at INTEGER, enqueued_at INTEGER NOT NULL,
     available_at INTEGER NOT NULL, lock_token TEXT, locked_until INTEGER,
     delivery_count INTEGER NOT NULL DEFAULT 0, dead INTEGER NOT NULL DEFAULT 0,
-    dl_reason TEXT, dl_description TEXT, dl_at INTEGER);
+    dl_reason TEXT, dl_description TEXT, dl_at INTEGER, last_error TEXT);
 CREATE INDEX IF NOT EXISTS messages_fifo ON messages (entity, dead, seq);
 CREATE INDEX IF NOT EXISTS messages_due ON messages (dead, available_at);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_lock ON messages (lock_token) WHERE lock_token IS NOT NULL;
@@ -83,6 +83,9 @@ class SqliteBus:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+            if "last_error" not in columns:  # a bus file from before abandon() kept the handler's error
+                db.execute("ALTER TABLE messages ADD COLUMN last_error TEXT")
 
     @classmethod
     def from_host_json(cls, path: str | Path, host_json: Path = Path("host.json"), *,
@@ -187,7 +190,9 @@ class SqliteBus:
                 seq, delivery_count = row[0], row[-1]
                 if delivery_count >= self.max_delivery_count:
                     # The previous holders kept losing their locks (crashing): stop handing it out.
-                    self._bury(db, seq, MAX_DELIVERY, f"lock expired {delivery_count} times", now)
+                    last = db.execute("SELECT last_error FROM messages WHERE seq = ?", (seq,)).fetchone()[0]
+                    self._bury(db, seq, MAX_DELIVERY, f"delivered {delivery_count} times without being settled"
+                               + (f"; last error: {last}" if last else " (the receiver's lock expired)"), now)
                     continue
                 token = str(uuid.uuid4())
                 db.execute("UPDATE messages SET lock_token = ?, locked_until = ?, available_at = ?, "
@@ -201,16 +206,20 @@ class SqliteBus:
             seq, _ = self._held(db, lock_token)
             db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
 
-    def abandon(self, lock_token: str) -> None:
-        """Release now for redelivery; dead-letter if it has used up its deliveries."""
+    def abandon(self, lock_token: str, *, delay: timedelta = timedelta(0), error: str = "") -> None:
+        """Release for redelivery after `delay` (a backoff; Service Bus itself redelivers at once), keeping
+        the handler's `error`; dead-letter with that error if the message has used up its deliveries."""
         now = self._now()
         with self._tx() as db:
             seq, delivery_count = self._held(db, lock_token)
+            error = error[:2000] or (db.execute("SELECT last_error FROM messages WHERE seq = ?", (seq,))
+                                     .fetchone()[0] or "")
             if delivery_count >= self.max_delivery_count:
-                self._bury(db, seq, MAX_DELIVERY, f"abandoned after {delivery_count} deliveries", now)
+                self._bury(db, seq, MAX_DELIVERY, f"abandoned after {delivery_count} deliveries"
+                           + (f"; last error: {error}" if error else ""), now)
             else:
-                db.execute("UPDATE messages SET lock_token = NULL, locked_until = NULL, available_at = ? "
-                           "WHERE seq = ?", (now, seq))
+                db.execute("UPDATE messages SET lock_token = NULL, locked_until = NULL, available_at = ?, "
+                           "last_error = ? WHERE seq = ?", (now + max(delay, timedelta(0)) // _US, error or None, seq))
 
     def dead_letter(self, lock_token: str, reason: str, description: str = "") -> None:
         now = self._now()

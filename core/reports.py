@@ -63,13 +63,13 @@ class FileReportStore:
         try:
             return path.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise NotFound(f"no report {name!r} under {self.root}") from exc
+            raise NotFound(f"no report {name!r}") from exc
 
     def content_type(self, name: str) -> str:
         try:
             return json.loads(self._meta(check_report_name(name)).read_text())["content_type"]
         except FileNotFoundError as exc:
-            raise NotFound(f"no report {name!r} under {self.root}") from exc
+            raise NotFound(f"no report {name!r}") from exc
 
     def _meta(self, name: str) -> Path:
         return self.root / _META_DIR / f"{name}.json"

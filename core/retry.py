@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable, TypeVar
 
 import tenacity
 
-from core.errors import ConcurrencyConflict, RetryableError
+from core.errors import ConcurrencyConflict, RetryableError, WorkHeld
 
 log = logging.getLogger("mlops.retry")
 T = TypeVar("T")
@@ -30,6 +30,16 @@ def redelivery_delay(delivery_count: int, *, base: timedelta = timedelta(seconds
                      cap: timedelta = timedelta(minutes=5)) -> timedelta:
     """How long a failed bus message waits before its next delivery: 5 s, 10 s, 20 s ... at most 5 min."""
     return timedelta(seconds=backoff(delivery_count, base=base.total_seconds(), cap=cap.total_seconds()))
+
+
+def retry_delay(exc: BaseException, delivery_count: int, now: datetime) -> timedelta:
+    """When a failed message should come back: backoff by delivery count; work held elsewhere when the
+    holder's lease ends (at most 15 minutes, so a lease that is never released cannot park it for long)."""
+    delay = redelivery_delay(delivery_count)
+    retry_at = getattr(exc, "retry_at", None)
+    if isinstance(exc, WorkHeld) and retry_at is not None:
+        delay = min(max(delay, retry_at - now), timedelta(minutes=15))
+    return delay
 
 
 def retry_transient(fn: Callable[[], T], *, on: tuple[type[BaseException], ...] = (RetryableError,),

@@ -5,10 +5,16 @@ embedded default runs. Identity-based connections only: no keys or connection st
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.types import parse_duration
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class Settings(BaseSettings):
@@ -22,7 +28,11 @@ class Settings(BaseSettings):
     track_schedule: str = Field("30 * * * * *", alias="TRACK_SCHEDULE")
     clock: str = Field("real", alias="MLOPS_CLOCK", description="real, or sim:START[@SPEED] for simulated time.")
     instance: str = Field("local", alias="WEBSITE_INSTANCE_ID")
-    webhook_url: str | None = Field(None, alias="MLOPS_WEBHOOK_URL")
+    # Channel URLs hold tokens: secret values (never in a repr or a log line); in Azure, Key Vault references.
+    notify_urls: SecretStr | None = Field(None, alias="MLOPS_NOTIFY_URLS",
+                                          description="apprise URLs (Teams, Slack, email, PagerDuty ...), "
+                                                      "separated by spaces or commas.")
+    webhook_url: SecretStr | None = Field(None, alias="MLOPS_WEBHOOK_URL")
     webhook_format: str = Field("json", alias="MLOPS_WEBHOOK_FORMAT")
     retrain_config: Path | None = Field(None, alias="MLOPS_RETRAIN_CONFIG",
                                         description="Optional YAML of retrain policy, gate and canary settings.")
@@ -45,16 +55,34 @@ class Settings(BaseSettings):
     appinsights_authentication: str | None = Field(None, alias="APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
     otel_export: str = Field("auto", alias="MLOPS_OTEL_EXPORT", description="auto, azure, log, console or off")
 
+    metrics_region: str | None = Field(None, alias="MLOPS_METRICS_REGION", description=(
+        "Region of the Azure ML workspace: each check's results become Azure Monitor custom metrics on its "
+        "online endpoint (needs the AZUREML_* settings)."))
+
+    evidently_workspace: Path | None = Field(None, alias="MLOPS_EVIDENTLY_WORKSPACE", description=(
+        "A folder: each check's window also becomes an evidently snapshot there (`evidently ui --workspace`)."))
+
     max_body_bytes: int = Field(64 * 1024, alias="MLOPS_MAX_BODY_BYTES")
+    max_window_span: Duration = Field(timedelta(days=92), alias="MLOPS_MAX_WINDOW_SPAN",
+                                      description="Longest window POST /api/checks and /api/retrain accept.")
+    check_max_attempts: int = Field(3, ge=1, alias="MLOPS_CHECK_MAX_ATTEMPTS",
+                                    description="Failed attempts (not outages) before a window is recorded failed.")
+    check_lease: Duration = Field(timedelta(minutes=10), alias="MLOPS_CHECK_LEASE",
+                                  description="How long a running check holds its window (functionTimeout).")
+    check_request_ttl: Duration = Field(timedelta(minutes=15), alias="MLOPS_CHECK_REQUEST_TTL",
+                                        description="After this, an unanswered check request is sent again.")
+    max_windows_per_tick: int = Field(24, ge=1, alias="MLOPS_MAX_WINDOWS_PER_TICK",
+                                      description="Catch-up bound: windows one monitor requests per timer tick.")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
 
-    @field_validator("retrain_config", "local_deployment", mode="before")
+    @field_validator("retrain_config", "evidently_workspace", "local_deployment", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """App settings cannot be absent in Bicep or local.settings.json, only empty: empty means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("data_dir", "monitors_dir", "retrain_config", "local_deployment", mode="after")
+    @field_validator("data_dir", "monitors_dir", "retrain_config", "evidently_workspace", "local_deployment",
+                     mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """Relative folders are resolved once, against the directory the app starts in: code that later runs
@@ -73,6 +101,13 @@ class Settings(BaseSettings):
         if self.webhook_format not in ("json", "teams", "slack"):
             raise ValueError(f"MLOPS_WEBHOOK_FORMAT must be json, teams or slack, not {self.webhook_format!r}")
         return self
+
+    def notify_url_list(self) -> list[str]:
+        text = self.notify_urls.get_secret_value() if self.notify_urls else ""
+        return [u for u in text.replace(",", " ").split() if u]
+
+    def webhook(self) -> str | None:
+        return (self.webhook_url.get_secret_value() or None) if self.webhook_url else None
 
     @property
     def azureml_configured(self) -> bool:

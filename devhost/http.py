@@ -22,6 +22,9 @@ from devhost.keys import FunctionKeys
 log = logging.getLogger("devhost")
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Functions host's own request size limit
 _KEY_HEADER = "x-functions-key"
+_PRINCIPAL = "x-ms-client-principal"
+LISTEN_BACKLOG = 128  # http.server's default of 5 resets connections under modest concurrency
+READ_TIMEOUT_S = 30.0  # an idle or slow client gives up its thread after this long
 
 
 def error(status: int, message: str, **extra: object) -> func.HttpResponse:
@@ -42,6 +45,9 @@ class HttpGateway:
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes = b"",
                params: Mapping[str, str] | None = None) -> func.HttpResponse:
+        # App Service authentication sets these after validating a token and drops any a client sent; devhost
+        # has no authentication in front of it, so it drops them all: a client cannot choose who it is.
+        headers = {k: v for k, v in headers.items() if not k.lower().startswith(_PRINCIPAL)}
         url = urlsplit(target)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         query.update(params or {})
@@ -110,7 +116,7 @@ class HttpServer:
 
     def __init__(self, gateway: HttpGateway, port: int) -> None:
         self.gateway = gateway
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(gateway))
+        self._server = _Server(("127.0.0.1", port), _handler_for(gateway))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         gateway.base_url = f"http://127.0.0.1:{self.port}"
@@ -124,10 +130,15 @@ class HttpServer:
         self._thread.join(timeout=5)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+
+
 def _handler_for(gateway: HttpGateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "devhost"
+        timeout = READ_TIMEOUT_S  # socket timeout for every read: idle keep-alive connections are closed
 
         def _serve(self) -> None:
             body, problem = self._read_body()

@@ -1,22 +1,26 @@
 """One Service Bus trigger invocation with the host's settlement rules, and lock renewal while it runs.
 
-Returns -> complete. Raises -> abandon (the bus dead-letters after maxDeliveryCount). Raises a
-`core.errors.PermanentError` -> dead-letter at once with `exc.reason` and `str(exc)`: devhost's own
-convention, since the same input will always fail. (In Azure the standard trigger cannot settle, so
-the function catches permanent errors itself and completes; devhost accepts that too.)
+Returns -> complete. Raises -> abandon with a backoff (core.retry.redelivery_delay: 5 s, 10 s, 20 s ...
+capped), keeping the error, so the dead-letter after maxDeliveryCount says what went wrong; a
+`core.errors.WorkHeld` comes back when its holder's lease ends. Raises a `core.errors.PermanentError` ->
+dead-letter at once with `exc.reason` and `str(exc)`: devhost's own convention, since the same input
+will always fail. (In Azure the standard trigger cannot settle, so the function catches permanent errors
+itself and completes; devhost accepts that too.)
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from azure.functions.servicebus import ServiceBusMessage
 
 from core.bus import ReceivedMessage
 from core.clock import Clock
-from core.errors import PermanentError
+from core.errors import PermanentError, WorkHeld
 from core.localbus import LockLost, SqliteBus
+from core.retry import retry_delay
 from core.types import iso
 from devhost.bindings import BusFunction
 
@@ -52,7 +56,7 @@ class InFlight:
         self._lock = threading.Lock()
         self._settled = False
 
-    def settle(self, action: str, reason: str = "", description: str = "") -> str:
+    def settle(self, action: str, reason: str = "", description: str = "", delay: timedelta = timedelta(0)) -> str:
         """complete | abandon | dead_letter; returns the outcome for the log line."""
         with self._lock:
             if self._settled:
@@ -63,7 +67,7 @@ class InFlight:
             if action == "complete":
                 self.bus.complete(token)
             elif action == "abandon":
-                self.bus.abandon(token)
+                self.bus.abandon(token, delay=delay, error=description)
             else:
                 self.bus.dead_letter(token, reason, description)
         except LockLost as exc:
@@ -121,10 +125,15 @@ def process(bus: SqliteBus, clock: Clock, inflight: InFlight) -> str:
                 fn(to_function_message(received))
             except PermanentError as exc:
                 outcome = inflight.settle("dead_letter", exc.reason, str(exc))
-            except Exception:  # any other failure is retried by the bus, as the Functions host does
-                log.exception("function %s failed on message %s (delivery %d)", fn.name,
-                              received.message.message_id, received.delivery_count)
-                outcome = inflight.settle("abandon")
+            except Exception as exc:  # any other failure is retried by the bus, as the Functions host does
+                delay = retry_delay(exc, received.delivery_count, clock.now())
+                if isinstance(exc, WorkHeld):
+                    log.info("function %s: message %s held elsewhere (%s); back in %s", fn.name,
+                             received.message.message_id, exc, delay)
+                else:
+                    log.exception("function %s failed on message %s (delivery %d); retry in %s", fn.name,
+                                  received.message.message_id, received.delivery_count, delay)
+                outcome = inflight.settle("abandon", description=f"{type(exc).__name__}: {exc}", delay=delay)
             else:
                 outcome = inflight.settle("complete")
     finally:

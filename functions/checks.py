@@ -2,7 +2,6 @@
 HTTP routes to request and read a check."""
 import azure.functions as func
 
-from core.errors import ValidationFailed
 from core.routing import TOPIC
 from functions._bus import consume
 from functions._http import guarded, json_body, json_response, require_str
@@ -25,18 +24,17 @@ def rebaseline_monitors(msg: func.ServiceBusMessage) -> None:
 @bp.route(route="checks", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @guarded
 def request_check(req: func.HttpRequest) -> func.HttpResponse:
-    """POST /api/checks[?force=true] {"monitor": "...", "window": {"start": ISO, "end": ISO}?} -> 202 with the
-    check id; 200 with "status": "already_checked" when that window was checked (force=true checks it again)."""
+    """POST /api/checks[?force=true] {"monitor", "window": {"start", "end"}?, "force": bool?} -> 202 with the
+    check id; 200 with "status": "already_checked" when that window was checked (force=true checks it again).
+    A window given up after failed attempts is re-run."""
     import bootstrap
-    from functions._parse import optional_window
+    from functions._parse import flag, optional_window
 
     body = json_body(req)
     monitor = require_str(body, "monitor")
     window = optional_window(body)
-    force = (req.params.get("force") or "false").strip().lower()
-    if force not in ("true", "false", "1", "0"):
-        raise ValidationFailed(f"force must be true or false, got {force!r}", field="force")
-    accepted = bootstrap.container().request_check(monitor, window, force=force in ("true", "1"))
+    force = flag(body, req.params, "force")
+    accepted = bootstrap.container().request_check(monitor, window, force=force)
     url = f"/api/checks/{accepted['check_id']}"
     if accepted["status"] == "already_checked":
         return json_response({**accepted, "status_url": url}, 200)
@@ -54,8 +52,16 @@ def get_check(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="checks/{id}/report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @guarded
 def get_check_report(req: func.HttpRequest) -> func.HttpResponse:
-    """An evidently HTML report of the check's window against its reference, built on request."""
+    """The check's HTML report (its verdict, then evidently's panels); 202 while it is being built."""
     import bootstrap
 
-    html = bootstrap.container().check_report(req.route_params["id"])
-    return func.HttpResponse(html, status_code=200, mimetype="text/html")
+    found = bootstrap.container().check_report(req.route_params["id"])
+    if isinstance(found, bytes):
+        return func.HttpResponse(found, status_code=200, mimetype="text/html")
+    return json_response(found, 202, {"Location": found["report_url"], "Retry-After": "10"})
+
+
+@bp.service_bus_topic_trigger(arg_name="msg", topic_name=TOPIC, subscription_name="reports",
+                              connection="ServiceBusConnection")
+def build_check_report(msg: func.ServiceBusMessage) -> None:
+    consume(msg, "reports", lambda envelope, box: box.build_report(str(envelope.data["check_id"])))

@@ -3,7 +3,7 @@ import azure.functions as func
 
 from core.routing import TOPIC
 from functions._bus import consume
-from functions._http import guarded, json_body, json_response, require_str
+from functions._http import caller, guarded, json_body, json_response, require_str
 
 bp = func.Blueprint()
 
@@ -38,9 +38,9 @@ def request_retrain(req: func.HttpRequest) -> func.HttpResponse:
     endpoint = require_str(body, "endpoint")
     reason = require_str(body, "reason", max_len=1000)
     window = optional_window(body)
-    key = (req.headers.get("Idempotency-Key") or "").strip() or None
-    caller = req.headers.get("x-ms-client-principal-name") or "function-key"
-    run = bootstrap.container().request_retrain(endpoint, reason, window=window, idempotency_key=key, caller=caller)
+    key = (req.headers.get("Idempotency-Key") or "").strip()[:200] or None
+    run = bootstrap.container().request_retrain(endpoint, reason, window=window, idempotency_key=key,
+                                                caller=caller(req))
     url = f"/api/runs/{run['run_id']}"
     return json_response({**run, "status_url": url}, 202, {"Location": url})
 

@@ -11,5 +11,7 @@ log = logging.getLogger("mlops.schedule")
 def schedule_checks(timer: func.TimerRequest) -> None:
     import bootstrap
 
-    requested = bootstrap.container().schedule_checks()
-    log.info("schedule_checks: %d check(s) requested%s", len(requested), " (past due)" if timer.past_due else "")
+    tick = bootstrap.container().schedule_checks()
+    behind = "; ".join(f"{m} up to {n} window(s) behind" for m, n in sorted(tick.behind.items()))
+    log.info("schedule_checks: %d check(s) requested%s%s", len(tick), " (past due)" if timer.past_due else "",
+             f"; catching up: {behind}" if behind else "")

@@ -37,12 +37,31 @@ param retrainConfig string = ''
 @secure()
 param webhookUrl string = ''
 
+@description('MLOPS_NOTIFY_URLS: apprise notification URLs (Teams, Slack, email, PagerDuty ...), space separated; they hold tokens, hence secure (or a Key Vault reference). Empty: none.')
+@secure()
+param notifyUrls string = ''
+
 @description('MLOPS_WEBHOOK_FORMAT')
 @allowed(['json', 'teams', 'slack'])
 param webhookFormat string = 'json'
 
 @description('MLOPS_MAX_BODY_BYTES: largest accepted HTTP request body.')
 param maxBodyBytes int = 65536
+
+@description('MLOPS_MAX_WINDOW_SPAN: longest window POST /api/checks and /api/retrain accept (e.g. 92d).')
+param maxWindowSpan string = '92d'
+
+@description('MLOPS_CHECK_MAX_ATTEMPTS: failed attempts (not outages) before a window is recorded as failed.')
+param checkMaxAttempts int = 3
+
+@description('MLOPS_CHECK_LEASE: how long a running check holds its window; at least the function timeout.')
+param checkLease string = '10m'
+
+@description('MLOPS_CHECK_REQUEST_TTL: after this, an unanswered check request is sent again under a new id.')
+param checkRequestTtl string = '15m'
+
+@description('MLOPS_MAX_WINDOWS_PER_TICK: catch-up bound, windows one monitor asks for per timer tick.')
+param maxWindowsPerTick int = 24
 
 @description('Object ids of the scoring endpoints\' identities that send telemetry through the data collection rule.')
 param telemetryWriterPrincipalIds array = []
@@ -62,6 +81,9 @@ param alertActionGroupId string = ''
 
 @description('E-mail address alerts go to, through an action group made for it (when alertActionGroupId is empty).')
 param alertEmail string = ''
+
+@description('Send each check\'s results as Azure Monitor custom metrics on the endpoints (MLOPS_METRICS_REGION).')
+param publishCheckMetrics bool = true
 
 @description('MLOPS_OTEL_EXPORT: the app\'s own telemetry (auto: Application Insights, where the alert rules read it).')
 @allowed(['auto', 'azure', 'log', 'off'])
@@ -84,6 +106,12 @@ var names = {
 
 // /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<name>
 var aml = split(azuremlWorkspaceId, '/')
+
+// The workspace itself (maybe in another resource group): its region is where its endpoints' metrics go.
+resource azuremlWorkspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
+  name: aml[8]
+  scope: resourceGroup(aml[2], aml[4])
+}
 
 module storage 'modules/storage.bicep' = {
   name: 'storage'
@@ -138,10 +166,19 @@ var appSettings = {
   MLOPS_CLOCK: 'real'
   MLOPS_ENVIRONMENT: environmentName
   MLOPS_WEBHOOK_URL: webhookUrl
+  MLOPS_NOTIFY_URLS: notifyUrls
   MLOPS_WEBHOOK_FORMAT: webhookFormat
   MLOPS_MAX_BODY_BYTES: string(maxBodyBytes)
+  MLOPS_MAX_WINDOW_SPAN: maxWindowSpan
+  MLOPS_CHECK_MAX_ATTEMPTS: string(checkMaxAttempts)
+  MLOPS_CHECK_LEASE: checkLease
+  MLOPS_CHECK_REQUEST_TTL: checkRequestTtl
+  MLOPS_MAX_WINDOWS_PER_TICK: string(maxWindowsPerTick)
   MLOPS_DUPLICATE_WINDOW_S: string(bus.topic.duplicateDetectionSeconds)
   MLOPS_OTEL_EXPORT: otelExport
+  MLOPS_METRICS_REGION: publishCheckMetrics ? azuremlWorkspace.location : ''
+  // evidently snapshots go to a local folder: for devhost and the demo (Azure Monitor metrics serve the same here)
+  MLOPS_EVIDENTLY_WORKSPACE: ''
 }
 
 module functionApp 'modules/functionapp.bicep' = {

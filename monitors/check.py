@@ -1,8 +1,10 @@
 """The check handler: one monitor, one window -> findings, a stored record, a report, incidents, events.
 
-Idempotent: the (monitor, window) claim makes a second delivery a no-op once the first finished; a
-retry after a crash recomputes the same ids (check, incidents, events), so repeats are absorbed by
-the alert tracker, the store and the bus's duplicate detection.
+Exactly once per window (monitors.windows): the delivery takes the window's lease, computes and stores the
+record, saves the events with the window's state (an outbox), relays them, and marks the window done. A
+delivery that finds the window done completes; one that finds it held by another live message lets the
+message come back (WorkHeld); one that dies is taken over by its own redelivery. Ids are deterministic
+(check, incidents, events), so a relay repeated after a crash is absorbed by the bus's duplicate detection.
 
 Late labels: ground truth arrives `spec.label.lag` after the request, so performance is evaluated on
 the window shifted back by that lag (fetched separately), whose labels have had time to arrive; the
@@ -11,8 +13,8 @@ check record names that window as `performance_window`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -20,20 +22,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.clock import Clock
-from core.errors import ConcurrencyConflict, ValidationFailed
+from core.errors import PermanentError, RetryableError, ValidationFailed
 from core.events import Envelope, event_id
 from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
-from core.records import CHECK, CLAIM, claim_window, put, window_done
-from core.types import EndpointRef, Finding, TelemetryBatch, Window, iso, parse_time
-from monitors.alerts import OPENED, UPDATED, AlertPolicy, IncidentChange
+from core.records import CHECK, put, require
+from core.types import EndpointRef, TelemetryBatch, Window, iso, parse_time
+from monitors import windows
+from monitors.alerts import AlertPolicy, check_failed, open_incident
+from monitors.check_events import check_events, incident_ref
+from monitors.late import LATE_RECHECK, late_telemetry
 from monitors.rebaseline import active_reference, not_ready
-from monitors.report import check_document, finding_json, save_check_report
-from monitors.schedule import check_requested, complete_window, window_at
+from monitors.report import check_document, save_check_report
+from monitors.schedule import REQUEST_TTL, check_requested, complete_window, window_at
 from monitors.signals.suite import FittedSuite, build_suite, fit_suite
 from monitors.spec import MonitorSpec, SpecRepository
 
+log = logging.getLogger("mlops.check")
 CHECK_REQUESTED = "mlops.check.requested.v1"
-DRIFT_SIGNALS = ("data_drift", "prediction_drift")
 
 
 class EvaluatorCache:
@@ -71,35 +76,49 @@ class CheckDeps:
     base_dir: Path
     instance: str = "local"
     evaluators: EvaluatorCache = field(default_factory=EvaluatorCache)
+    lease: timedelta = timedelta(minutes=10)  # MLOPS_CHECK_LEASE: a live check holds its window this long
+    max_attempts: int = 3  # MLOPS_CHECK_MAX_ATTEMPTS: failed attempts (not outages) before giving a window up
+    request_ttl: timedelta = REQUEST_TTL  # MLOPS_CHECK_REQUEST_TTL
     references: Any = None  # monitors.reference.ReferenceLoader; None: file references only
+    snapshots: Path | None = None  # where reference frames are kept per fingerprint, for reports rebuilt later
 
 
 def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
-    """Handle mlops.check.requested.v1; returns the check record, or None if the window is done or held."""
+    """Handle mlops.check.requested.v1; returns the check record, or None if the window is done or given up.
+
+    Raises WorkHeld while another message's check of the window is live (the message comes back), and the
+    check's own error after recording the attempt; after `max_attempts` counted failures the window is
+    recorded failed (an incident of kind check_failed) and the record of that is returned.
+    """
     if envelope.type != CHECK_REQUESTED:
         raise ValidationFailed(f"run_check handles {CHECK_REQUESTED}, not {envelope.type}", field="type")
     window = _window(envelope.data)
     spec = deps.specs.get(str(envelope.data["monitor"]))  # NotFound: permanent
-    # One owner per delivery, not per process: two deliveries of one window in one process must not
-    # both pass the claim (claim_window lets an owner re-take its own running claim).
-    owner = f"{deps.instance}/{uuid.uuid4()}"
-    if not claim_window(deps.store, spec.name, window, owner, deps.clock.now()):
+    recheck = envelope.data.get("reason") == LATE_RECHECK
+    # The lease belongs to this message: its redelivery (this delivery crashed) takes it over at once.
+    rec = windows.claim(deps.store, (spec.name, window), envelope.id, deps.clock.now(), deps.lease, recheck=recheck)
+    if rec is None:
         return None
+    if rec.state == windows.PUBLISHING:  # computed and saved by an earlier delivery: announce it, finish
+        return _finish(rec, spec, deps)
     try:
-        return _check(envelope, spec, window, deps)
+        doc, events, recheck_state = _check(envelope, spec, window, deps, rec, recheck=recheck)
+    except Exception as exc:
+        return _failed(exc, envelope, spec, window, rec, deps)
     except BaseException:
-        _release(deps.store, spec.name, window, owner)  # let a retry (any instance) start at once
+        windows.release(deps.store, rec)  # stopping: let a retry (any instance) start at once
         raise
+    rec = windows.stage(deps.store, rec, doc["check_id"], events, recheck=recheck_state)
+    return _finish(rec, spec, deps, doc)
 
 
-def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None,
-                  reason: str = "http", force: bool = False) -> Envelope | None:
-    """Publish mlops.check.requested.v1 for `window` (default: the latest complete one) and return it.
+def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None, reason: str = "http",
+                  force: bool = False) -> dict[str, Any]:
+    """An operator's request (HTTP, `monitors retry`) for `window` (default: the latest complete one).
 
-    The event id is the timer's for the same window, so an HTTP request and a tick dedupe on the bus.
-    A window already checked is not requested again (None is returned) unless `force`: then its claim is
-    reopened and the request gets an id of its own, so neither the claim nor the bus's duplicate detection
-    drops it; the check record is replaced by the new run's, and incidents are not re-announced for it.
+    A pending window is asked for (under the timer's id while its request is in flight, so they dedupe;
+    under a new one once it failed or its request died), a failed window is re-run, a done one only with
+    `force`. Returns what happened: state requested | running | done, with the check id and event id.
     """
     spec = deps.specs.get(monitor)
     problem = not_ready(spec, deps.store, deps.base_dir)
@@ -111,35 +130,20 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
     if complete_at > now:  # a check marks its window done: a partial window would never be checked again
         raise ValidationFailed(f"window {window.key()} of {spec.name} is not complete until {iso(complete_at)} "
                                f"(window end + lateness {spec.window.lateness})", field="window")
-    envelope = check_requested(spec.name, window, now, reason=reason)
-    if window_done(deps.store, spec.name, window):
-        if not force:
-            return None
-        reopen_window(deps.store, spec.name, window)
-        envelope = replace(envelope, id=event_id("check.requested", spec.name, window.key(), "rerun", iso(now)),
-                           data={**envelope.data, "reason": f"{reason} (re-run)"})
+    check_id = event_id("check", spec.name, window.key())
+    answer = {"check_id": check_id, "monitor": spec.name, "window": window.to_json()}
+    if force and windows.load(deps.store, spec.name, window).state == windows.DONE:
+        reason = f"{reason} (re-run)"
+    asked = windows.next_request(deps.store, spec.name, window, now, ttl=deps.request_ttl, operator=True,
+                                 force=force)
+    if asked is None:
+        current = windows.load(deps.store, spec.name, window)
+        state = "running" if current.state in (windows.RUNNING, windows.PUBLISHING) else current.state
+        return {**answer, "state": state, "event_id": windows.request_id(spec.name, window, current.generation),
+                "generation": current.generation}
+    envelope = check_requested(spec.name, window, now, reason=reason, generation=asked.generation)
     deps.publisher.publish(envelope)
-    return envelope
-
-
-def reopen_window(store: StateStore, monitor: str, window: Window) -> None:
-    """Drop a done window's claim so one more check can take it (the watermark does not move back)."""
-    key = f"{monitor}/{window.key()}"
-    doc = store.get(CLAIM, key)
-    if doc is not None and doc.data.get("state") == "done":
-        store.delete(CLAIM, key, doc.etag)
-
-
-def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
-    """On request: an evidently HTML report of one window against the reference, saved beside the JSON one."""
-    from monitors.report import render_html, report_name
-
-    spec = deps.specs.get(monitor)
-    batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
-    active = active_reference(spec, deps.store, deps.base_dir)
-    reference = open_reference(active, deps)
-    html = render_html(reference.frame(), batch.frame, spec)
-    return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
+    return {**answer, "state": "requested", "event_id": envelope.id, "generation": asked.generation}
 
 
 def open_reference(active: dict, deps: CheckDeps) -> Any:
@@ -156,7 +160,9 @@ def latest_complete_window(spec: MonitorSpec, now: datetime) -> Window:
     return Window(current.start - spec.window.size, current.start)
 
 
-def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDeps) -> dict:
+def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDeps, rec: windows.WindowRecord, *,
+           recheck: bool) -> tuple[dict, list, str | None]:
+    """Compute and store the check record; returns it, the events it announces, and the late re-check state."""
     endpoint = EndpointRef(spec.endpoint.name, spec.endpoint.deployment)
     batch = deps.telemetry.fetch(endpoint, window)  # TelemetryUnavailable propagates: retryable
     active = active_reference(spec, deps.store, deps.base_dir)
@@ -167,7 +173,7 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
         performance_window = shifted(window, spec.label.lag)
         labelled = batch if performance_window == window else deps.telemetry.fetch(endpoint, performance_window)
         findings += suite.performance.evaluate(labelled)
-    check_id = event_id("check", spec.name, window.key())
+    check_id, now = event_id("check", spec.name, window.key()), deps.clock.now()
     model_version = _model_version(batch)
     # An ad-hoc window off the spec's grid is checked and recorded, but is not a vote in the alert episodes:
     # it would overlap grid windows and make the tracker skip them as "older".
@@ -175,20 +181,63 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
     changes = AlertPolicy(spec.alert).apply(deps.store, spec.name, window, findings, check_id=check_id,
                                             model_version=model_version) if on_grid else []
     status = "empty" if batch.rows == 0 else ("breached" if any(f.breached for f in findings) else "ok")
+    late = late_telemetry(deps.store, spec, window, batch.rows, now, recheck=recheck)
     doc = check_document(check_id=check_id, spec=spec, window=window, findings=findings, rows=batch.rows,
                          rejected=batch.rejected, status=status, extra={
                              "reason": envelope.data.get("reason"), "requested_by": envelope.id,
-                             "completed_at": iso(deps.clock.now()), "reference_fingerprint": suite.fingerprint,
+                             "generation": rec.generation, "completed_at": iso(now),
+                             "reference_fingerprint": suite.fingerprint,
                              "reference_rows": suite.reference_rows, "model_version": model_version,
-                             "reference": {"uri": active["uri"], "model_version": active["model_version"]},
+                             "reference": {"uri": active["uri"], "model_version": active["model_version"],
+                                           "base_dir": str(active["base_dir"]), "fingerprint": suite.fingerprint,
+                                           "snapshot": suite.snapshot},
+                             "spec": used_spec(spec),
                              "performance_window": performance_window.to_json() if performance_window else None,
                              "alerting": "applied" if on_grid else "skipped: the window is not on the monitor's grid",
-                             "incidents": [_incident_ref(c) for c in changes]})
+                             "incidents": [incident_ref(c) for c in changes], **late.record})
     doc["report"] = save_check_report(deps.reports, doc, window)
     put(deps.store, CHECK, check_id, doc)
-    _publish(envelope, spec, window, doc, findings, changes, deps)
-    complete_window(deps.store, spec.name, window, check_id, origin=spec.window.origin, size=spec.window.size)
+    run = "late-recheck" if recheck else (str(rec.generation) if rec.generation else "")
+    events = check_events(envelope, spec, window, doc, findings, changes, now, run=run,
+                          open_now=open_incident(deps.store, spec.name) if on_grid else None)
+    if late.request is not None:
+        events.append(late.request)
+    return doc, events, late.state
+
+
+def _finish(rec: windows.WindowRecord, spec: MonitorSpec, deps: CheckDeps, doc: dict | None = None) -> dict:
+    """Relay the saved events, mark the window done (or failed), move the watermark over it."""
+    windows.relay(deps.store, deps.publisher, rec)
+    complete_window(deps.store, spec.name, rec.window, origin=spec.window.origin, size=spec.window.size)
+    if doc is None:
+        doc = dict(require(deps.store, CHECK, rec.result or event_id("check", spec.name, rec.window.key())).data)
     return doc
+
+
+def _failed(exc: Exception, envelope: Envelope, spec: MonitorSpec, window: Window, rec: windows.WindowRecord,
+            deps: CheckDeps) -> dict:
+    """Record the failed attempt, then re-raise; or, at the last counted attempt, give the window up."""
+    error = f"{type(exc).__name__}: {exc}"
+    counts = not isinstance(exc, RetryableError)  # an outage delays checks, it never gives a window up
+    if not counts or rec.attempts + 1 < deps.max_attempts:
+        windows.fail(deps.store, rec, error, counts=counts, dead=isinstance(exc, PermanentError),
+                     max_attempts=deps.max_attempts)
+        raise exc
+    check_id, now = event_id("check", spec.name, window.key()), deps.clock.now()
+    log.error("check of %s %s failed %d times, last: %s; recorded as failed", spec.name, window.key(),
+              rec.attempts + 1, error)
+    change = check_failed(deps.store, spec.name, window, check_id=check_id, error=error, attempts=rec.attempts + 1)
+    doc = {"check_id": check_id, "monitor": spec.name, "status": "failed", "window": window.to_json(),
+           "endpoint": {"name": spec.endpoint.name, "deployment": spec.endpoint.deployment}, "model": spec.model.name,
+           "rows": None, "error": error, "attempts": rec.attempts + 1, "errors": [*rec.errors, error][-5:],
+           "generation": rec.generation, "completed_at": iso(now), "requested_by": envelope.id,
+           "reason": envelope.data.get("reason"), "incidents": [incident_ref(change)], "report": None,
+           "retry": f"POST /api/checks {{monitor, window}} or python -m monitors retry --monitor {spec.name} "
+                    f"--window {iso(window.start)}/{iso(window.end)}"}
+    put(deps.store, CHECK, check_id, doc)
+    events = check_events(envelope, spec, window, doc, [], [change], now, run=f"failed-{rec.generation}")
+    rec = windows.stage(deps.store, rec, check_id, events, then=windows.FAILED, error=error)
+    return _finish(rec, spec, deps, doc)
 
 
 def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | None = None) -> FittedSuite:
@@ -202,59 +251,25 @@ def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | No
     key = (spec.name, reference.fingerprint, digest)
 
     def fit() -> FittedSuite:
+        from monitors.check_report import snapshot_reference
+
         suite = build_suite(spec, profiles=deps.profiles, fingerprint=reference.fingerprint)
-        return fit_suite(suite, reference.frame(), reference.fingerprint)
+        frame = reference.frame()
+        snapshot = snapshot_reference(deps.snapshots, reference.fingerprint, frame)
+        return replace(fit_suite(suite, frame, reference.fingerprint), snapshot=snapshot)
 
     return deps.evaluators.get_or_fit(key, fit)
 
 
+def used_spec(spec: MonitorSpec) -> dict[str, Any]:
+    """What a report rebuilt later needs of the spec as it was: features, methods, thresholds, evidently's share."""
+    return {"features": [{"name": f.name, "kind": f.kind, "method": f.method, "threshold": f.threshold}
+                         for f in spec.features], "share": spec.signals.data_drift.share,
+            "policy": spec.signals.data_drift.policy}
+
+
 def shifted(window: Window, lag: timedelta) -> Window:
     return Window(window.start - lag, window.end - lag)
-
-
-def _publish(cause: Envelope, spec: MonitorSpec, window: Window, doc: dict, findings: list[Finding],
-             changes: list[IncidentChange], deps: CheckDeps) -> None:
-    now, check_id = deps.clock.now(), doc["check_id"]
-    span = {"window_start": iso(window.start), "window_end": iso(window.end)}
-    deps.publisher.publish(cause.caused("mlops.check.completed.v1", {
-        "monitor": spec.name, "check_id": check_id, **span, "status": doc["status"], "rows": doc["rows"],
-        "dataset_drift": doc["summary"]["dataset_drift"], "drift_share": doc["summary"]["drift_share"],
-        "policy": doc["summary"]["policy"], "model_version": doc["model_version"],
-        "breached_signals": doc["breached_signals"], "report": doc["report"],
-        "incidents": [c.incident_id for c in changes]}, id=event_id("check.completed", check_id), time=now))
-    for change in changes:
-        data = {**_incident_ref(change), "monitor": spec.name, "endpoint": spec.endpoint.name,
-                "deployment": spec.endpoint.deployment, "model_version": change.incident.get("model_version"),
-                **span, "check_id": check_id, "breached": change.incident.get("breached", []),
-                "opened_window": change.incident.get("opened_window"), "windows": change.incident.get("windows"),
-                "report": doc["report"]}
-        deps.publisher.publish(cause.caused("mlops.incident.changed.v1", data, time=now, subject=spec.name,
-                                            id=event_id("incident.changed", change.incident_id, change.status,
-                                                        window.key())))
-        if change.signal in DRIFT_SIGNALS and change.status in (OPENED, UPDATED):
-            deps.publisher.publish(cause.caused("mlops.drift.detected.v1", _drift_evidence(
-                spec, change, findings, doc, span), id=event_id("drift.detected", change.incident_id, window.key()),
-                subject=spec.name, time=now))
-
-
-def _drift_evidence(spec: MonitorSpec, change: IncidentChange, findings: list[Finding], doc: dict,
-                    span: dict) -> dict[str, Any]:
-    mine = [f for f in findings if f.signal == change.signal]
-    dataset = next((f for f in mine if f.name == "dataset"), None)
-    return {"monitor": spec.name, "check_id": doc["check_id"], "incident_id": change.incident_id,
-            "status": change.status, "signal": change.signal, "severity": change.severity.value,
-            "endpoint": spec.endpoint.name, "deployment": spec.endpoint.deployment, "model": spec.model.name,
-            "model_version": doc["model_version"], **span,
-            "policy": dataset.details.get("policy") if dataset else None,
-            "drift_share": dataset.statistic if dataset else None,
-            "drifted_features": sorted(f.name for f in mine if f.breached and f.name != "dataset"),
-            "findings": [finding_json(f) for f in mine], "reference_fingerprint": doc["reference_fingerprint"],
-            "retrain_allowed": spec.retrain.on_drift, "report": doc["report"]}
-
-
-def _incident_ref(change: IncidentChange) -> dict[str, Any]:
-    return {"incident_id": change.incident_id, "signal": change.signal, "status": change.status,
-            "severity": change.severity.value}
 
 
 def _model_version(batch: TelemetryBatch) -> str | None:
@@ -272,15 +287,3 @@ def _window(data: Any) -> Window:
     except (KeyError, ValueError) as exc:
         raise ValidationFailed(f"check request has no valid window_start/window_end: {exc}",
                                field="window_start") from exc
-
-
-def _release(store: StateStore, monitor: str, window: Window, owner: str) -> None:
-    """Drop our running claim after a failure; key layout as in core.records.claim_window."""
-    key = f"{monitor}/{window.key()}"
-    doc = store.get(CLAIM, key)
-    if doc is None or doc.data.get("owner") != owner or doc.data.get("state") != "running":
-        return
-    try:
-        store.delete(CLAIM, key, doc.etag)
-    except ConcurrencyConflict:
-        return  # someone else took it over meanwhile: theirs now

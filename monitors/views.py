@@ -96,7 +96,7 @@ def _window_of(claim_key: str) -> tuple[datetime, datetime]:
 
 def _claim_row(store: StateStore, claim: tuple[str, Window, Mapping[str, Any]]) -> dict[str, Any]:
     monitor, window, data = claim
-    if data.get("state") == "done" and data.get("result"):
+    if data.get("state") in ("done", "failed") and data.get("result"):  # failed: the record of giving up
         found = store.get(CHECK, str(data["result"]))
         if found is not None:
             return check_summary(found.data)
@@ -138,13 +138,25 @@ def _incident_key(incident: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def incident_summary(incident: Mapping[str, Any]) -> dict[str, Any]:
-    """The incident without its change history, its evidence cut to what opened or drives it."""
-    out = {k: v for k, v in incident.items() if k not in ("history", "evidence")}
-    out["evidence"] = [{"signal": e.get("signal"), "name": e.get("name"), "statistic": e.get("statistic"),
-                        "threshold": e.get("threshold"), "breached": e.get("breached"),
-                        "effect": (e.get("details") or {}).get("effect"),
-                        "floor": ((e.get("details") or {}).get("calibrated") or {}).get("floor")}
-                       for e in incident.get("evidence", []) if isinstance(e, Mapping)]
+    """The incident without its change history, its evidence (its own, and its signals' facets') cut to what
+    opened or drives it: per finding the statistic, threshold, effect and floor."""
+    out = {k: v for k, v in incident.items() if k not in ("history", "evidence", "facets")}
+    facets = incident.get("facets") or {}
+    found = list(incident.get("evidence") or [])
+    for facet in facets.values():
+        found += facet.get("evidence") or [] if isinstance(facet, Mapping) else []
+    if facets:
+        out["facets"] = {k: {n: v for n, v in f.items() if n != "evidence"} for k, f in facets.items()
+                         if isinstance(f, Mapping)}
+    seen, evidence = set(), []
+    for e in found:
+        if isinstance(e, Mapping) and (e.get("signal"), e.get("name")) not in seen:
+            seen.add((e.get("signal"), e.get("name")))
+            details = e.get("details") or {}
+            evidence.append({"signal": e.get("signal"), "name": e.get("name"), "statistic": e.get("statistic"),
+                             "threshold": e.get("threshold"), "breached": e.get("breached"),
+                             "effect": details.get("effect"), "floor": (details.get("calibrated") or {}).get("floor")})
+    out["evidence"] = evidence
     for name in ("first_check", "last_check"):
         if incident.get(name):
             out[f"{name}_report_url"] = report_url(str(incident[name]))
@@ -184,9 +196,10 @@ def _point(doc: Mapping[str, Any]) -> dict[str, Any]:
         if f.get("signal") == "data_drift" and f.get("name") != "dataset":
             calibrated = details.get("calibrated") or {}
             features[f["name"]] = {"effect": calibrated.get("effect", details.get("effect")),
-                                   "floor": calibrated.get("floor"), "statistic": f.get("statistic"),
+                                   "floor": calibrated.get("floor"), "null_q99": calibrated.get("null_q99"),
+                                   "p_value": calibrated.get("p_value"), "statistic": f.get("statistic"),
                                    "threshold": f.get("threshold"), "drifted": f.get("breached")}
-        elif str(f.get("signal", "")).startswith("performance") and f.get("statistic") is not None:
+        elif "performance" in str(f.get("signal", "")) and f.get("statistic") is not None:  # realized, estimated
             performance[f"{f['signal']}/{f['name']}"] = {"value": f["statistic"], "threshold": f.get("threshold"),
                                                         "breached": f.get("breached")}
     summary = check_summary(doc)

@@ -52,6 +52,9 @@ class RetrainConfig:
     max_p95_latency_ms: float = 500.0
     min_canary_requests: int = 50
     request_timeout: timedelta = timedelta(days=1)  # a request not started by then is failed (frees the endpoint)
+    # Per-state deadlines (state name -> duration) over retrain.deploy_watch.deadline's defaults; a run past
+    # its state's deadline is failed by the tracking timer, its canary traffic rolled back first.
+    deadlines: Mapping[str, timedelta] = field(default_factory=dict)
     export_dir: Path = Path(".local/retrain/exports")
 
 

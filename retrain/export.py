@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from core.files import write_atomic
 from core.types import EndpointRef, Window
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ def export_labelled(deps: "RetrainDeps", target: "RetrainTarget", window: Window
     times = pd.to_datetime(labelled[target.time_column], utc=True)
     new_rows = int((times > pd.Timestamp(since)).sum()) if since is not None else len(labelled)
     folder = deps.config.export_dir / run_id / "recent"
-    folder.mkdir(parents=True, exist_ok=True)
-    labelled.to_parquet(folder / "part-0.parquet", index=False)
+    write_atomic(folder / "part-0.parquet", lambda out: labelled.to_parquet(out, index=False))
     return {"path": str(folder), "rows": len(labelled), "new_rows": new_rows, "fetched_rows": len(frame),
             "window": window.to_json()}

@@ -4,8 +4,11 @@ request_retrain (HTTP) -> mlops.retrain.requested.v1 -> on_retrain_event: policy
 submit -> mlops.retrain.started.v1 -> track_runs (timer): run finished -> mlops.retrain.completed.v1 ->
 on_deploy_event: gate -> challenger.accepted / rejected -> canary -> track_runs: promote or roll back.
 
-Every step is guarded by the run record's state and publishes events with ids derived from the run id,
-so a redelivered event or a repeated timer tick changes nothing twice.
+Every step is a transition of the run's typed record (retrain.runs): the state is saved with the events that
+announce it, then they are relayed. A redelivered event or a repeated timer tick finds the transition already
+made and changes nothing; an event that arrives before the state it needs lets its message come back
+(WorkHeld). The tracking timer also relays what a crash left unsent and reaps runs past their state's
+deadline (a canary's traffic is rolled back first). One endpoint's failure never stops another's tracking.
 """
 from __future__ import annotations
 
@@ -14,20 +17,33 @@ import logging
 import uuid
 from typing import Any, Mapping
 
-from core.errors import ConcurrencyConflict, NotFound, PermanentError, RetryableError, ValidationFailed
+from core.errors import ConcurrencyConflict, PermanentError, RetryableError, ValidationFailed
 from core.events import Envelope, event_id, new_event
-from core.records import RUN, already_processed, mark_processed, require
+from core.records import already_processed, mark_processed
 from core.types import EndpointRef, ModelVersion, RunRef, RunState, Window, iso, parse_time
-from retrain.deploy_watch import promoted_fields, watch_canary
+from retrain.deploy_watch import deadline, on_deploy_event, reap, watch_canary
 from retrain.deps import RetrainDeps, RetrainTarget
 from retrain.export import export_labelled
-from retrain.gate import EvalReport, decide
-from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start
-from retrain.runs import endpoint_runs, model_json, new_record, run_id_for, summary, transition
+from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start, performance_at_risk
+from retrain.runs import (
+    P,
+    RunRecord,
+    all_runs,
+    endpoint_runs,
+    insert,
+    load,
+    model_json,
+    new_record,
+    relay,
+    run_id_for,
+    summary,
+    transition,
+)
 
+__all__ = ["get_run", "on_deploy_event", "on_retrain_event", "request_retrain", "track_runs"]
 log = logging.getLogger("mlops.retrain")
 DRIFT, REQUESTED = "mlops.drift.detected.v1", "mlops.retrain.requested.v1"
-COMPLETED, ACCEPTED = "mlops.retrain.completed.v1", "mlops.challenger.accepted.v1"
+COMPLETED = "mlops.retrain.completed.v1"
 
 
 def request_retrain(endpoint: str, reason: str, *, trigger: Mapping[str, Any], idempotency_key: str | None,
@@ -36,22 +52,24 @@ def request_retrain(endpoint: str, reason: str, *, trigger: Mapping[str, Any], i
     _target(deps, endpoint)
     key = idempotency_key or f"anonymous:{uuid.uuid4()}"
     run_id = run_id_for(endpoint, key)
-    found = deps.store.get(RUN, run_id)
+    found = deps.store.get("run", run_id)
     if found is not None:
         return summary(found.data, existing=True)
     busy = active_run(endpoint_runs(deps.store, endpoint))
     if busy:
-        return {**summary(require(deps.store, RUN, busy).data, existing=True), "note": "a retrain is already active"}
+        return {**summary(load(deps.store, busy), existing=True), "note": "a retrain is already active"}
     now = deps.clock.now()
-    record = new_record(run_id, endpoint, reason, trigger, key, window.to_json() if window else None, now)
-    try:
-        deps.store.insert(RUN, run_id, record)
-    except ConcurrencyConflict:
-        return summary(require(deps.store, RUN, run_id).data, existing=True)
-    deps.publisher.publish(new_event(REQUESTED, {
+    requested = new_event(REQUESTED, {
         "endpoint": endpoint, "reason": reason, "trigger": dict(trigger), "run_id": run_id,
-        "idempotency_key": key, "window": record["window"]}, id=event_id("retrain.requested", run_id),
-        subject=endpoint, time=now, correlationid=run_id))
+        "idempotency_key": key, "window": window.to_json() if window else None},
+        id=event_id("retrain.requested", run_id), subject=endpoint, time=now, correlationid=run_id)
+    record = new_record(run_id, endpoint, reason, trigger, key, window.to_json() if window else None, now,
+                        deadline=deadline(deps, P.REQUESTED), events=[requested])
+    try:
+        insert(deps.store, record)  # the request and its event in one write; relayed below or by the timer
+    except ConcurrencyConflict:
+        return summary(load(deps.store, run_id), existing=True)
+    relay(deps.store, deps.publisher, run_id)
     return summary(record, existing=False)
 
 
@@ -73,14 +91,19 @@ def _from_drift(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
     data, endpoint = envelope.data, envelope.data["endpoint"]
     if not data.get("retrain_allowed") or endpoint not in deps.targets:
         return None
-    decision = may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(), deps.config.retrain)
-    if not decision.allowed:  # drift repeats every window: a refusal is logged, not recorded as a run
-        log.info("drift on %s does not start a retrain: %s", endpoint, "; ".join(decision.reasons))
-        return {"started": False, "reasons": decision.reasons, "active_run": decision.active_run}
     run_id = run_id_for(endpoint, f"drift:{envelope.id}")
+    # drift alone warns; it retrains only when the window's performance is at risk
+    risk = performance_at_risk(data.get("performance"), deps.config.retrain)
+    if deps.store.get("run", run_id) is None:  # a redelivery after the run began goes straight to _start
+        decision = risk if not risk.allowed else may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(),
+                                                           deps.config.retrain)
+        if not decision.allowed:  # drift repeats every window: a refusal is logged, not recorded as a run
+            log.info("drift on %s does not start a retrain: %s", endpoint, "; ".join(decision.reasons))
+            return {"started": False, "reasons": decision.reasons, "active_run": decision.active_run}
     trigger = {"kind": "drift", "event_id": envelope.id, "incident_id": data.get("incident_id"),
                "check_id": data.get("check_id"), "monitor": data.get("monitor")}
-    reason = f"drift: {', '.join(data.get('drifted_features') or []) or data.get('signal', 'drift')}"
+    reason = (f"drift: {', '.join(data.get('drifted_features') or []) or data.get('signal', 'drift')}; "
+              f"{risk.reasons[0]}")
     _ensure_record(deps, run_id, endpoint, reason, trigger, f"drift:{envelope.id}", None)
     return _start(run_id, envelope, deps)
 
@@ -96,23 +119,23 @@ def _from_request(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | Non
 
 def _ensure_record(deps: RetrainDeps, run_id: str, endpoint: str, reason: str, trigger: Mapping[str, Any],
                    key: str, window: Mapping[str, str] | None) -> None:
-    if deps.store.get(RUN, run_id) is None:
+    if deps.store.get("run", run_id) is None:
         # A concurrent delivery may insert it first: then the state guard in _start decides who proceeds.
         with contextlib.suppress(ConcurrencyConflict):
-            deps.store.insert(RUN, run_id, new_record(run_id, endpoint, reason, trigger, key, window,
-                                                      deps.clock.now()))
+            insert(deps.store, new_record(run_id, endpoint, reason, trigger, key, window, deps.clock.now(),
+                                          deadline=deadline(deps, P.REQUESTED)))
 
 
 def _start(run_id: str, cause: Envelope, deps: RetrainDeps) -> dict[str, Any]:
-    record = require(deps.store, RUN, run_id).data
-    if record["state"] != "requested":
+    record = load(deps.store, run_id)
+    if record.state is not P.REQUESTED:
         return summary(record, existing=True)
-    endpoint, now = record["endpoint"], deps.clock.now()
+    endpoint, now = record.endpoint, deps.clock.now()
     target = _target(deps, endpoint)
     history = [r for r in endpoint_runs(deps.store, endpoint) if _counts_before(r, record)]
     decision = may_start(history, now, deps.config.retrain, run_id=run_id)
-    window = (Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
-              if record.get("window") else Window(now - target.lookback, now))
+    window = (Window(parse_time(record.window["start"]), parse_time(record.window["end"]))
+              if record.window else Window(now - target.lookback, now))
     if decision.allowed:
         export = export_labelled(deps, target, window, run_id, since=last_data_end(history))
         decision = enough_rows(export["new_rows"], deps.config.retrain)
@@ -121,40 +144,39 @@ def _start(run_id: str, cause: Envelope, deps: RetrainDeps) -> dict[str, Any]:
     champion = champion_of(deps, endpoint)
     try:
         request = _pipeline_request(deps, target, run_id, window, export["path"], champion, record)
-        ref = deps.runner.submit(request, idempotency_key=run_id)
+        ref = deps.runner.submit(request, idempotency_key=run_id)  # idempotent: a retry finds the same run
     except PermanentError as exc:  # e.g. an invalid request: record why, so the endpoint is not blocked
-        _fail(deps, run_id, {"requested"}, "submit", exc)
-        return summary(require(deps.store, RUN, run_id).data, existing=False)
-    deps.publisher.publish(cause.caused("mlops.retrain.started.v1", {
-        "run_id": run_id, "endpoint": endpoint, "backend": ref.backend, "external_id": ref.external_id,
-        "window": window.to_json(), "champion": str(champion) if champion else None},
-        id=event_id("retrain.started", run_id), subject=endpoint, time=now))
-    done = transition(deps.store, run_id, {"requested"}, "running", now, submitted_at=iso(now),
-                      window=window.to_json(), data=export, champion=str(champion) if champion else None,
-                      run={"run_id": ref.run_id, "backend": ref.backend, "external_id": ref.external_id},
-                      policy=deps.config.retrain.to_json())
-    return summary(done or require(deps.store, RUN, run_id).data, existing=done is None)
+        _fail(deps, run_id, "submit", exc)
+        return summary(load(deps.store, run_id), existing=False)
+    started = cause.caused("mlops.retrain.started.v1", {
+        "run_id": run_id, "endpoint": endpoint, "reason": record.reason, "backend": ref.backend,
+        "external_id": ref.external_id, "window": window.to_json(), "champion": str(champion) if champion else None},
+        id=event_id("retrain.started", run_id), subject=endpoint, time=now)
+    done = transition(deps.store, run_id, P.RUNNING, now, deadline=deadline(deps, P.RUNNING), events=[started],
+                      submitted_at=iso(now), window=window.to_json(), data=export,
+                      champion=str(champion) if champion else None, policy=deps.config.retrain.to_json(),
+                      run={"run_id": ref.run_id, "backend": ref.backend, "external_id": ref.external_id})
+    relay(deps.store, deps.publisher, run_id)
+    return summary(done or load(deps.store, run_id), existing=done is None)
 
 
-def _counts_before(other: Mapping[str, Any], mine: Mapping[str, Any]) -> bool:
+def _counts_before(other: Mapping[str, Any], mine: RunRecord) -> bool:
     """Two requests racing: the earlier one (by time, then id) wins; the later sees it as active."""
-    if other["run_id"] == mine["run_id"]:
+    if other["run_id"] == mine.run_id:
         return False
-    if other["state"] != "requested":
+    if other["state"] != P.REQUESTED:
         return True
-    return (other["requested_at"], other["run_id"]) < (mine["requested_at"], mine["run_id"])
+    return (other["requested_at"], other["run_id"]) < (iso(mine.requested_at), mine.run_id)
 
 
 def _skip(deps: RetrainDeps, run_id: str, decision: PolicyDecision) -> dict[str, Any]:
-    note = "; ".join(decision.reasons)
-    done = transition(deps.store, run_id, {"requested"}, "skipped", deps.clock.now(), note=note,
-                      outcome={"result": "skipped", "reasons": decision.reasons,
-                               "active_run": decision.active_run})
-    return summary(done or require(deps.store, RUN, run_id).data, existing=done is None)
+    done = transition(deps.store, run_id, P.SKIPPED, deps.clock.now(), "; ".join(decision.reasons),
+                      outcome={"result": "skipped", "reasons": decision.reasons, "active_run": decision.active_run})
+    return summary(done or load(deps.store, run_id), existing=done is None)
 
 
 def _pipeline_request(deps: RetrainDeps, target: RetrainTarget, run_id: str, window: Window, recent: str,
-                      champion: ModelVersion | None, record: Mapping[str, Any]) -> dict[str, Any]:
+                      champion: ModelVersion | None, record: RunRecord) -> dict[str, Any]:
     champion_path = None
     if champion is not None:
         champion_path = str(deps.registry.get(champion.name, champion.version)["path"])
@@ -163,7 +185,7 @@ def _pipeline_request(deps: RetrainDeps, target: RetrainTarget, run_id: str, win
             "reference": target.reference, "recent": recent, "rule": target.rule,
             "holdout_days": target.holdout_days, "slices": list(target.slices), "champion": champion_path,
             "parent": str(champion) if champion else None, "window": window.to_json(),
-            "requested_at": record["requested_at"], "random_state": target.random_state}
+            "requested_at": iso(record.requested_at), "random_state": target.random_state}
 
 
 def champion_of(deps: RetrainDeps, endpoint: str) -> ModelVersion | None:
@@ -178,125 +200,84 @@ def champion_of(deps: RetrainDeps, endpoint: str) -> ModelVersion | None:
 
 
 def track_runs(deps: RetrainDeps) -> dict[str, int]:
-    """Timer: finished pipeline runs -> retrain.completed; canaries -> promote or roll back."""
+    """Timer: relay unsent events; finished pipeline runs -> retrain.completed; canaries -> promote or roll back;
+    runs past their state's deadline -> failed (rolled back first). Each run on its own: one endpoint's
+    failure (an outage, an SDK error) is logged and the others are still tracked; the tick then fails."""
     counts = {"completed": 0, "promoted": 0, "rolled_back": 0}
-    for _, doc in deps.store.list(RUN):
-        record = doc.data
+    unexpected: list[str] = []
+    for record in all_runs(deps.store):
         try:
-            if record["state"] == "running":
-                counts["completed"] += _poll_run(record, deps)
-            elif record["state"] == "canary":
-                outcome = watch_canary(record, deps)
-                if outcome:
-                    counts[outcome] += 1
-            elif record["state"] == "requested" and _stale(record, deps):
-                _fail(deps, record["run_id"], {"requested"}, "start",
-                      NotFound(f"never started within {deps.config.request_timeout} (its event was lost?)"))
+            relay(deps.store, deps.publisher, record.run_id)
+            outcome = _track(load(deps.store, record.run_id), deps)
+            if outcome in counts:
+                counts[outcome] += 1
         except RetryableError as exc:  # one unreachable run must not stop the others; the next tick retries
-            log.warning("run %s: %s; will retry", record["run_id"], exc)
+            log.warning("run %s: %s; will retry", record.run_id, exc)
         except PermanentError as exc:  # e.g. the runner lost the run: record it, keep tracking the others
-            _fail(deps, record["run_id"], {record["state"]}, record["state"], exc)
+            _fail(deps, record.run_id, record.state.value, exc)
+        except Exception as exc:  # a bug or an untranslated SDK error: keep going, then fail this tick loudly
+            log.exception("run %s: tracking failed", record.run_id)
+            unexpected.append(f"{record.run_id}: {type(exc).__name__}: {exc}")
+    if unexpected:
+        raise RuntimeError(f"tracking failed for {len(unexpected)} run(s): {'; '.join(unexpected)}")
     return counts
 
 
-def _stale(record: Mapping[str, Any], deps: RetrainDeps) -> bool:
-    return deps.clock.now() - parse_time(record["requested_at"]) > deps.config.request_timeout
+def _track(record: RunRecord, deps: RetrainDeps) -> str | None:
+    if record.state.terminal:
+        return None
+    if record.deadline is not None and deps.clock.now() > record.deadline:
+        return reap(record, deps, f"no progress in state {record.state.value} before its deadline "
+                                  f"{iso(record.deadline)}")
+    if record.state is P.RUNNING:
+        return "completed" if _poll_run(record, deps) else None
+    if record.state in (P.CANARY, P.PROMOTING, P.ROLLING_BACK):
+        return watch_canary(record, deps)
+    return None
 
 
-def _fail(deps: RetrainDeps, run_id: str, expect: set[str], step: str, exc: Exception) -> None:
+def _fail(deps: RetrainDeps, run_id: str, step: str, exc: Exception) -> None:
     error = f"{type(exc).__name__}: {exc}"
     log.error("run %s failed at %s: %s", run_id, step, error)
-    transition(deps.store, run_id, expect, "failed", deps.clock.now(), note=error, error=error,
-               outcome={"result": "failed", "step": step, "error": error})
+    if transition(deps.store, run_id, P.FAILED, deps.clock.now(), error, error=error,
+                  outcome={"result": "failed", "step": step, "error": error}) is None:
+        record = load(deps.store, run_id)
+        if not record.state.terminal:  # a canary: its traffic goes back to the champion before it fails
+            reap(record, deps, error)
 
 
-def _poll_run(record: Mapping[str, Any], deps: RetrainDeps) -> int:
+def _poll_run(record: RunRecord, deps: RetrainDeps) -> bool:
     status = deps.runner.status(RunRef(**record["run"]))
     if not status.state.terminal:
-        return 0
-    run_id, now = record["run_id"], deps.clock.now()
+        return False
+    run_id, now = record.run_id, deps.clock.now()
     candidate = str(status.model) if status.model else None
-    data = {"run_id": run_id, "endpoint": record["endpoint"], "status": status.state.value,
-            "candidate": model_json(candidate),
-            "failed_step": status.failed_step, "error": status.error}
-    deps.publisher.publish(new_event(COMPLETED, data, id=event_id("retrain.completed", run_id),
-                                     subject=record["endpoint"], time=now, correlationid=run_id))
+    completed = new_event(COMPLETED, {"run_id": run_id, "endpoint": record.endpoint, "status": status.state.value,
+                                      "candidate": model_json(candidate), "failed_step": status.failed_step,
+                                      "error": status.error},
+                          id=event_id("retrain.completed", run_id), subject=record.endpoint, time=now,
+                          correlationid=run_id)
     ok = status.state is RunState.SUCCEEDED
-    transition(deps.store, run_id, {"running"}, "trained" if ok else "failed", now, note=status.error,
-               completed_at=iso(now), metrics=dict(status.metrics), candidate=candidate, steps=dict(status.steps),
+    transition(deps.store, run_id, P.TRAINED if ok else P.FAILED, now, status.error, expect=[P.RUNNING],
+               deadline=deadline(deps, P.TRAINED), events=[completed], completed_at=iso(now),
+               metrics=dict(status.metrics), candidate=candidate, steps=dict(status.steps),
                failed_step=status.failed_step, error=status.error,
                outcome=None if ok else {"result": "failed", "step": status.failed_step, "error": status.error})
-    return 1
-
-
-def on_deploy_event(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
-    """mlops.retrain.completed.v1 -> gate; mlops.challenger.accepted.v1 -> canary."""
-    if envelope.type == COMPLETED:
-        return _gate(envelope, deps)
-    if envelope.type == ACCEPTED:
-        return _canary(envelope, deps)
-    raise ValidationFailed(f"deploy handler does not take {envelope.type}", field="type")
-
-
-def _gate(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
-    record = _record(deps, envelope.data["run_id"])
-    if record["state"] != "trained":
-        return None  # failed, or gated by an earlier delivery
-    challenger = EvalReport.from_flat(record.get("metrics", {}), "challenger")
-    if challenger is None:
-        raise ValidationFailed(f"run {record['run_id']} has no challenger metrics", field="metrics")
-    decision = decide(EvalReport.from_flat(record["metrics"], "champion"), challenger, deps.config.gate)
-    kind = "accepted" if decision.accepted else "rejected"
-    data = {"run_id": record["run_id"], "endpoint": record["endpoint"], "candidate": model_json(record["candidate"]),
-            "gate": decision.to_json(), "champion": record.get("champion")}
-    deps.publisher.publish(envelope.caused(f"mlops.challenger.{kind}.v1", data,
-                                           id=event_id(f"challenger.{kind}", record["run_id"]),
-                                           time=deps.clock.now()))
-    transition(deps.store, record["run_id"], {"trained"}, kind, deps.clock.now(), note="; ".join(decision.reasons),
-               gate=decision.to_json(), outcome=None if decision.accepted else {
-                   "result": "rejected", "reasons": decision.reasons})
-    return decision.to_json()
-
-
-def _canary(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
-    record = _record(deps, envelope.data["run_id"])
-    if record["state"] != "accepted":
-        return None
-    from retrain.deploy import parse_model
-
-    ref, candidate, now = EndpointRef(record["endpoint"]), parse_model(record["candidate"]), deps.clock.now()
-    split = deps.deployer.start_canary(ref, candidate, deps.config.canary_percent)
-    deployment = next(n for n, m in deps.deployer.models(ref).items() if m == candidate)
-    step = {"step": "canary", "at": iso(now), "deployment": deployment, "traffic": dict(split.shares)}
-    first = split.shares.get(deployment) == 100  # an endpoint with no model: nothing to compare with
-    kind, state = ("mlops.model.promoted.v1", "promoted") if first else ("mlops.canary.started.v1", "canary")
-    data = {"run_id": record["run_id"], "endpoint": ref.name, "candidate": model_json(str(candidate)),
-            "traffic": dict(split.shares), "deployment": deployment, "bake_until": iso(now + deps.config.bake)}
-    if first:
-        data.update(promoted_fields(deps, candidate))
-    deps.publisher.publish(envelope.caused(kind, data, id=event_id(kind, record["run_id"]), time=now))
-    transition(deps.store, record["run_id"], {"accepted"}, state, now, deployment=[*record["deployment"], step],
-               canary={"deployment": deployment, "started_at": iso(now)},
-               outcome={"result": "promoted", "traffic": dict(split.shares)} if first else None)
-    return {"state": state, "traffic": dict(split.shares)}
+    relay(deps.store, deps.publisher, run_id)
+    return True
 
 
 def get_run(run_id: str, deps: RetrainDeps) -> dict[str, Any]:
     """The audit record of one retrain, for GET /api/runs/{id}. Unknown id -> NotFound."""
-    return dict(_record(deps, run_id))
-
-
-def _record(deps: RetrainDeps, run_id: str) -> dict[str, Any]:
-    doc = deps.store.get(RUN, run_id)
-    if doc is None:
-        raise NotFound(f"no retrain run {run_id!r}")
-    return dict(doc.data)
+    doc = load(deps.store, run_id).to_json()
+    doc.pop("outbox", None)  # plumbing, not audit
+    return doc
 
 
 def _target(deps: RetrainDeps, endpoint: str) -> RetrainTarget:
     target = deps.targets.get(endpoint)
     if target is None:
-        known = ", ".join(sorted(deps.targets)) or "none"
+        known = ", ".join(sorted(deps.targets)[:20]) or "none"
         raise ValidationFailed(f"endpoint {endpoint!r} has no retraining configured (known: {known})",
                                field="endpoint")
     return target

@@ -52,7 +52,7 @@ class LocalModelRegistry:
     def get(self, name: str, version: str) -> dict[str, Any]:
         path = self.root / name / str(version) / "meta.json"
         if not path.exists():
-            raise NotFound(f"no model {name}:{version} in {self.root}")
+            raise NotFound(f"no model {name}:{version} in the local registry")
         return {**json.loads(path.read_text()), "path": str(path.parent / "model")}
 
     def latest(self, name: str) -> ModelVersion | None:

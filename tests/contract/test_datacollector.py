@@ -14,7 +14,8 @@ import pytest
 from core.errors import TelemetryUnavailable
 from core.types import EndpointRef, Window
 from monitors.telemetry.blobfiles import BlobFiles, FolderFiles
-from monitors.telemetry.datacollector import DataCollectorTelemetrySource, LabelTable, Layout
+from monitors.telemetry.datacollector import DataCollectorTelemetrySource, Layout
+from monitors.telemetry.labels import LabelTable
 from tests.azurite import unique_name
 from tests.collector_files import Writer, blob_name, line
 from tests.e2e.world import flights
@@ -218,3 +219,36 @@ def test_a_check_reads_collector_files_named_by_the_spec(files_of, tmp_path, req
     health = [f for f in record["findings"] if f["signal"] == "health"]
     assert health and all(f["details"].get("insufficient") for f in health if f["name"] == "p95_latency_ms")
     shutil.rmtree(tmp_path / "reports")
+
+
+def test_what_the_local_agent_files_from_collector_posts_reads_back(tmp_path):
+    """The serving side's agent (retrain.datacollector) receives what azureml-ai-monitoring's Collector POSTs
+    (its MdcSender's ce-* headers, the DataFrame as JSON records) and files it; this source reads that folder."""
+    import urllib.request
+
+    from core.clock import ManualClock
+    from retrain.datacollector import LocalDataCollector
+
+    clock = ManualClock(DAY + timedelta(hours=5, minutes=7))
+    agent = LocalDataCollector(tmp_path / "data", "flights", "blue", clock).start()
+    rng = np.random.default_rng(8)
+    try:
+        for i in range(3):
+            cid = f"req-{i}"
+            for collection, frame in (("model_inputs", flights(rng, 1)),
+                                      ("model_outputs", pd.DataFrame({"score": [0.25 * i], "prediction": [0]}))):
+                headers = {"Content-Type": "application/json", "trace-id": f"{collection}-{i}",
+                           "ce-time": str(int(clock.now().timestamp())), "ce-type": f"azureml.inference.{collection}",
+                           "ce-collect-data-type": "pandas.core.frame.DataFrame",
+                           "ce-agent": "azureml-ai-monitoring/1.0.0", "ce-x-request-id": cid,
+                           "ce-model-version": "3"}
+                request = urllib.request.Request(f"http://127.0.0.1:{agent.port}/modeldata/log", method="POST",
+                                                 data=frame.to_json(orient="records").encode(), headers=headers)
+                with urllib.request.urlopen(request, timeout=10) as res:
+                    assert res.status == 200
+    finally:
+        agent.stop()
+    batch = DataCollectorTelemetrySource(FolderFiles(tmp_path / "data"), features=KINDS).fetch(
+        EndpointRef("flights"), WINDOW)
+    assert list(batch.frame["request_id"]) == ["req-0", "req-1", "req-2"] and batch.rejected == {}
+    assert list(batch.frame["score"]) == [0.0, 0.25, 0.5] and set(batch.frame["model_version"]) == {"3"}

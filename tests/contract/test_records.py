@@ -1,4 +1,4 @@
-"""core.records (inbox, watermarks, window claims) on every StateStore adapter."""
+"""core.records (inbox, watermarks) and monitors.windows (window leases) on every StateStore adapter."""
 from __future__ import annotations
 
 import threading
@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from core import records
-from core.errors import NotFound
+from core.errors import NotFound, WorkHeld
 from core.types import Window
+from monitors import windows
 
 T0 = datetime(2013, 4, 1, tzinfo=timezone.utc)
 WINDOW = Window(T0, T0 + timedelta(hours=1))
@@ -67,45 +68,55 @@ def test_concurrent_advancers_leave_the_latest_watermark(state_store):
     assert all(seen >= asked for seen, asked in zip(results, targets, strict=True))
 
 
-def test_two_owners_racing_for_a_window_exactly_one_claims(state_store):
-    results = _together(2, lambda i: records.claim_window(state_store, "flights", WINDOW, f"owner-{i}", T0))
+def _claim(store, message: str, at=T0, lease=timedelta(minutes=10)):
+    """True: this delivery holds the window; False: held by another message (WorkHeld); None: nothing to do."""
+    try:
+        return windows.claim(store, ("flights", WINDOW), message, at, lease) is not None or None
+    except WorkHeld:
+        return False
+
+
+def _done(store, message: str) -> None:
+    rec = windows.load(store, "flights", WINDOW)
+    windows.relay(store, _Nowhere(), windows.stage(store, rec, "check-1", []))
+
+
+class _Nowhere:
+    def publish(self, envelope, *, scheduled_at=None):
+        raise AssertionError("no events were staged")
+
+
+def test_two_messages_racing_for_a_window_exactly_one_claims(state_store):
+    results = _together(2, lambda i: _claim(state_store, f"message-{i}"))
     assert sorted(results) == [False, True]
 
 
-def test_many_owners_racing_for_a_window_exactly_one_claims(state_store):
-    results = _together(8, lambda i: records.claim_window(state_store, "flights", WINDOW, f"owner-{i}", T0))
+def test_many_messages_racing_for_a_window_exactly_one_claims(state_store):
+    results = _together(8, lambda i: _claim(state_store, f"message-{i}"))
     assert results.count(True) == 1
 
 
 def test_a_done_window_cannot_be_claimed_again(state_store):
-    assert records.claim_window(state_store, "flights", WINDOW, "a", T0)
-    records.finish_claim(state_store, "flights", WINDOW, "a", "check-1")
-    assert records.window_done(state_store, "flights", WINDOW)
+    assert _claim(state_store, "a")
+    _done(state_store, "a")
+    assert windows.passed(state_store, "flights", WINDOW)
     later = T0 + timedelta(days=1)  # long after any lease
-    assert not records.claim_window(state_store, "flights", WINDOW, "b", later)
-    assert not records.claim_window(state_store, "flights", WINDOW, "a", later)
-    assert records.window_done(state_store, "flights", WINDOW)
+    assert _claim(state_store, "b", later) is None and _claim(state_store, "a", later) is None
+    assert windows.load(state_store, "flights", WINDOW).state == windows.DONE
 
 
-def test_a_live_lease_blocks_others_and_an_expired_one_is_taken_over(state_store):
-    lease = timedelta(minutes=10)
-    assert records.claim_window(state_store, "flights", WINDOW, "a", T0, lease)
-    assert not records.claim_window(state_store, "flights", WINDOW, "b", T0 + timedelta(minutes=9), lease)
-    assert records.claim_window(state_store, "flights", WINDOW, "b", T0 + timedelta(minutes=11), lease)
-    # The new owner's lease is now the live one.
-    assert not records.claim_window(state_store, "flights", WINDOW, "a", T0 + timedelta(minutes=12), lease)
-    records.finish_claim(state_store, "flights", WINDOW, "b", "check-2")
-    assert records.window_done(state_store, "flights", WINDOW)
+def test_a_live_lease_blocks_other_messages_and_an_expired_one_is_taken_over(state_store):
+    assert _claim(state_store, "a")
+    assert _claim(state_store, "b", T0 + timedelta(minutes=9)) is False
+    assert _claim(state_store, "b", T0 + timedelta(minutes=11))
+    assert _claim(state_store, "c", T0 + timedelta(minutes=12)) is False  # b's lease is the live one now
+    _done(state_store, "b")
+    assert windows.passed(state_store, "flights", WINDOW)
 
 
-def test_the_same_owner_can_renew_its_claim(state_store):
-    assert records.claim_window(state_store, "flights", WINDOW, "a", T0)
-    assert records.claim_window(state_store, "flights", WINDOW, "a", T0 + timedelta(minutes=1))
-
-
-def test_finishing_an_unclaimed_window_is_not_found(state_store):
-    with pytest.raises(NotFound):
-        records.finish_claim(state_store, "flights", WINDOW, "a", "check-3")
+def test_a_redelivery_of_the_same_message_takes_its_lease_over_at_once(state_store):
+    assert _claim(state_store, "a")
+    assert _claim(state_store, "a", T0 + timedelta(minutes=1))  # the first delivery died; no lease wait
 
 
 def test_put_overwrites_and_require_reads_back(state_store):

@@ -150,8 +150,7 @@ def _deploy(data_dir: Path) -> None:
 
 def _record_runs(box: Any, clock: Any) -> None:
     """Two runs as the retrain handlers leave them: one rejected by the gate, one promoted after a canary."""
-    from core.records import RUN
-    from retrain.runs import new_record, transition
+    from retrain.runs import insert, new_record, transition
 
     first = DAY0 + timedelta(days=8, hours=3)
     for n, (outcome, gate) in enumerate([("rejected", {"accepted": False, "reasons": ["auc 0.61 < champion 0.64"]}),
@@ -159,15 +158,17 @@ def _record_runs(box: Any, clock: Any) -> None:
         at = first + timedelta(days=2 * n)
         run_id = f"rt-test{n}"
         trigger = {"kind": "drift", "monitor": "flights-delay", "incident_id": "i", "check_id": "c"}
-        box.store.insert(RUN, run_id, new_record(run_id, "flights", "drift: temp", trigger, run_id, None, at))
-        transition(box.store, run_id, {"requested"}, "running", at + timedelta(minutes=5))
-        transition(box.store, run_id, {"running"}, "trained", at + timedelta(hours=2),
+        insert(box.store, new_record(run_id, "flights", "drift: temp", trigger, run_id, None, at))
+        transition(box.store, run_id, "running", at + timedelta(minutes=5))
+        transition(box.store, run_id, "trained", at + timedelta(hours=2),
                    candidate=f"flights-delay:{n + 2}", champion="flights-delay:1")
         state = "rejected" if outcome == "rejected" else "accepted"
-        transition(box.store, run_id, {"trained"}, state, at + timedelta(hours=2, minutes=1), gate=gate,
+        transition(box.store, run_id, state, at + timedelta(hours=2, minutes=1), gate=gate,
                    outcome={"result": "rejected", "reasons": gate["reasons"]} if state == "rejected" else None)
         if outcome == "promoted":
-            transition(box.store, run_id, {"accepted"}, "canary", at + timedelta(hours=3),
-                       deployment=[{"step": "canary", "deployment": "green", "traffic": {"blue": 80, "green": 20}}])
-            transition(box.store, run_id, {"canary"}, "promoted", at + timedelta(days=1, hours=3),
+            transition(box.store, run_id, "canary", at + timedelta(hours=3),
+                       deployment_step={"step": "canary", "deployment": "green", "traffic": {"blue": 80, "green": 20}})
+            transition(box.store, run_id, "promoting", at + timedelta(days=1, hours=3))
+            transition(box.store, run_id, "promoted", at + timedelta(days=1, hours=3),
+                       deployment_step={"step": "promote", "traffic": {"green": 100}},
                        outcome={"result": "promoted", "traffic": {"green": 100}})

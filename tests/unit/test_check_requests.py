@@ -8,9 +8,10 @@ import pytest
 from core.errors import ValidationFailed
 from core.events import decode, event_id
 from core.localbus import SqliteBus, SqliteBusPublisher, provision
-from core.records import CHECK, window_done
+from core.records import CHECK
 from core.routing import TOPIC
 from core.types import Window
+from monitors import windows
 from monitors.check import request_check, run_check
 from monitors.rebaseline import not_ready
 from tests.unit.test_check_handler import DAY, SPEC, T0, deps, traffic  # noqa: F401  (deps is a fixture)
@@ -35,21 +36,22 @@ def test_a_checked_window_is_not_requested_again_unless_forced(bussed):
     deps, bus = bussed  # noqa: F811
     window = Window(T0 + 5 * DAY, T0 + 6 * DAY)
     deps.telemetry.frames[window.start] = traffic(np.random.default_rng(1), 400)
-    assert request_check("flights-delay", deps, window=window) is not None
+    assert request_check("flights-delay", deps, window=window)["state"] == "requested"
     (first,) = deliver(bus, deps)
-    assert window_done(deps.store, "flights-delay", window) and first["rows"] == 400
+    assert windows.passed(deps.store, "flights-delay", window) and first["rows"] == 400
 
-    assert request_check("flights-delay", deps, window=window) is None  # already checked: nothing published
+    assert request_check("flights-delay", deps, window=window)["state"] == "done"  # already checked: nothing sent
     assert deliver(bus, deps) == []
 
     deps.telemetry.frames[window.start] = traffic(np.random.default_rng(2), 700, shift=300.0)  # late data arrived
     forced = request_check("flights-delay", deps, window=window, force=True)
-    assert forced.id != event_id("check.requested", "flights-delay", window.key())  # not a bus duplicate
-    assert not window_done(deps.store, "flights-delay", window)
+    assert forced["state"] == "requested"
+    assert forced["event_id"] != event_id("check.requested", "flights-delay", window.key())  # not a bus duplicate
+    assert not windows.passed(deps.store, "flights-delay", window)
     (again,) = deliver(bus, deps)
     assert again["rows"] == 700 and again["status"] == "breached" and again["reason"] == "http (re-run)"
     assert deps.store.get(CHECK, first["check_id"]).data["rows"] == 700  # the record is the new run's
-    assert window_done(deps.store, "flights-delay", window)
+    assert windows.passed(deps.store, "flights-delay", window)
 
 
 def test_a_paused_monitor_or_a_missing_reference_is_refused_with_the_reason(deps, tmp_path):  # noqa: F811

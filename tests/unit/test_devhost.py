@@ -133,10 +133,18 @@ def test_a_failing_function_is_retried_then_dead_lettered_after_max_delivery_cou
 
     host = make_host(bus_app(fail), bus, clock, tmp_path)
     bus.send(TOPIC, check_requested())
-    assert host.drain() == 3
+    seen = []
+    assert host.drain() == 1  # the failed message waits out its backoff before it is visible again
+    seen.append(clock.now())
+    for _ in range(2):
+        later = bus.next_visible_time()
+        host.advance_to(later)
+        seen.append(later)
     assert deliveries == [1, 2, 3]
+    assert [b - a for a, b in zip(seen, seen[1:], strict=False)] == [timedelta(seconds=5), timedelta(seconds=10)]
     [dead] = bus.dead_letters(f"{TOPIC}/subscriptions/run-check")
     assert (dead.reason, dead.message.message_id, dead.delivery_count) == (MAX_DELIVERY, "m-1", 3)
+    assert "RuntimeError: downstream is down" in dead.description  # the handler's error, not only a count
 
 
 def test_a_permanent_error_dead_letters_at_once_with_its_reason(bus, clock, tmp_path):
@@ -488,6 +496,7 @@ def test_one_log_line_per_invocation_with_its_outcome(bus, clock, tmp_path, capl
     bus.send(TOPIC, check_requested())
     with caplog.at_level("INFO", logger="devhost"):
         host.drain()
+        host.advance_to(clock.now() + timedelta(seconds=5))  # its backoff
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("invoked")]
     assert len(lines) == 2
     assert "consumer trigger=serviceBus" in lines[0] and "delivery=1 outcome=abandoned" in lines[0]

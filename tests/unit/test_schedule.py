@@ -1,129 +1,40 @@
-"""Windows and watermarks: outages delay checks but never skip or repeat one."""
+"""Windows and watermarks: outages delay checks but never skip or repeat one (through the real consumer path)."""
 from __future__ import annotations
 
-import contextlib
 import threading
-import uuid
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.clock import ManualClock
-from core.errors import ConcurrencyConflict, RetryableError, TelemetryUnavailable
-from core.events import Envelope, event_id
-from core.records import CLAIM, claim_window, get_watermark, window_done
+from core.events import event_id
+from core.records import CHECK, advance_watermark, get_watermark
 from core.state_sqlite import SqliteStateStore
-from core.types import EndpointRef, Window, parse_time
+from core.types import Window, parse_time
+from monitors import windows
 from monitors.schedule import MonitorSchedule, complete_window, due_windows, schedule_checks
+from tests.service import make_world
 
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
 ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
 T0 = datetime(2024, 3, 1, 0, 1, tzinfo=UTC)
-MONITOR = MonitorSchedule("flights", "flights-delay", HOUR, timedelta(minutes=10), ORIGIN)
-
-
-class FakeBus:
-    """Service Bus semantics that matter here: duplicate detection for 10 minutes, FIFO, max 3 deliveries."""
-
-    def __init__(self, clock: ManualClock, max_deliveries: int = 3) -> None:
-        self.clock, self.max_deliveries = clock, max_deliveries
-        self.queue: list[tuple[Envelope, int]] = []
-        self.seen: dict[str, datetime] = {}
-        self.dead: list[Envelope] = []
-        self.errors: list[type] = []
-        self._lock = threading.Lock()
-
-    def publish(self, envelope: Envelope, *, scheduled_at: datetime | None = None) -> None:
-        now = self.clock.now()
-        with self._lock:
-            if envelope.id in self.seen and now - self.seen[envelope.id] < timedelta(minutes=10):
-                return
-            self.seen[envelope.id] = now
-            self.queue.append((envelope, 1))
-
-    def drain(self, handler) -> None:
-        while self.queue:
-            envelope, delivery = self.queue.pop(0)
-            try:
-                handler(envelope)
-            except RetryableError as exc:
-                self.errors.append(type(exc))
-                if delivery >= self.max_deliveries:
-                    self.dead.append(envelope)
-                else:
-                    self.queue.append((envelope, delivery + 1))
-
-
-class OutageSource:
-    """A TelemetrySource (the Log Analytics one, offline) that is down while `down` is set."""
-
-    def __init__(self) -> None:
-        from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
-        from tests.contract.loganalytics_fake import FakeCredential, FakeLogAnalytics
-
-        self.workspace = FakeLogAnalytics("ws-1")
-        self.source = LogAnalyticsTelemetrySource("ws-1", credential=FakeCredential(), transport=self.workspace,
-                                                  retry_total=0)
-
-    @property
-    def down(self) -> bool:
-        return self.workspace.outage
-
-    @down.setter
-    def down(self, value: bool) -> None:
-        self.workspace.outage = value  # every query answers 503
-
-    def fetch(self, endpoint, window):
-        return self.source.fetch(endpoint, window)
-
-
-class FakeCheck:
-    """What monitors.check.run_check does around the check itself: claim, fetch, complete or release."""
-
-    def __init__(self, store, clock, owner: str = "instance-a", source=None) -> None:
-        self.store, self.clock, self.owner = store, clock, owner
-        self.source = source or OutageSource()
-        self.ran: list[Window] = []
-        self._lock = threading.Lock()
-
-    @property
-    def outage(self) -> bool:
-        return self.source.down
-
-    @outage.setter
-    def outage(self, value: bool) -> None:
-        self.source.down = value
-
-    def __call__(self, envelope: Envelope) -> None:
-        window = Window(parse_time(envelope.data["window_start"]), parse_time(envelope.data["window_end"]))
-        monitor = envelope.data["monitor"]
-        # One owner per invocation: claim_window lets an owner retake its own running claim (its redelivery
-        # after a crash), so two concurrent deliveries in one instance must not share an owner.
-        owner = f"{self.owner}/{uuid.uuid4()}"
-        if not claim_window(self.store, monitor, window, owner, self.clock.now()):
-            return
-        try:
-            self.source.fetch(EndpointRef(MONITOR.endpoint), window)  # TelemetryUnavailable during the outage
-            with self._lock:
-                self.ran.append(window)
-            complete_window(self.store, monitor, window, event_id("check", monitor, window.key()),
-                            origin=MONITOR.origin, size=MONITOR.window)
-        except RetryableError:
-            self._release(monitor, window, owner)
-            raise
-
-    def _release(self, monitor: str, window: Window, owner: str) -> None:
-        doc = self.store.get(CLAIM, f"{monitor}/{window.key()}")
-        if doc and doc.data["state"] == "running" and doc.data["owner"] == owner:
-            with contextlib.suppress(ConcurrencyConflict):  # taken over meanwhile: the new owner finishes it
-                self.store.delete(CLAIM, f"{monitor}/{window.key()}", doc.etag)
+MONITOR = MonitorSchedule("flights-delay", "flights", HOUR, timedelta(minutes=10), ORIGIN)
 
 
 @pytest.fixture
 def store(tmp_path):
     return SqliteStateStore(tmp_path / "state.sqlite")
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    import bootstrap
+    from core.settings import Settings
+
+    made = make_world(tmp_path, monkeypatch, start=T0)
+    yield made
+    made.host.stop()
+    bootstrap.configure(Settings())
 
 
 def test_due_windows_are_aligned_on_the_origin_and_wait_for_lateness():
@@ -140,70 +51,72 @@ def test_due_windows_are_aligned_on_the_origin_and_wait_for_lateness():
     assert off_grid[0].start == datetime(2024, 1, 1, 1, 30, tzinfo=UTC)  # never a partial window
 
 
-def test_a_six_hour_outage_is_caught_up_in_order_with_no_gap_and_no_repeat(store):
-    clock = ManualClock(T0)
-    bus, check = FakeBus(clock), FakeCheck(store, clock)
+def test_a_six_hour_outage_delays_checks_and_none_is_skipped_or_repeated(world):
+    """The timer, the bus, the check consumer and the stores, under devhost: telemetry down for six hours."""
+    world.write_traffic(T0 - 3 * HOUR, 18)
     outage = (T0 + 2 * HOUR, T0 + 8 * HOUR)
-    end = T0 + 14 * HOUR
-    watermark_during_outage = set()
-    while clock.now() <= end:
-        check.outage = outage[0] <= clock.now() < outage[1]
-        schedule_checks([MONITOR], store, bus, clock.now())
-        bus.drain(check)
-        if check.outage:
-            watermark_during_outage.add(get_watermark(store, MONITOR.monitor))
-        clock.advance(timedelta(minutes=5))
+    watermarks_during_outage = set()
+    while world.clock.now() < T0 + 14 * HOUR:
+        world.source.down = outage[0] <= world.clock.now() < outage[1]
+        world.advance(timedelta(minutes=5))
+        if world.source.down:
+            watermarks_during_outage.add(get_watermark(world.box.store, MONITOR.monitor))
+    world.source.down = False
+    world.advance(timedelta(minutes=30))
 
-    starts = [w.start for w in check.ran]
-    assert len(starts) == len(set(starts)), "a window was checked twice"
-    assert all(b.start == a.end for a, b in zip(check.ran, check.ran[1:], strict=False)), "gap or disorder"
-    assert check.ran[0] == Window(datetime(2024, 2, 29, 22, tzinfo=UTC), datetime(2024, 2, 29, 23, tzinfo=UTC))
-    assert check.ran[-1].end == datetime(2024, 3, 1, 14, tzinfo=UTC) - HOUR  # 13:00-14:00 waits for lateness
-    assert get_watermark(store, MONITOR.monitor) == check.ran[-1].end
-    assert len(watermark_during_outage) == 1, "the watermark moved while checks were failing"
-    assert bus.dead, "the bus gave up on some requests during the outage; the timer republished them"
-    assert set(bus.errors) == {TelemetryUnavailable}  # the source's 503s, surfaced as retryable
+    first = Window(datetime(2024, 2, 29, 22, tzinfo=UTC), datetime(2024, 2, 29, 23, tzinfo=UTC))
+    last_end = datetime(2024, 3, 1, 14, tzinfo=UTC)  # 13:00-14:00 was due at 14:10; 14:00-15:00 is not
+    due = [Window(first.start + k * HOUR, first.end + k * HOUR) for k in range(int((last_end - first.start) / HOUR))]
+    assert set(world.source.computed) == set(due), "a due window was never checked"
+    assert set(world.source.computed.values()) == {1}, "a window was computed twice"
+    for window in due:
+        record = world.box.store.get(CHECK, event_id("check", MONITOR.monitor, window.key())).data
+        assert record["status"] in ("ok", "breached") and record["rows"] == 40
+    assert get_watermark(world.box.store, MONITOR.monitor) == due[-1].end
+    assert len(watermarks_during_outage) == 1, "the watermark moved while checks were failing"
+    dead = world.dead_letters()
+    assert dead, "the bus gave up on some requests during the outage; the timer asked again under new ids"
+    assert all("TelemetryUnavailable" in d.description for d in dead)  # the handler's error, not just a count
+    assert world.box.bus.counts("mlops-events/subscriptions/run-check")["active"] == 0
 
 
-def test_overlapping_timers_and_instances_never_check_a_window_twice(store):
-    clock = ManualClock(T0 + 6 * HOUR)
-    store_watermark = datetime(2024, 3, 1, 0, tzinfo=UTC)
-    complete_window(store, MONITOR.monitor, Window(store_watermark - HOUR, store_watermark),
-                    "seed", origin=ORIGIN, size=HOUR)
-    published: list[Envelope] = []
+def test_overlapping_timers_ask_once_and_every_window_is_checked_once(world):
+    """Two timer instances at once publish the same ids; every copy goes through the real consumer."""
+    world.write_traffic(T0 - 3 * HOUR, 10)
+    world.clock.set(T0 + 6 * HOUR)
+    complete_seed = Window(datetime(2024, 2, 29, 23, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
+    from core.records import advance_watermark
 
-    class Collect:
-        def publish(self, envelope, *, scheduled_at=None):
-            published.append(envelope)
-
+    advance_watermark(world.box.store, MONITOR.monitor, complete_seed.end)
+    ticks = []
     barrier = threading.Barrier(2)
 
     def timer():
         barrier.wait()
-        schedule_checks([MONITOR], store, Collect(), clock.now())
+        ticks.append(world.box.schedule_checks())
 
     threads = [threading.Thread(target=timer) for _ in range(2)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert len({e.id for e in published}) == 5 and len(published) == 10  # same ids from both timers
-
-    checks = [FakeCheck(store, clock, owner=f"instance-{i}") for i in range(3)]
-    deliveries = [(c, e) for e in published for c in checks]  # every instance gets every copy
-    workers = [threading.Thread(target=lambda part=deliveries[i::4]: [c(e) for c, e in part]) for i in range(4)]
-    [w.start() for w in workers]
-    [w.join() for w in workers]
-    ran = Counter(w.start for c in checks for w in c.ran)
-    assert len(ran) == 5 and set(ran.values()) == {1}
-    assert get_watermark(store, MONITOR.monitor) == datetime(2024, 3, 1, 5, tzinfo=UTC)
-    assert schedule_checks([MONITOR], store, Collect(), clock.now()) == []  # all done: nothing asked again
+    ids = [e.id for tick in ticks for e in tick]
+    assert len(set(ids)) == 5  # 00:00 .. 05:00, each asked for once (a lost race re-reads and agrees)
+    world.host.run_until_idle()
+    assert sorted(w.start.hour for w in world.source.computed) == [0, 1, 2, 3, 4]
+    assert set(world.source.computed.values()) == {1}
+    assert get_watermark(world.box.store, MONITOR.monitor) == datetime(2024, 3, 1, 5, tzinfo=UTC)
+    assert len(world.box.schedule_checks()) == 0  # all done: nothing asked again
 
 
 def test_an_early_finisher_does_not_carry_the_watermark_over_a_missing_window(store):
     first, second, third = (Window(ORIGIN + k * HOUR, ORIGIN + (k + 1) * HOUR) for k in range(3))
-    assert complete_window(store, "m", first, "c1", origin=ORIGIN, size=HOUR) == first.end
-    assert complete_window(store, "m", third, "c3", origin=ORIGIN, size=HOUR) == first.end
-    assert window_done(store, "m", third)
-    assert complete_window(store, "m", second, "c2", origin=ORIGIN, size=HOUR) == third.end
+    advance_watermark(store, "m", first.start)
+    for window in (first, third, second):
+        rec = windows.claim(store, ("m", window), f"msg-{window.key()}", T0, timedelta(minutes=10))
+        windows.relay(store, None, windows.stage(store, rec, "c", []))
+        mark = complete_window(store, "m", window, origin=ORIGIN, size=HOUR)
+        if window is third:
+            assert mark == first.end and windows.passed(store, "m", third)
+    assert mark == third.end
     due = due_windows(third.end, third.end + 2 * HOUR, size=HOUR, lateness=timedelta(0), origin=ORIGIN)
     assert due[0].start == third.end
 
@@ -219,7 +132,20 @@ def test_a_new_monitor_starts_at_its_latest_due_window_not_at_its_origin(store):
     assert [(e.data["window_start"], e.data["window_end"]) for e in published] == [
         ("2024-02-29T22:00:00Z", "2024-02-29T23:00:00Z")]
     window = Window(parse_time("2024-02-29T22:00:00Z"), parse_time("2024-02-29T23:00:00Z"))
-    assert published[0].id == event_id("check.requested", "flights", window.key())  # as monitors.check uses
+    assert published[0].id == event_id("check.requested", MONITOR.monitor, window.key())  # as monitors.check uses
+
+
+def test_catch_up_is_bounded_per_tick_and_reported(store):
+    published = []
+
+    class Collect:
+        def publish(self, envelope, *, scheduled_at=None):
+            published.append(envelope)
+
+    advance_watermark(store, MONITOR.monitor, T0 - 48 * HOUR)
+    tick = schedule_checks([MONITOR], store, Collect(), T0, limit=10)
+    assert len(tick) == 10 and tick.behind == {MONITOR.monitor: 36}  # 46 due windows: 10 now, the rest later
+    assert [e.data["window_start"] for e in published][:2] == ["2024-02-28T01:00:00Z", "2024-02-28T02:00:00Z"]
 
 
 def test_backfill_runs_every_whole_window_of_the_range_in_order(capsys):
