@@ -9,6 +9,7 @@ COMMANDS: list[list[str]] = [
     [sys.executable, "-m", "benchmarks.drift", "--rows", "100000"],
     [sys.executable, "-m", "benchmarks.drift", "--rows", "1000000"],
     [sys.executable, "-m", "benchmarks.telemetry", "--rows", "1000000"],
+    [sys.executable, "-m", "benchmarks.serving", "--rows", "200", "--requests", "40"],
 ]
 
 
