@@ -30,16 +30,16 @@ def main() -> None:
     from core.clock import ManualClock
     from core.telemetry_store import SqliteTelemetryStore
     from core.types import EndpointRef
+    from retrain.components._lib import feature_frame
     from retrain.deploy import LocalDeployer
     from retrain.endpoint import LocalEndpoint
     from retrain.registry import LocalModelRegistry
-    from tests.unit._mlflow_models import features, register_flights_model
-    from tests.unit._retrain_data import FEATURES, months
+    from tests.unit._retrain_data import FEATURES, months, register_model
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         registry = LocalModelRegistry(root / "registry")
-        v1 = register_flights_model(registry, 1, 3)
+        v1 = register_model(registry, 1, 3)
         deployer = LocalDeployer(root / "endpoints.json", registry)
         deployer.start_canary(EndpointRef("bench"), v1, 10)
         clock = ManualClock(datetime(2013, 6, 1, tzinfo=timezone.utc))
@@ -55,7 +55,7 @@ def main() -> None:
             deployer.state.save(_with_second(deployer.state.read()))  # a second deployment, no traffic
             endpoint.sync()
             warm_s = endpoint.servers.server("green").ready_after_s
-        in_process = _in_process(registry, v1, features(rows), args.requests)
+        in_process = _in_process(registry, v1, feature_frame(rows, FEATURES), args.requests)
     front_ms, local_ms = statistics.median(front), statistics.median(in_process)
     print(json.dumps({"benchmark": "serving", "rows_per_request": args.rows, "requests": args.requests,
                       "startup_cold_s": round(cold_s, 2), "startup_warm_s": round(warm_s, 2),

@@ -202,7 +202,7 @@ class DeploymentServer:
         # The product's feature contract (the registry's lineage: name -> numeric|categorical) when it has one;
         # the columns the model requires: its signature's, else those features.
         self.features: dict[str, str] = dict(lineage.get("features") or {})
-        self.classes, self.task = card.get("classes"), lineage.get("task")
+        self.classes, self.task = card.get("classes") or lineage.get("classes"), lineage.get("task")
         self.columns = card.get("columns") or list(self.features)
         code = Path(spec.code) if spec.code else SCORING_DIR
         script = spec.scoring_script or NO_CODE_SCRIPT

@@ -14,8 +14,7 @@ from core.types import EndpointRef
 from retrain.deploy import LocalDeployer
 from retrain.endpoint import LocalEndpoint, route
 from retrain.registry import LocalModelRegistry
-from tests.unit._mlflow_models import register_flights_model
-from tests.unit._retrain_data import FEATURES, months
+from tests.unit._retrain_data import FEATURES, months, register_model
 
 EP = EndpointRef("flights-ep")
 START = datetime(2013, 4, 1, tzinfo=timezone.utc)
@@ -24,8 +23,8 @@ START = datetime(2013, 4, 1, tzinfo=timezone.utc)
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     registry = LocalModelRegistry(tmp_path_factory.mktemp("registry"))
-    v1 = register_flights_model(registry, 1, 3, seed=0, run_id="a")
-    return registry, v1, register_flights_model(registry, 4, 5, seed=1, run_id="b")
+    v1 = register_model(registry, 1, 3, seed=0, run_id="a")
+    return registry, v1, register_model(registry, 4, 5, seed=1, run_id="b")
 
 
 @pytest.fixture

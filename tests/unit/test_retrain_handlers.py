@@ -25,8 +25,7 @@ from retrain.gate import GatePolicy
 from retrain.handlers import get_run, on_deploy_event, on_retrain_event, request_retrain, track_runs
 from retrain.policy import RetrainPolicy
 from retrain.registry import LocalModelRegistry
-from tests.unit._mlflow_models import register_flights_model
-from tests.unit._retrain_data import FEATURES, LABEL, months, register_model
+from tests.unit._retrain_data import FEATURES, LABEL, TRAINING, months, register_model
 
 EP = EndpointRef("flights-ep")
 START = datetime(2013, 6, 1, tzinfo=timezone.utc)
@@ -77,8 +76,8 @@ class FakeLabelled:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     registry = LocalModelRegistry(tmp_path_factory.mktemp("registry"))
-    v1 = register_flights_model(registry, 1, 3, seed=0, run_id="v1")  # MLflow: the local endpoint serves it
-    return registry, v1, register_flights_model(registry, 4, 5, seed=1, run_id="v2")
+    return registry, register_model(registry, 1, 3, seed=0, run_id="v1"), register_model(registry, 4, 5, seed=1,
+                                                                                         run_id="v2")
 
 
 @pytest.fixture
@@ -87,7 +86,8 @@ def deps(tmp_path, models):
     deployer = LocalDeployer(tmp_path / "endpoints.json", registry)
     deployer.start_canary(EP, v1, 10)  # the champion serves everything
     target = RetrainTarget(endpoint=EP.name, model_name="flights", features=FEATURES, label=LABEL,
-                           reference=str(tmp_path / "reference.parquet"), slices=("origin",))
+                           reference=str(tmp_path / "reference.parquet"), slices=("origin",),
+                           train=TRAINING["train"], code=TRAINING["code"])
     config = RetrainConfig(retrain=RetrainPolicy(cooldown=timedelta(days=3), max_per_day=1,
                                                  min_new_labelled_rows=500),
                            gate=GatePolicy(min_holdout_rows=200, min_slice_rows=100), canary_percent=10,

@@ -13,8 +13,7 @@ from core.types import ModelVersion
 from retrain.predictions import read_predictions
 from retrain.registry import LocalModelRegistry
 from retrain.serving import DeploymentSpec, DeploymentUnavailable, ServerPool, default_environment
-from tests.unit._mlflow_models import register_flights_model
-from tests.unit._retrain_data import FEATURES, months
+from tests.unit._retrain_data import FEATURES, months, register_model
 
 START = datetime(2013, 6, 1, 12, tzinfo=timezone.utc)
 pytestmark = pytest.mark.slow
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     registry = LocalModelRegistry(tmp_path_factory.mktemp("registry"))
-    register_flights_model(registry, 1, 3, seed=0, run_id="a")
+    register_model(registry, 1, 3, seed=0, run_id="a")
     return registry
 
 
@@ -36,7 +35,7 @@ def body(rows, ids):
 def test_an_mlflow_model_without_a_scoring_script_is_served_on_loopback(registry, tmp_path):
     import psutil
 
-    from tests.unit._mlflow_models import features
+    from retrain.components._lib import feature_frame
 
     pool = ServerPool("flights-ep", registry, ManualClock(START), work_dir=tmp_path / "serving")
     try:
@@ -45,7 +44,7 @@ def test_an_mlflow_model_without_a_scoring_script_is_served_on_loopback(registry
         rows = months(6, 6, 40, seed=3)
         status, answer = server.score(body(rows, [f"r{i}" for i in range(len(rows))]))
         assert status == 200
-        expected = _local_probabilities(registry, features(rows))
+        expected = _local_probabilities(registry, feature_frame(rows, FEATURES))
         assert [round(p[1], 9) for p in answer] == [round(p, 9) for p in expected]
         assert [x[0] for x in read_predictions(answer, len(rows), server.classes)] == [int(p >= 0.5) for p in expected]
         assert server.columns and set(server.columns) <= set(FEATURES)  # the signature's, else the lineage's
