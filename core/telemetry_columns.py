@@ -7,7 +7,8 @@ dates, integers beyond 64 bits). A row's value sits in exactly one of them; `n:k
 there with a null value, and a row with none of them did not have the key (so a segment written before a
 key existed reads as "absent" for it). A check reads the columns of its features and names every row that
 does not fit (monitors.telemetry.typed), exactly as it would have from JSON.
-Predictions are `prediction` (a number) or `prediction_json` (JSON text of anything else).
+Predictions are `prediction` (a number) or `prediction_json` (JSON text of anything else); a generative
+endpoint's generation record is `generation` (JSON text).
 """
 from __future__ import annotations
 
@@ -99,6 +100,9 @@ def records_table(records: Sequence[RequestRecord], time_us: Sequence[int]) -> p
         "latency_ms": pa.array([float(r.latency_ms) for r in records], pa.float64()),
         "status_code": pa.array([int(r.status_code) for r in records], pa.int64()),
     }
+    if any(r.generation for r in records):  # generative endpoints only: a classifier's segment has no such column
+        columns["generation"] = pa.array([to_json_text(r.generation.to_json()) if r.generation else None
+                                          for r in records], pa.string())
     for name, cells in prediction_columns([r.prediction for r in records]).items():
         columns[name] = pa.array(cells, pa.float64() if name == "prediction" else pa.string())
     for name, cells in input_columns([r.inputs for r in records]).items():

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     time_us INTEGER NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL, deployment TEXT,
-    model_version TEXT, inputs TEXT, prediction TEXT, score REAL, latency_ms REAL, status_code INTEGER);
+    model_version TEXT, inputs TEXT, prediction TEXT, score REAL, latency_ms REAL, status_code INTEGER,
+    generation TEXT);
 CREATE INDEX IF NOT EXISTS requests_endpoint_time ON requests (endpoint, time_us);
 CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 CREATE TABLE IF NOT EXISTS labels (request_id TEXT PRIMARY KEY, label TEXT, time_us INTEGER NOT NULL);
@@ -44,7 +45,7 @@ CREATE INDEX IF NOT EXISTS segments_endpoint_hour ON segments (endpoint, hour);
 # Rows in segments carry typed = 1; rows of older versions (typed NULL) keep their inputs in SQLite.
 _LEGACY_INDEX = "CREATE INDEX IF NOT EXISTS requests_legacy ON requests (endpoint, time_us) WHERE typed IS NULL"
 _LEGACY_SQL = """SELECT time_us, request_id, deployment, model_version, inputs, prediction AS prediction_json,
-    score, latency_ms, status_code FROM requests
+    score, latency_ms, status_code, generation FROM requests
 WHERE typed IS NULL AND endpoint = ? AND time_us >= ? AND time_us < ? AND (? IS NULL OR deployment = ?)"""
 # Labels carry their request's endpoint and time (filled when the label or, if later, the request is written),
 # so a window's labels are one index range, not a join over every request of the window.
@@ -87,11 +88,13 @@ class SqliteTelemetryStore:
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-            if "typed" not in {row[1] for row in db.execute("PRAGMA table_info(requests)")}:
-                db.execute("ALTER TABLE requests ADD COLUMN typed INTEGER")  # a store of an older version
+            columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+            for name, kind in (("typed", "INTEGER"), ("generation", "TEXT")):  # a store of an older version
+                if name not in columns:
+                    _add_column(db, "requests", name, kind)
             if "request_us" not in {row[1] for row in db.execute("PRAGMA table_info(labels)")}:
                 for name, kind in _LABEL_COLUMNS:
-                    db.execute(f"ALTER TABLE labels ADD COLUMN {name} {kind}")
+                    _add_column(db, "labels", name, kind)
             for statement in (_LEGACY_INDEX, _LABELS_INDEX, _LABELS_ORPHANS, _LABELS_ADOPT):
                 db.execute(statement)
 
@@ -288,6 +291,14 @@ class SqliteTelemetryStore:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
 
 
+def _add_column(db: sqlite3.Connection, table: str, name: str, kind: str) -> None:
+    try:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
+
+
 def _arrow(cursor: sqlite3.Cursor, types: dict) -> "pa.Table":
     """A query's rows as an Arrow table: the columns named in `types` so typed, the others text."""
     import pyarrow as pa
@@ -408,7 +419,7 @@ def _fixed() -> dict:
 
 
 FIXED_COLUMNS = ("time_us", "request_id", "deployment", "model_version", "score", "latency_ms", "status_code",
-                 "prediction", "prediction_json", "label")
+                 "prediction", "prediction_json", "generation", "label")
 
 
 def _with_fixed_columns(table: "pa.Table") -> "pa.Table":

@@ -19,10 +19,11 @@ import pyarrow.compute as pc
 from core.errors import ValidationFailed
 from core.telemetry_store import gc_paused
 from core.types import EndpointRef, TelemetryBatch, Window
+from monitors.telemetry import generation as gen
 from monitors.telemetry.inputs import decode_inputs, decode_untyped
 
 RESERVED = ("request_id", "time", "deployment", "model_version", "latency_ms", "status_code", "prediction",
-            "score", "label")
+            "score", "label", "finish_reason", "generation_model")
 KINDS = ("numeric", "categorical", "text")  # text decodes as strings, like categorical
 MAX_EXAMPLES = 5
 
@@ -58,9 +59,12 @@ class Rejections:
 
 
 def build_batch(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], features: Mapping[str, str] | None,
-                *, inputs: Callable[[Rejections], dict[str, Any]] | None = None) -> TelemetryBatch:
-    """`raw` holds the RESERVED columns (lists or pyarrow arrays; `prediction` may be decoded already) and
-    `inputs` (JSON text per row), unless the `inputs` function decodes them (the local store's typed columns)."""
+                *, inputs: Callable[[Rejections, Mapping[str, str] | None], dict[str, Any]] | None = None
+                ) -> TelemetryBatch:
+    """`raw` holds the RESERVED columns (lists or pyarrow arrays; `prediction` may be decoded already),
+    optionally `generation` (JSON text per row, None for requests that are not generative), and `inputs`
+    (JSON text per row), unless the `inputs` function decodes them for the features read from the inputs
+    (the local store's typed columns)."""
     with gc_paused():
         return _build(endpoint, window, raw, features, inputs)
 
@@ -97,8 +101,12 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], featur
     _check_column(rej, "status_code", np.isnan(status))
     for i in np.flatnonzero(np.isinf(latency)):
         rej.reject(int(i), "non_finite", "latency_ms is not finite", float(latency[i]))
+    cells = _generation_cells(raw.get("generation"))
+    generated = gen.has_generation(cells)
+    features, _ = gen.split_features(features, generated)
+    generation = gen.decode(cells, rej.reject) if generated else {}
     if decode is not None:
-        inputs = decode(rej)
+        inputs = decode(rej, features)
     elif features is None:
         fast = decode_untyped(raw["inputs"])
         inputs = _untyped_inputs(_pylist(raw["inputs"]), rej) if fast is None else \
@@ -109,6 +117,7 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], featur
     frame = pd.DataFrame({"request_id": _texts(column), "time": times, "deployment": _labels(raw["deployment"]),
                           "model_version": _labels(raw["model_version"]), "latency_ms": latency,
                           "status_code": status, **inputs,
+                          **{name: column for name, column in generation.items() if name not in inputs},
                           "prediction": prediction if isinstance(prediction, np.ndarray) else json_column(
                               _pylist(prediction)), "score": _floats(raw["score"]),
                           "label": json_column(raw["label"] if isinstance(raw["label"], (pa.Array, pa.ChunkedArray))
@@ -118,6 +127,13 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], featur
     frame["status_code"] = frame["status_code"].astype("int64")
     return TelemetryBatch(endpoint=endpoint, window=window, frame=frame, rejected=dict(rej.counts),
                           rejected_examples=tuple(rej.examples))
+
+
+def _generation_cells(column: Any) -> list[Any]:
+    """A classifier's window (no generation, or all null): no Python object per row."""
+    if column is None or (isinstance(column, (pa.Array, pa.ChunkedArray)) and column.null_count == len(column)):
+        return []
+    return _pylist(column)
 
 
 def _check_column(rej: Rejections, name: str, missing: np.ndarray) -> None:

@@ -27,11 +27,11 @@ class LocalTelemetrySource:
     def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
         table = self.store.read_window(endpoint.name, window.start, window.end, endpoint.deployment)
         raw = {name: table[name] for name in ("request_id", "deployment", "model_version", "latency_ms",
-                                              "status_code", "score", "label")}
+                                              "status_code", "score", "label", "generation")}
         raw["time"] = table["time_us"]
         raw["prediction"] = prediction(table)
         return build_batch(endpoint, window, raw, self.features,
-                           inputs=lambda rej: typed_inputs(table, self.features, rej.reject))
+                           inputs=lambda rej, features: typed_inputs(table, features, rej.reject))
 
 
     def summarize(self, endpoint: EndpointRef, window: Window, spec: Any, batch_rows: int = 1 << 20) -> Any:
