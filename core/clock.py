@@ -45,11 +45,14 @@ class ManualClock:
 
 
 class ScaledClock:
-    """Simulated time that runs `speed` times faster than the wall clock from `start`."""
+    """Simulated time that runs `speed` times faster than the wall clock from `start`.
 
-    def __init__(self, start: datetime, speed: float, wall: Clock | None = None) -> None:
+    `since`: the wall-clock moment simulated time was `start` (default: now). Given, a restarted process
+    continues the same simulated timeline, its downtime included, instead of starting it over."""
+
+    def __init__(self, start: datetime, speed: float, wall: Clock | None = None, since: datetime | None = None) -> None:
         self._wall = wall or SystemClock()
-        self._origin_wall = self._wall.now()
+        self._origin_wall = utc(since) if since is not None else self._wall.now()
         self._origin = utc(start)
         self._speed = speed
 
@@ -59,7 +62,8 @@ class ScaledClock:
 
 
 def parse_clock(text: str) -> Clock:
-    """'real' | 'sim:START[@SPEED]' (simulated time from START, SPEED times faster) | 'manual:START'.
+    """'real' | 'sim:START[@SPEED[@SINCE]]' (simulated time from START, SPEED times faster; SINCE: the wall-clock
+    time at which it was START, so restarts keep one timeline) | 'manual:START'.
 
     The one clock syntax for MLOPS_CLOCK and `devhost --clock`; ConfigurationError names what was wrong.
     """
@@ -71,6 +75,7 @@ def parse_clock(text: str) -> Clock:
         return SystemClock()
     kind, _, rest = text.partition(":")
     start, _, speed = rest.partition("@")
+    speed, _, since = speed.partition("@")
     if kind not in ("sim", "manual") or not start or (kind == "manual" and speed):
         raise ConfigurationError(f"clock {text!r}: expected real, sim:2013-04-01T00:00:00Z[@SPEED] or "
                                  "manual:2013-04-01T00:00:00Z")
@@ -81,6 +86,6 @@ def parse_clock(text: str) -> Clock:
         rate = float(speed or 1.0)
         if not 0 < rate < 1e9:
             raise ValueError(f"speed must be a positive number, got {speed!r}")
-        return ScaledClock(moment, rate)
+        return ScaledClock(moment, rate, since=parse_time(since) if since else None)
     except ValueError as exc:
         raise ConfigurationError(f"clock {text!r}: {exc}") from exc

@@ -196,7 +196,7 @@ def reap(record: RunRecord, deps: "RetrainDeps", reason: str) -> str | None:
     """Fail a run that cannot go on (past its deadline, or a permanent error): a run that may hold canary
     traffic is rolled back first; the others fail at once. Every step is a recorded transition."""
     now = deps.clock.now()
-    if record.state in (P.ACCEPTED, P.CANARY):
+    if record.state in (P.ACCEPTED, P.CANARY, P.PROMOTING):
         record = transition(deps.store, record.run_id, P.ROLLING_BACK, now, reason, expect=[record.state],
                             deadline=deadline(deps, P.ROLLING_BACK), by="reaper",
                             decision={"reasons": [reason], "then": P.FAILED.value, "step": record.state.value})
