@@ -173,15 +173,15 @@ class Container:
                          references=self.references,
                          base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance,
                          lease=self.settings.check_lease, max_attempts=self.settings.check_max_attempts,
-                         request_ttl=self.settings.check_request_ttl)
+                         request_ttl=self.settings.check_request_ttl, snapshots=self.data_dir / "references")
 
     @cached_property
-    def notifier(self):
-        from monitors.notify import LogNotifier, WebhookNotifier
+    def channels(self) -> list:
+        """Where messages go: MLOPS_NOTIFY_URLS (apprise URLs), MLOPS_WEBHOOK_URL; the log when neither is set."""
+        from monitors.notify import channels_from
 
-        if self.settings.webhook_url:
-            return WebhookNotifier(self.settings.webhook_url, self.settings.webhook_format)
-        return LogNotifier(logging.getLogger("mlops.alerts"))
+        return channels_from(self.settings.notify_url_list(), self.settings.webhook(), self.settings.webhook_format,
+                             logging.getLogger("mlops.alerts"))
 
     def schedule_checks(self):
         """monitors.schedule.TickReport: the requests published and how far behind each monitor still is."""
@@ -255,19 +255,19 @@ class Container:
             record["rerun"] = "running"
         return record
 
-    def check_report(self, check_id: str) -> bytes:
-        """Render (once) and return the evidently HTML report of a recorded check's window."""
-        from monitors.check import html_report
-        from monitors.report import report_name
+    def check_report(self, check_id: str) -> bytes | dict[str, Any]:
+        """The stored HTML report of a check, or (not built yet) the receipt of a request to build it."""
+        from monitors.check_report import request_report, stored_report
 
-        record = self.get_check(check_id)
-        window = Window(parse_time(record["window"]["start"]), parse_time(record["window"]["end"]))
-        name = report_name(record["monitor"], window, "html")
-        try:
-            return self.reports.get(name)
-        except NotFound:
-            html_report(record["monitor"], window, self.check_deps)
-            return self.reports.get(name)
+        html = stored_report(check_id, self.check_deps)
+        return html if html is not None else request_report(check_id, self.check_deps)
+
+    def build_report(self, check_id: str) -> bytes:
+        """Build (or rebuild) a check's report now, from what the check recorded; returns the HTML."""
+        from monitors.check_report import build_report, stored_report
+
+        build_report(check_id, self.check_deps)
+        return stored_report(check_id, self.check_deps) or b""
 
     @cached_property
     def result_sinks(self) -> list:
@@ -316,9 +316,14 @@ class Container:
         record_event(self.store, envelope)
 
     def notify(self, envelope) -> None:
-        from monitors.notify import handle_incident_changed
+        from monitors.notify import handle_event
 
-        handle_incident_changed(envelope, self.notifier, self.store)
+        handle_event(envelope, self.channels, self.store, clock=self.clock)
+
+    def send_digest(self) -> int:
+        from monitors.notify import send_digest
+
+        return send_digest(self.channels, self.store, clock=self.clock)
 
     # --- retrain ----------------------------------------------------------------------------
     @cached_property

@@ -39,6 +39,8 @@ def host_for(args: argparse.Namespace):
     if args.workspace:
         work = Path(args.workspace).absolute()
         os.environ.update(MLOPS_DATA_DIR=str(work / "data"), MLOPS_MONITORS_DIR=str(work / "monitors"))
+        os.environ.setdefault("CHECK_SCHEDULE", "0 */5 * * * *")  # timers are declared, not run, here
+        os.environ.setdefault("TRACK_SCHEDULE", "30 * * * * *")
         box = bootstrap.configure(Settings(), clock=SystemClock())
         host = DevHost(function_app.app, bus=box.bus, clock=box.clock, http_port=0,
                        keys_path=work / "data" / "devhost-keys.json")

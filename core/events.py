@@ -41,6 +41,8 @@ REGISTRY: dict[str, EventType] = {
                   "An alert policy opened or updated an incident; carries the evidence."),
         EventType("mlops.incident.changed.v1", ("monitor", "incident_id", "status", "signal"),
                   "An incident was opened, updated or resolved (one notification each)."),
+        EventType("mlops.report.requested.v1", ("check_id", "monitor"),
+                  "A check's HTML report was asked for and is not built yet; the reports consumer builds it."),
         EventType("mlops.retrain.requested.v1", ("endpoint", "reason", "trigger"),
                   "Retraining of an endpoint's model was asked for (drift policy or HTTP)."),
         EventType("mlops.retrain.started.v1", ("run_id", "endpoint"),

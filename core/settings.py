@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.types import parse_duration
@@ -28,7 +28,11 @@ class Settings(BaseSettings):
     track_schedule: str = Field("30 * * * * *", alias="TRACK_SCHEDULE")
     clock: str = Field("real", alias="MLOPS_CLOCK", description="real, or sim:START[@SPEED] for simulated time.")
     instance: str = Field("local", alias="WEBSITE_INSTANCE_ID")
-    webhook_url: str | None = Field(None, alias="MLOPS_WEBHOOK_URL")
+    # Channel URLs hold tokens: secret values (never in a repr or a log line); in Azure, Key Vault references.
+    notify_urls: SecretStr | None = Field(None, alias="MLOPS_NOTIFY_URLS",
+                                          description="apprise URLs (Teams, Slack, email, PagerDuty ...), "
+                                                      "separated by spaces or commas.")
+    webhook_url: SecretStr | None = Field(None, alias="MLOPS_WEBHOOK_URL")
     webhook_format: str = Field("json", alias="MLOPS_WEBHOOK_FORMAT")
     retrain_config: Path | None = Field(None, alias="MLOPS_RETRAIN_CONFIG",
                                         description="Optional YAML of retrain policy, gate and canary settings.")
@@ -93,6 +97,13 @@ class Settings(BaseSettings):
         if self.webhook_format not in ("json", "teams", "slack"):
             raise ValueError(f"MLOPS_WEBHOOK_FORMAT must be json, teams or slack, not {self.webhook_format!r}")
         return self
+
+    def notify_url_list(self) -> list[str]:
+        text = self.notify_urls.get_secret_value() if self.notify_urls else ""
+        return [u for u in text.replace(",", " ").split() if u]
+
+    def webhook(self) -> str | None:
+        return (self.webhook_url.get_secret_value() or None) if self.webhook_url else None
 
     @property
     def azureml_configured(self) -> bool:

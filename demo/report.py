@@ -78,7 +78,7 @@ def _evidently_report(box: Any, timeline: Timeline, out: Path) -> Path | None:
         return None
     check_id = next(c["check_id"] for c in timeline.checks if c["window"] == window)
     target = out / "most_drifted_window.html"
-    target.write_bytes(box.check_report(check_id))
+    target.write_bytes(box.build_report(check_id))  # the check's own reference, verdict first
     return target
 
 

@@ -60,14 +60,15 @@ class Timeline:
         grid = np.full((len(names), len(checks)), np.nan)
         for j, check in enumerate(checks):
             for f in check["summary"]["features"]:
-                if f["name"] in names and f.get("statistic") is not None and f.get("threshold"):
-                    grid[names.index(f["name"]), j] = f["statistic"] / f["threshold"]
+                ratio = _ratio(f)
+                if f["name"] in names and ratio is not None:
+                    grid[names.index(f["name"]), j] = ratio
         image = ax.imshow(np.clip(grid, 0, 4), aspect="auto", cmap="magma_r", interpolation="nearest",
                           vmin=0, vmax=4)
         ax.set_yticks(range(len(names)), names)
         ticks = list(range(0, len(checks), max(1, len(checks) // 10)))
         ax.set_xticks(ticks, [checks[i]["window"]["start"][:10] for i in ticks])
-        ax.set_title("per-feature drift (statistic / threshold, daily windows; >1 means over the threshold)")
+        ax.set_title("per-feature drift (effect / floor, daily windows; >1 means over the floor)")
         fig.colorbar(image, ax=ax, fraction=0.02)
 
     def _events(self, ax: Any) -> None:
@@ -93,8 +94,18 @@ def collect(box: Any, events: list[Any]) -> Timeline:
 
 
 def _excess(check: dict[str, Any]) -> float:
-    return sum(f["statistic"] / f["threshold"] for f in check["summary"]["features"]
-               if f.get("statistic") is not None and f.get("threshold"))
+    return sum(r for f in check["summary"]["features"] if (r := _ratio(f)) is not None)
+
+
+def _ratio(feature: dict[str, Any]) -> float | None:
+    """The deciding number against its bar: effect / floor (calibrated), statistic / threshold (evidently)."""
+    calibrated = feature.get("calibrated") or {}
+    if calibrated.get("effect") is not None and calibrated.get("floor"):
+        return calibrated["effect"] / calibrated["floor"]
+    evidently = feature.get("evidently") or {}
+    if evidently.get("statistic") is not None and evidently.get("threshold"):
+        return evidently["statistic"] / evidently["threshold"]
+    return None
 
 
 def _describe(event: Any) -> str:

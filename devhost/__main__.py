@@ -1,4 +1,4 @@
-"""python -m devhost [--app function_app:app] [--port 7071] [--clock real|sim:START[@SPEED]] [--settings FILE]
+"""python -m devhost [--app function_app:app] [--port 7071] [--clock real|demo|sim:START[@SPEED]] [--settings FILE]
 
 Local settings ("Values" of local.settings.json) become environment variables, as with Core Tools;
 variables already set in the environment win. Exits 0 after a clean shutdown on Ctrl-C or SIGTERM,
@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (0: any free port)")
     p.add_argument("--no-http", action="store_true", help="do not serve HTTP routes")
     p.add_argument("--clock", default=None,
-                   help="real | sim:2013-04-01T00:00:00Z[@SPEED] (default: MLOPS_CLOCK or real)")
+                   help="real | demo[@SPEED] (where the demo's checks stopped) | sim:2013-04-01T00:00:00Z[@SPEED] "
+                        "(default: MLOPS_CLOCK or real)")
     p.add_argument("--settings", type=Path, default=None, help="local settings file (default: local.settings.json)")
     p.add_argument("--host-json", type=Path, default=Path("host.json"), help="host.json with Service Bus settings")
     p.add_argument("--keys", type=Path, default=None, help="function keys file (default: MLOPS_DATA_DIR/"

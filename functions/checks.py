@@ -52,8 +52,16 @@ def get_check(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="checks/{id}/report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @guarded
 def get_check_report(req: func.HttpRequest) -> func.HttpResponse:
-    """An evidently HTML report of the check's window against its reference, built on request."""
+    """The check's HTML report (its verdict, then evidently's panels); 202 while it is being built."""
     import bootstrap
 
-    html = bootstrap.container().check_report(req.route_params["id"])
-    return func.HttpResponse(html, status_code=200, mimetype="text/html")
+    found = bootstrap.container().check_report(req.route_params["id"])
+    if isinstance(found, bytes):
+        return func.HttpResponse(found, status_code=200, mimetype="text/html")
+    return json_response(found, 202, {"Location": found["report_url"], "Retry-After": "10"})
+
+
+@bp.service_bus_topic_trigger(arg_name="msg", topic_name=TOPIC, subscription_name="reports",
+                              connection="ServiceBusConnection")
+def build_check_report(msg: func.ServiceBusMessage) -> None:
+    consume(msg, "reports", lambda envelope, box: box.build_report(str(envelope.data["check_id"])))

@@ -37,6 +37,10 @@ param retrainConfig string = ''
 @secure()
 param webhookUrl string = ''
 
+@description('MLOPS_NOTIFY_URLS: apprise notification URLs (Teams, Slack, email, PagerDuty ...), space separated; they hold tokens, hence secure (or a Key Vault reference). Empty: none.')
+@secure()
+param notifyUrls string = ''
+
 @description('MLOPS_WEBHOOK_FORMAT')
 @allowed(['json', 'teams', 'slack'])
 param webhookFormat string = 'json'
@@ -162,6 +166,7 @@ var appSettings = {
   MLOPS_CLOCK: 'real'
   MLOPS_ENVIRONMENT: environmentName
   MLOPS_WEBHOOK_URL: webhookUrl
+  MLOPS_NOTIFY_URLS: notifyUrls
   MLOPS_WEBHOOK_FORMAT: webhookFormat
   MLOPS_MAX_BODY_BYTES: string(maxBodyBytes)
   MLOPS_MAX_WINDOW_SPAN: maxWindowSpan

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +28,7 @@ from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
 from core.records import CHECK, put, require
 from core.types import EndpointRef, TelemetryBatch, Window, iso, parse_time
 from monitors import windows
-from monitors.alerts import AlertPolicy, check_failed, check_recovered
+from monitors.alerts import AlertPolicy, check_failed, check_recovered, open_incident
 from monitors.check_events import check_events, incident_ref
 from monitors.late import LATE_RECHECK, late_telemetry
 from monitors.rebaseline import active_reference, not_ready
@@ -80,6 +80,7 @@ class CheckDeps:
     max_attempts: int = 3  # MLOPS_CHECK_MAX_ATTEMPTS: failed attempts (not outages) before giving a window up
     request_ttl: timedelta = REQUEST_TTL  # MLOPS_CHECK_REQUEST_TTL
     references: Any = None  # monitors.reference.ReferenceLoader; None: file references only
+    snapshots: Path | None = None  # where reference frames are kept per fingerprint, for reports rebuilt later
 
 
 def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
@@ -145,18 +146,6 @@ def request_check(monitor: str, deps: CheckDeps, *, window: Window | None = None
     return {**answer, "state": "requested", "event_id": envelope.id, "generation": asked.generation}
 
 
-def html_report(monitor: str, window: Window, deps: CheckDeps) -> str:
-    """On request: an evidently HTML report of one window against the reference, saved beside the JSON one."""
-    from monitors.report import render_html, report_name
-
-    spec = deps.specs.get(monitor)
-    batch = deps.telemetry.fetch(EndpointRef(spec.endpoint.name, spec.endpoint.deployment), window)
-    active = active_reference(spec, deps.store, deps.base_dir)
-    reference = open_reference(active, deps)
-    html = render_html(reference.frame(), batch.frame, spec)
-    return deps.reports.put(report_name(spec.name, window, "html"), html, "text/html")
-
-
 def open_reference(active: dict, deps: CheckDeps) -> Any:
     from monitors.reference import load_reference
 
@@ -201,14 +190,18 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
                              "generation": rec.generation, "completed_at": iso(now),
                              "reference_fingerprint": suite.fingerprint,
                              "reference_rows": suite.reference_rows, "model_version": model_version,
-                             "reference": {"uri": active["uri"], "model_version": active["model_version"]},
+                             "reference": {"uri": active["uri"], "model_version": active["model_version"],
+                                           "base_dir": str(active["base_dir"]), "fingerprint": suite.fingerprint,
+                                           "snapshot": suite.snapshot},
+                             "spec": used_spec(spec),
                              "performance_window": performance_window.to_json() if performance_window else None,
                              "alerting": "applied" if on_grid else "skipped: the window is not on the monitor's grid",
                              "incidents": [incident_ref(c) for c in changes], **late.record})
     doc["report"] = save_check_report(deps.reports, doc, window)
     put(deps.store, CHECK, check_id, doc)
     run = "late-recheck" if recheck else (str(rec.generation) if rec.generation else "")
-    events = check_events(envelope, spec, window, doc, findings, changes, now, run=run)
+    events = check_events(envelope, spec, window, doc, findings, changes, now, run=run,
+                          open_now=open_incident(deps.store, spec.name) if on_grid else None)
     if late.request is not None:
         events.append(late.request)
     return doc, events, late.state
@@ -260,10 +253,21 @@ def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | No
     key = (spec.name, reference.fingerprint, digest)
 
     def fit() -> FittedSuite:
+        from monitors.check_report import snapshot_reference
+
         suite = build_suite(spec, profiles=deps.profiles, fingerprint=reference.fingerprint)
-        return fit_suite(suite, reference.frame(), reference.fingerprint)
+        frame = reference.frame()
+        snapshot = snapshot_reference(deps.snapshots, reference.fingerprint, frame)
+        return replace(fit_suite(suite, frame, reference.fingerprint), snapshot=snapshot)
 
     return deps.evaluators.get_or_fit(key, fit)
+
+
+def used_spec(spec: MonitorSpec) -> dict[str, Any]:
+    """What a report rebuilt later needs of the spec as it was: features, methods, thresholds, evidently's share."""
+    return {"features": [{"name": f.name, "kind": f.kind, "method": f.method, "threshold": f.threshold}
+                         for f in spec.features], "share": spec.signals.data_drift.share,
+            "policy": spec.signals.data_drift.policy}
 
 
 def shifted(window: Window, lag: timedelta) -> Window:

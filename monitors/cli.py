@@ -101,7 +101,7 @@ def run_check_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.reference}: {len(reference)} row(s); a reference needs at least {MIN_REFERENCE_ROWS}")
     if args.report:
         _writable(Path(args.report))
-    result, kinds = compare_frames(reference, current, spec)
+    result, kinds, findings = compare_frames(reference, current, spec)
     if len(reference) < FEW_REFERENCE_ROWS:
         warning = (f"the reference has only {len(reference)} rows: drift statistics against so few rows are "
                    "unreliable")
@@ -109,10 +109,9 @@ def run_check_command(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.report:
         from core.files import write_atomic
-        from monitors.report import render_html
 
         try:
-            write_atomic(args.report, render_html(reference, current, spec, kinds=kinds))
+            write_atomic(args.report, html_report(reference, current, spec, kinds, result, findings, args))
         except OSError as exc:
             raise UsageError(f"--report {args.report}: cannot write it: {exc.strerror or exc}") from exc
     print(json.dumps(result, allow_nan=False) if args.format == "json" else table(result))
@@ -144,20 +143,35 @@ def retry_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[str, str]]:
+def html_report(reference, current, spec, kinds: dict[str, str], result: dict[str, Any], findings: list[Any],
+                args: argparse.Namespace) -> bytes:
+    """The same report a check gets: this verdict and its deciding numbers first, evidently's panels after."""
+    from monitors.report import finding_json
+    from monitors.report_html import evidently_panels, render_check_html
+
+    features = spec.features if spec is not None else []
+    panels = evidently_panels(reference, current, kinds, methods={f.name: f.method for f in features if f.method},
+                              thresholds={f.name: f.threshold for f in features if f.threshold is not None},
+                              share=spec.signals.data_drift.share if spec is not None else 0.5)
+    record = {"monitor": spec.name if spec is not None else Path(args.current).name, "summary": result,
+              "findings": [finding_json(f) for f in findings], "rows": len(current), "reference_rows": len(reference),
+              "reference": {"uri": str(args.reference)}, "status": "breached" if result["dataset_drift"] else "ok",
+              "breached_signals": sorted({f.signal for f in findings if f.breached})}
+    return render_check_html(record, panels)
+
+
+def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[str, str], list[Any]]:
     """Data drift and data quality of `current` against `reference`, as the CLI's JSON document."""
     from monitors.report import result_document
     from monitors.signals.quality import DataQualityEvaluator
     from monitors.signals.suite import data_drift_evaluator
 
     if spec is not None:
+        from monitors.signals.suite import quality_evaluator
+
         kinds = spec.kinds
         drift = data_drift_evaluator(spec)
-        q = spec.signals.data_quality
-        known = {c.column for c in (spec.prediction, spec.label) if c is not None}
-        quality = DataQualityEvaluator(kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate,
-                                       q.max_unseen_rate, q.max_rejected_rate, q.allow_extra_columns,
-                                       frozenset(known))
+        quality = quality_evaluator(spec, frozenset())
     else:
         from monitors.drift.profile import infer_kinds
         from monitors.signals.data_drift import DataDriftEvaluator
@@ -173,7 +187,7 @@ def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[
         raise UsageError(f"the current data has none of the monitored columns ({', '.join(list(kinds)[:5])}...)")
     batch = TelemetryBatch(EndpointRef("cli"), _NOMINAL, current)
     findings = drift.fit(reference).evaluate(batch) + quality.fit(reference).evaluate(batch)
-    return result_document(findings, rows=len(current), reference_rows=len(reference)), kinds
+    return result_document(findings, rows=len(current), reference_rows=len(reference)), kinds, findings
 
 
 def _text_kinds(reference) -> dict[str, str]:
@@ -189,14 +203,29 @@ def _text_kinds(reference) -> dict[str, str]:
 
 
 def table(result: dict[str, Any]) -> str:
-    rows = [("feature", "kind", "method", "statistic", "p_value", "threshold", "drifted")]
-    for f in result["features"]:
-        rows.append((f["name"], f["kind"] or "", f["method"] or "", _fmt(f["statistic"]), _fmt(f["p_value"]),
-                     _fmt(f["threshold"]), "DRIFT" if f["drifted"] else ""))
+    """The deciding values: under `calibrated` each feature's effect against its floor and its no-drift null;
+    under `evidently` evidently's statistic against its threshold."""
+    if result["policy"] == "calibrated":
+        rows = [("feature", "kind", "effect", "floor", "null_q99", "p_exceed", "significant", "drifted")]
+        for f in result["features"]:
+            c = f.get("calibrated") or {}
+            effect = f"{_fmt(c.get('effect'))} ({c.get('effect_method')})" if c else f.get("note", "untested")
+            rows.append((f["name"], f["kind"] or "", effect, _fmt(c.get("floor")), _fmt(c.get("null_q99")),
+                         _fmt(c.get("p_value")), "yes" if c.get("significant") else "",
+                         "DRIFT" if f["drifted"] else ""))
+    else:
+        rows = [("feature", "kind", "method", "statistic", "threshold", "drifted")]
+        for f in result["features"]:
+            e = f["evidently"]
+            rows.append((f["name"], f["kind"] or "", e["method"] or "", _fmt(e["statistic"]), _fmt(e["threshold"]),
+                         "DRIFT" if f["drifted"] else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     verdict = "DRIFT" if result["dataset_drift"] else "no drift"
     lines.append(f"\ndataset: {verdict} (policy {result['policy']}, drift share {_fmt(result['drift_share'])})")
+    if result["policy"] == "calibrated":
+        lines.append("a feature drifted when its effect reaches its floor and exceeds the no-drift null "
+                     "(p_exceed, Holm across features)")
     for text in result.get("text", []):
         moved = "; ".join([*(f"grew: {t}" for t in text["grew"]), *(f"shrank: {t}" for t in text["shrank"])])
         lines.append(f"text {text['column']}: {'DRIFT' if text['drifted'] else 'no drift'} ({text['method']} "

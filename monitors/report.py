@@ -1,5 +1,5 @@
-"""Check reports: a JSON result per check (aggregates only, never raw rows) and, on request, an
-evidently HTML report of the same window (evidently is imported only inside `render_html`).
+"""Check reports: a JSON result per check (aggregates only, never raw rows); the HTML report drawn from
+it is monitors/report_html.py (built in the background: monitors/check_report.py).
 """
 from __future__ import annotations
 
@@ -68,32 +68,30 @@ def save_check_report(reports: ReportStore, doc: Mapping[str, Any], window: Wind
     return reports.put(report_name(doc["monitor"], window), body, "application/json")
 
 
-def render_html(reference_df: "pd.DataFrame", current_df: "pd.DataFrame", spec: "MonitorSpec | None" = None, *,
-                kinds: Mapping[str, str] | None = None) -> bytes:
-    """An evidently 0.7 data drift report (with the spec's methods and thresholds) as HTML bytes."""
-    snapshot = drift_snapshot(reference_df, current_df, spec, kinds=kinds)
-    return snapshot.get_html_str(as_iframe=False).encode()
-
-
 def drift_snapshot(reference_df: "pd.DataFrame", current_df: "pd.DataFrame", spec: "MonitorSpec | None" = None, *,
-                   kinds: Mapping[str, str] | None = None, **run: Any) -> Any:
-    """The evidently 0.7 data drift snapshot behind `render_html`; `run` goes to `Report.run` (timestamp, tags)."""
+                   kinds: Mapping[str, str] | None = None, methods: Mapping[str, str] | None = None,
+                   thresholds: Mapping[str, float] | None = None, share: float | None = None, **run: Any) -> Any:
+    """evidently 0.7's data drift snapshot with the spec's (or the given) methods and thresholds; `run` goes to
+    `Report.run` (timestamp, tags). evidently is imported here only."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     kinds = dict(spec.kinds if spec is not None else kinds or {})
     if not kinds:
-        raise ValueError("render_html needs a spec or the feature kinds")
-    columns = [c for c in kinds if c in reference_df and c in current_df]
+        raise ValueError("drift_snapshot needs a spec or the feature kinds")
+    columns = [c for c in kinds if c in reference_df and c in current_df and kinds[c] in ("numeric", "categorical")]
+    if not columns:
+        raise ValueError("no monitored column is in both the reference and the window")
     definition = DataDefinition(numerical_columns=[c for c in columns if kinds[c] == "numeric"],
                                 categorical_columns=[c for c in columns if kinds[c] == "categorical"])
-    methods, thresholds, share = {}, {}, 0.5
     if spec is not None:
-        methods = {f.name: f.method for f in spec.features if f.method and f.name in columns}
-        thresholds = {f.name: f.threshold for f in spec.features if f.threshold is not None and f.name in columns}
+        methods = {f.name: f.method for f in spec.features if f.method}
+        thresholds = {f.name: f.threshold for f in spec.features if f.threshold is not None}
         share = spec.signals.data_drift.share
-    preset = DataDriftPreset(columns=columns, drift_share=share, per_column_method=methods or None,
-                             per_column_threshold=thresholds or None)
+    methods = {c: m for c, m in (methods or {}).items() if c in columns}
+    thresholds = {c: t for c, t in (thresholds or {}).items() if c in columns}
+    preset = DataDriftPreset(columns=columns, drift_share=0.5 if share is None else share,
+                             per_column_method=methods or None, per_column_threshold=thresholds or None)
     reference = Dataset.from_pandas(reference_df[columns], data_definition=definition)
     current = Dataset.from_pandas(current_df[columns], data_definition=definition)
     return Report([preset]).run(current, reference, **run)

@@ -26,7 +26,7 @@ from core.errors import NotFound, ValidationFailed
 from core.types import Severity, format_duration, parse_duration  # noqa: F401 - re-exported
 
 log = logging.getLogger("mlops.monitors")
-SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "health")
+SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "estimated_performance", "health")
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -90,6 +90,7 @@ class ReferenceSpec(_Strict):
 class WindowSpec(_Strict):
     size: Duration = timedelta(days=1)
     lateness: Duration = timedelta(0)  # how long after a window's end its telemetry is complete
+    min_rows: int = Field(30, ge=1)  # a window with fewer rows is "insufficient data" for every signal, not a verdict
     origin: datetime = datetime(1970, 1, 1, tzinfo=UTC)
 
     @field_validator("size")
@@ -118,12 +119,20 @@ class DataDriftSignal(_Strict):
 
 class PredictionDriftSignal(_Strict):
     enabled: bool = True
+    policy: Literal["calibrated", "threshold"] = "calibrated"  # threshold: the method's raw threshold decides
+    fwer: float = Field(0.01, gt=0, lt=1)
+    effect_floor: float | None = Field(None, ge=0)  # None: the drift engine's default for the effect's method
     method: str | None = None
     threshold: float | None = None
 
 
 class DataQualitySignal(_Strict):
     enabled: bool = True
+    # calibrated: each rate against the reference's own windows (family-wise `fwer`) and above a floor
+    # (effect_floor, or per rate: missing/out-of-range/unseen 0.05, type errors 0.01); threshold: max_* decide
+    policy: Literal["calibrated", "threshold"] = "calibrated"
+    fwer: float = Field(0.01, gt=0, lt=1)
+    effect_floor: float | None = Field(None, ge=0, le=1)
     max_missing_rate: float = Field(0.1, ge=0, le=1)
     max_type_error_rate: float = Field(0.01, ge=0, le=1)
     max_out_of_range_rate: float = Field(0.05, ge=0, le=1)
@@ -141,8 +150,21 @@ class PerformanceSignal(_Strict):
     min_labels: int = Field(30, ge=1)
 
 
+class EstimatedPerformanceSignal(_Strict):
+    """Label-free: expected performance from the calibrated scores of a binary classifier (CBPE)."""
+
+    enabled: bool = True
+    metric: Literal["auc", "accuracy"] | None = None  # default: auc
+    max_drop: float = Field(0.05, ge=0)  # relative to the reference's realized metric
+    min_rows: int = Field(100, ge=1)
+
+
 class HealthSignal(_Strict):
     enabled: bool = True
+    # calibrated: a limit is breached only when the window shows it beyond its sampling noise (one-sided
+    # binomial test at `alpha`); threshold: the window's raw rate or p95 against the limit
+    policy: Literal["calibrated", "threshold"] = "calibrated"
+    alpha: float = Field(0.001, gt=0, lt=1)
     max_error_rate: float = Field(0.05, ge=0, le=1)
     max_p95_latency_ms: float = Field(1000.0, gt=0)
 
@@ -152,18 +174,30 @@ class Signals(_Strict):
     prediction_drift: PredictionDriftSignal = PredictionDriftSignal()
     data_quality: DataQualitySignal = DataQualitySignal()
     performance: PerformanceSignal = PerformanceSignal()
+    estimated_performance: EstimatedPerformanceSignal = EstimatedPerformanceSignal()
     health: HealthSignal = HealthSignal()
 
 
 class AlertSpec(_Strict):
-    consecutive: int = Field(1, ge=1)  # breaching windows in a row before an incident opens
-    resolve_after: int = Field(1, ge=1)  # clean windows in a row before it resolves
-    cooldown: Duration = timedelta(0)  # after a resolution, no new incident of that signal for this long
-    severity: dict[Literal["data_drift", "prediction_drift", "data_quality", "performance", "health"],
-                   Severity] = Field(default_factory=dict)
+    """Hysteresis: an incident opens after `consecutive` breaching windows in a row (N) and resolves after
+    `resolve_after` clean windows in a row (M >= N); one incident per monitor episode, signals as facets."""
+
+    consecutive: int = Field(2, ge=1)  # breaching windows in a row before an incident opens
+    resolve_after: int = Field(3, ge=1)  # clean windows in a row before it resolves
+    cooldown: Duration = timedelta(0)  # after a resolution, no new incident for this long
+    digest: bool = False  # a daily digest of incident updates (signals joining, severity rising)
+    severity: dict[Literal["data_drift", "prediction_drift", "data_quality", "performance", "estimated_performance",
+                           "health", "check_failed"], Severity] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "AlertSpec":
+        if self.resolve_after < self.consecutive:
+            raise ValueError(f"resolve_after ({self.resolve_after}) must be at least consecutive "
+                             f"({self.consecutive}): an incident must not resolve faster than it opens")
+        return self
 
     def severity_of(self, signal: str) -> Severity:
-        default = Severity.CRITICAL if signal in ("health", "performance") else Severity.WARNING
+        default = Severity.CRITICAL if signal in ("health", "performance", "check_failed") else Severity.WARNING
         return self.severity.get(signal, default)  # type: ignore[call-overload]
 
 

@@ -196,7 +196,8 @@ def _point(doc: Mapping[str, Any]) -> dict[str, Any]:
         if f.get("signal") == "data_drift" and f.get("name") != "dataset":
             calibrated = details.get("calibrated") or {}
             features[f["name"]] = {"effect": calibrated.get("effect", details.get("effect")),
-                                   "floor": calibrated.get("floor"), "statistic": f.get("statistic"),
+                                   "floor": calibrated.get("floor"), "null_q99": calibrated.get("null_q99"),
+                                   "p_value": calibrated.get("p_value"), "statistic": f.get("statistic"),
                                    "threshold": f.get("threshold"), "drifted": f.get("breached")}
         elif "performance" in str(f.get("signal", "")) and f.get("statistic") is not None:  # realized, estimated
             performance[f"{f['signal']}/{f['name']}"] = {"value": f["statistic"], "threshold": f.get("threshold"),

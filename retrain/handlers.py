@@ -24,7 +24,7 @@ from core.types import EndpointRef, ModelVersion, RunRef, RunState, Window, iso,
 from retrain.deploy_watch import deadline, on_deploy_event, reap, watch_canary
 from retrain.deps import RetrainDeps, RetrainTarget
 from retrain.export import export_labelled
-from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start
+from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start, performance_at_risk
 from retrain.runs import (
     P,
     RunRecord,
@@ -92,14 +92,18 @@ def _from_drift(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
     if not data.get("retrain_allowed") or endpoint not in deps.targets:
         return None
     run_id = run_id_for(endpoint, f"drift:{envelope.id}")
+    # drift alone warns; it retrains only when the window's performance is at risk
+    risk = performance_at_risk(data.get("performance"), deps.config.retrain)
     if deps.store.get("run", run_id) is None:  # a redelivery after the run began goes straight to _start
-        decision = may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(), deps.config.retrain)
+        decision = risk if not risk.allowed else may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(),
+                                                           deps.config.retrain)
         if not decision.allowed:  # drift repeats every window: a refusal is logged, not recorded as a run
             log.info("drift on %s does not start a retrain: %s", endpoint, "; ".join(decision.reasons))
             return {"started": False, "reasons": decision.reasons, "active_run": decision.active_run}
     trigger = {"kind": "drift", "event_id": envelope.id, "incident_id": data.get("incident_id"),
                "check_id": data.get("check_id"), "monitor": data.get("monitor")}
-    reason = f"drift: {', '.join(data.get('drifted_features') or []) or data.get('signal', 'drift')}"
+    reason = (f"drift: {', '.join(data.get('drifted_features') or []) or data.get('signal', 'drift')}; "
+              f"{risk.reasons[0]}")
     _ensure_record(deps, run_id, endpoint, reason, trigger, f"drift:{envelope.id}", None)
     return _start(run_id, envelope, deps)
 
@@ -145,8 +149,8 @@ def _start(run_id: str, cause: Envelope, deps: RetrainDeps) -> dict[str, Any]:
         _fail(deps, run_id, "submit", exc)
         return summary(load(deps.store, run_id), existing=False)
     started = cause.caused("mlops.retrain.started.v1", {
-        "run_id": run_id, "endpoint": endpoint, "backend": ref.backend, "external_id": ref.external_id,
-        "window": window.to_json(), "champion": str(champion) if champion else None},
+        "run_id": run_id, "endpoint": endpoint, "reason": record.reason, "backend": ref.backend,
+        "external_id": ref.external_id, "window": window.to_json(), "champion": str(champion) if champion else None},
         id=event_id("retrain.started", run_id), subject=endpoint, time=now)
     done = transition(deps.store, run_id, P.RUNNING, now, deadline=deadline(deps, P.RUNNING), events=[started],
                       submitted_at=iso(now), window=window.to_json(), data=export,

@@ -1,4 +1,8 @@
-"""When a retrain may start: cooldown, a daily cap, enough new labelled rows, one run at a time.
+"""When a retrain may start: performance at risk, cooldown, a daily cap, enough new labelled rows, one run at a time.
+
+Drift alone warns; it does not retrain. A drift event starts a retrain only when the window's performance
+is at risk: realized (labels arrived) or estimated without labels (calibrated scores), it is below the
+model's reference performance by more than `min_performance_drop` beyond the window's own noise.
 
 History is the endpoint's run records (state store kind core.records.RUN), as plain dicts with
 `state`, `run_id`, and `submitted_at` (ISO time) once a pipeline run was submitted. Every submitted
@@ -23,10 +27,14 @@ class RetrainPolicy:
     cooldown: timedelta = timedelta(days=7)
     max_per_day: int = 1
     min_new_labelled_rows: int = 1000
+    require_performance_at_risk: bool = True  # False: any drift incident may retrain (within the limits)
+    min_performance_drop: float = 0.02  # in the metric's own units (e.g. 0.02 AUC), beyond the window's noise
 
     def to_json(self) -> dict[str, Any]:
         return {"cooldown_s": self.cooldown.total_seconds(), "max_per_day": self.max_per_day,
-                "min_new_labelled_rows": self.min_new_labelled_rows}
+                "min_new_labelled_rows": self.min_new_labelled_rows,
+                "require_performance_at_risk": self.require_performance_at_risk,
+                "min_performance_drop": self.min_performance_drop}
 
 
 @dataclass(frozen=True)
@@ -72,3 +80,30 @@ def last_data_end(history: Iterable[Mapping[str, Any]]) -> datetime | None:
     """End of the data window of the latest submitted run: rows after it are 'new'."""
     ends = [parse_time(r["window"]["end"]) for r in history if r.get("submitted_at") and r.get("window")]
     return max(ends, default=None)
+
+
+def performance_at_risk(evidence: Mapping[str, Any] | None, policy: RetrainPolicy) -> PolicyDecision:
+    """Is the drifting window's performance, realized or estimated, below the reference's beyond noise?
+
+    `evidence`: the `performance` object of mlops.drift.detected.v1, {"realized": {...}, "estimated": {...}},
+    each with metric, value, baseline, margin (the window's noise allowance) and higher_is_better.
+    """
+    if not policy.require_performance_at_risk:
+        return PolicyDecision(True, ["the retrain policy does not require performance at risk"])
+    seen = []
+    for kind in ("realized", "estimated"):
+        found = (evidence or {}).get(kind) or {}
+        value, baseline = found.get("value"), found.get("baseline")
+        if value is None or baseline is None:
+            continue
+        drop = (baseline - value) if found.get("higher_is_better", True) else (value - baseline)
+        margin = float(found.get("margin") or 0.0)
+        line = (f"{kind} {found.get('metric')} {value:.3f} vs reference {baseline:.3f}: drop {drop:+.3f}, "
+                f"noise {margin:.3f} + margin {policy.min_performance_drop}")
+        if drop > margin + policy.min_performance_drop:
+            return PolicyDecision(True, [f"performance at risk: {line}"])
+        seen.append(line)
+    if not seen:
+        return PolicyDecision(False, ["drift alone does not retrain: no performance evidence in the window "
+                                      "(no labels yet and no score to estimate from)"])
+    return PolicyDecision(False, [f"drift alone does not retrain: {'; '.join(seen)}"])

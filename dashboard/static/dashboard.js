@@ -128,7 +128,7 @@ function evidenceText(e) {
 
 function renderIncidents(incidents) {
   fill("incidents", incidents.map((i) => [
-    i.monitor, i.signal || (i.signals || []).join(", "), badge(i.severity), windowText(i.opened_window), i.windows,
+    i.monitor, (i.signals || [i.signal]).join(", "), badge(i.severity), windowText(i.opened_window), i.windows,
     list((i.evidence || []).filter((e) => e.breached && e.name !== "dataset").map(evidenceText)),
     reportLink(i.last_check_report_url),
   ]), "No open incidents.");
@@ -164,8 +164,13 @@ function renderChecks(checks) {
 const RUN_MARKS = { running: "retrain started", accepted: "gate: accepted", rejected: "gate: rejected",
   canary: "canary", promoted: "promoted", rolled_back: "rolled back", failed: "retrain failed" };
 
+// How far a feature's effect is past what the verdict needs: its floor and the largest effect a window without
+// drift shows (the calibrated null's 99th percentile). 1 and above: large and unusual enough to count as drift.
 function ratio(f) {
-  if (typeof f.effect === "number" && typeof f.floor === "number" && f.floor > 0) return f.effect / f.floor;
+  if (typeof f.effect === "number" && typeof f.floor === "number") {
+    const bar = Math.max(f.floor, typeof f.null_q99 === "number" ? f.null_q99 : 0);
+    if (bar > 0) return f.effect / bar;
+  }
   if (typeof f.statistic === "number" && typeof f.threshold === "number" && f.threshold > 0) return f.statistic / f.threshold;
   return null;
 }
@@ -182,12 +187,12 @@ function timelineTraces(data) {
   const text = features.map((name) => data.points.map((p) => {
     const f = p.features[name];
     if (!f) return "";
-    return `effect ${num(f.effect)} / floor ${num(f.floor)}<br>statistic ${num(f.statistic)}${f.drifted ? "<br>drifted" : ""}`;
+    return `effect ${num(f.effect)}, floor ${num(f.floor)}, no-drift q99 ${num(f.null_q99)}<br>p ${num(f.p_value, 4)}${f.drifted ? "<br>drifted" : ""}`;
   }));
   const traces = [{
     type: "heatmap", x, y: features, z, text, hovertemplate: "%{y} %{x}<br>%{text}<extra></extra>", zmin: 0, zmax: 3,
     colorscale: [[0, "#f6f8fa"], [0.33, "#fff1b8"], [0.66, "#fb8f44"], [1, "#cf222e"]],
-    colorbar: { title: { text: "effect / floor" }, len: 0.35, y: 0.82 }, xaxis: "x", yaxis: "y",
+    colorbar: { title: { text: "effect / bar" }, len: 0.3, y: 0.85 }, xaxis: "x", yaxis: "y",
   }, {
     type: "scatter", mode: "lines+markers", name: "drift share", x, y: data.points.map((p) => p.drift_share),
     marker: { color: data.points.map((p) => (p.status === "breached" ? "#cf222e" : p.status === "ok" ? "#1a7f37" : "#8c959f")), size: 6 },
@@ -203,20 +208,36 @@ function timelineTraces(data) {
       xaxis: "x", yaxis: "y3",
     });
   }
-  return traces;
+  return [...traces, ...incidentTraces(data)];
+}
+
+// Incidents as bars on their own row per signal, from the window that opened them to the one that resolved them.
+function incidentTraces(data) {
+  const lastEnd = data.points.length ? data.points[data.points.length - 1].end : null;
+  const bySeverity = {};
+  for (const i of data.incidents) {
+    const start = i.opened_window && i.opened_window.start;
+    const end = (i.resolved_window && i.resolved_window.end) || (i.last_window && i.last_window.end) || lastEnd;
+    if (!start || !end) continue;
+    const row = i.signal || (i.signals || []).join("+") || "incident";
+    const key = i.severity || "warning";
+    const t = bySeverity[key] || (bySeverity[key] = { x: [], y: [], text: [] });
+    t.x.push(start, end, null);
+    t.y.push(row, row, null);
+    const what = `${row} ${i.status} (${i.severity})<br>${windowText(i.opened_window)} → ${i.resolved_window ? windowText(i.resolved_window) : "open"}`;
+    t.text.push(what, what, null);
+  }
+  const colors = { critical: "#cf222e", warning: "#bf8700", info: "#57606a" };
+  return Object.entries(bySeverity).map(([severity, t]) => ({
+    type: "scatter", mode: "lines", name: `${severity} incidents`, x: t.x, y: t.y, text: t.text,
+    hovertemplate: "%{text}<extra></extra>", line: { width: 9, color: colors[severity] || "#57606a" },
+    connectgaps: false, xaxis: "x", yaxis: "y4",
+  }));
 }
 
 function timelineShapes(data, runs) {
   const shapes = [];
   const annotations = [];
-  const lastEnd = data.points.length ? data.points[data.points.length - 1].end : null;
-  for (const i of data.incidents) {
-    const start = i.opened_window && i.opened_window.start;
-    const end = (i.resolved_window && i.resolved_window.end) || (i.last_window && i.last_window.end) || lastEnd;
-    if (!start || !end) continue;
-    shapes.push({ type: "rect", xref: "x", yref: "paper", x0: start, x1: end, y0: 0, y1: 1, line: { width: 0 },
-      fillcolor: i.status === "open" ? "rgba(207,34,46,0.07)" : "rgba(154,103,0,0.06)", layer: "below" });
-  }
   for (const r of runs) {
     for (const h of r.history || []) {
       const label = RUN_MARKS[h.state];
@@ -237,11 +258,12 @@ async function renderTimeline(monitor, endpointRuns) {
   if (!data.points.length) { node.replaceChildren(el("p", `No checks of ${monitor} yet.`, "muted")); return; }
   const { shapes, annotations } = timelineShapes(data, endpointRuns(data.endpoint));
   const layout = {
-    height: 640, margin: { l: 110, r: 30, t: 30, b: 40 }, showlegend: true, legend: { orientation: "h", y: -0.08 },
+    height: 760, margin: { l: 130, r: 30, t: 30, b: 40 }, showlegend: true, legend: { orientation: "h", y: -0.06 },
     xaxis: { type: "date", anchor: "y3" },
-    yaxis: { domain: [0.62, 1], automargin: true, title: { text: "features" } },
-    yaxis2: { domain: [0.33, 0.58], title: { text: "drift share" }, rangemode: "tozero" },
-    yaxis3: { domain: [0, 0.29], title: { text: "performance" } },
+    yaxis: { domain: [0.6, 1], automargin: true, title: { text: "features" } },
+    yaxis2: { domain: [0.4, 0.57], title: { text: "drift share" }, rangemode: "tozero" },
+    yaxis3: { domain: [0, 0.2], title: { text: "performance" } },
+    yaxis4: { domain: [0.23, 0.37], type: "category", automargin: true, title: { text: "incidents" } },
     shapes, annotations,
   };
   node.replaceChildren();

@@ -47,6 +47,7 @@ class DataDriftEvaluator:
     text_default: Any = None  # TextSettings for text columns not in text_settings
     embedder: Any = None  # None: the shared ONNX embedder (monitors.text.embed)
     descriptors: bool = True  # text descriptors as numeric drift features
+    min_rows: int = 30
 
     def fit(self, reference) -> "FittedDataDrift":
         text = None
@@ -103,8 +104,9 @@ class FittedDataDrift:
             frame = self.text.augment(frame)
         present = [c for c in self.columns if c in frame]
         texts = [c for c in (self.text.columns if self.text is not None else ()) if c in frame]
-        if len(frame) == 0 or not (present or texts):
-            why = "no rows in the window" if len(frame) == 0 else "no monitored feature in the telemetry"
+        if len(frame) < cfg.min_rows or not (present or texts):
+            why = (f"insufficient data: {len(frame)} rows in the window, at least {cfg.min_rows} needed to judge"
+                   if len(frame) < cfg.min_rows else "no monitored feature in the telemetry")
             return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})]
         thresholds = {c: t for c, t in cfg.thresholds.items() if c in present} or None
         features = compare(self.profile, frame[present], thresholds=thresholds) if present else []
@@ -157,12 +159,33 @@ def _feature_finding(fd: Any, breached: bool, severity: Severity, calibrated: An
 
 
 def drift_summary(findings: list[Finding], signal: str = SIGNAL) -> dict[str, Any]:
-    """Findings -> the CLI/report shape: dataset_drift, drift_share, policy, features[...]."""
+    """Findings -> the CLI/report shape: dataset_drift, drift_share, policy, features[...].
+
+    Each feature says whether it `drifted` (the policy's decision) and which numbers decided it: under
+    `calibrated`, its effect against the floor and against the no-drift null (exceedance p-value, Holm
+    significance); under `evidently`, evidently's statistic against its threshold. evidently's own
+    numbers and per-column verdict are always given beside, labelled as evidently's.
+    """
     dataset = next((f for f in findings if f.signal == signal and f.name == DATASET), None)
-    features = [{"name": f.name, "kind": f.details.get("kind"), "method": f.method, "statistic": f.statistic,
-                 "p_value": f.p_value, "threshold": f.threshold, "drifted": f.breached}
-                for f in findings if f.signal == signal and f.name != DATASET]
+    features = [feature_summary(f) for f in findings if f.signal == signal and f.name != DATASET]
+    policy = dataset.details.get("policy", dataset.method) if dataset else (
+        features[0]["decided_by"] if features else None)
+    if dataset is None and features:  # prediction drift: one column, no dataset finding
+        return {"dataset_drift": any(f["drifted"] for f in features), "policy": policy, "features": features}
     return {"dataset_drift": bool(dataset and dataset.breached),
             "drift_share": dataset.statistic if dataset and dataset.statistic is not None else 0.0,
-            "policy": dataset.details.get("policy", dataset.method) if dataset else None,
-            "features": features}
+            "policy": policy, "features": features}
+
+
+def feature_summary(f: Finding) -> dict[str, Any]:
+    calibrated = f.details.get("calibrated")
+    evidently = {"method": f.method, "statistic": f.statistic, "p_value": f.p_value, "threshold": f.threshold,
+                 "drifted": f.details.get("threshold_exceeded")}
+    decided = None
+    if calibrated:
+        decided = {"effect": calibrated.get("effect"), "effect_method": calibrated.get("effect_method"),
+                   "floor": calibrated.get("floor"), "null_q99": calibrated.get("null_q99"),
+                   "p_value": calibrated.get("p_value"), "significant": calibrated.get("significant")}
+    return {"name": f.name, "kind": f.details.get("kind"), "drifted": f.breached,
+            "decided_by": "calibrated" if calibrated else "evidently", "calibrated": decided, "evidently": evidently,
+            **({"note": f.details["note"]} if f.details.get("note") else {})}

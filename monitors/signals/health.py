@@ -1,4 +1,11 @@
-"""Endpoint health from telemetry: server error rate and p95 latency."""
+"""Endpoint health from telemetry: server error rate and p95 latency.
+
+The limits are service levels (absolute: the training data knows nothing of latency). Under the default
+`calibrated` policy a window breaches a limit only when it shows it beyond its sampling noise: the
+number of server errors, or of requests slower than the latency limit, is improbable (one-sided
+binomial test at `alpha`) if the endpoint were exactly at its limit. Three slow requests out of forty
+do not page anyone; a steady 8% error rate over a day does. `threshold` compares the raw values.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +13,7 @@ from dataclasses import dataclass
 from core.types import Finding, Severity, TelemetryBatch
 
 SIGNAL = "health"
+P95 = 0.05  # the share of requests a p95 latency limit allows above it
 
 
 @dataclass(frozen=True)
@@ -14,9 +22,12 @@ class HealthEvaluator:
     max_p95_latency_ms: float = 1000.0
     severity: Severity = Severity.CRITICAL
     name: str = SIGNAL
+    policy: str = "calibrated"  # calibrated | threshold
+    alpha: float = 0.001
+    min_rows: int = 30
 
     def fit(self, reference: object = None) -> "FittedHealth":
-        return FittedHealth(self)  # health needs no reference: its thresholds are absolute
+        return FittedHealth(self)  # health needs no reference: its limits are service levels
 
 
 @dataclass(frozen=True)
@@ -24,9 +35,11 @@ class FittedHealth:
     config: HealthEvaluator
 
     def evaluate(self, current: TelemetryBatch) -> list[Finding]:
-        frame = current.frame
-        if len(frame) == 0:
-            return [Finding(SIGNAL, "requests", 0.0, None, False, details={"note": "no requests in the window"})]
+        frame, cfg = current.frame, self.config
+        if len(frame) < cfg.min_rows:
+            return [Finding(SIGNAL, "requests", float(len(frame)), float(cfg.min_rows), False,
+                            details={"insufficient": True, "note": f"insufficient data: {len(frame)} requests in "
+                                                                   f"the window, at least {cfg.min_rows} needed"})]
         return [self._errors(frame), self._latency(frame)]
 
     def _errors(self, frame) -> Finding:
@@ -38,13 +51,14 @@ class FittedHealth:
                            details={"note": "telemetry has no status_code column", "insufficient": True})
         codes = pd.to_numeric(frame["status_code"], errors="coerce")
         # Server errors are the endpoint's fault; 4xx are the caller's and are reported, not alerted on.
-        rate = float((codes >= 500).mean())
+        errors = int((codes >= 500).sum())
+        rate = errors / len(frame)
         client = float(((codes >= 400) & (codes < 500)).mean())
-        breached = rate > cfg.max_error_rate
+        breached, p_value = self._judge(rate > cfg.max_error_rate, errors, len(frame), cfg.max_error_rate)
         return Finding(SIGNAL, "error_rate", rate, cfg.max_error_rate, breached,
-                       cfg.severity if breached else Severity.INFO,
-                       details={"requests": len(frame), "server_errors": int((codes >= 500).sum()),
-                                "client_error_rate": client})
+                       cfg.severity if breached else Severity.INFO, method=cfg.policy, p_value=p_value,
+                       details={"requests": len(frame), "server_errors": errors, "client_error_rate": client,
+                                "policy": cfg.policy, "alpha": cfg.alpha})
 
     def _latency(self, frame) -> Finding:
         import numpy as np
@@ -55,8 +69,20 @@ class FittedHealth:
         if latency is None or latency.empty:
             return Finding(SIGNAL, "p95_latency_ms", None, cfg.max_p95_latency_ms, False,
                            details={"note": "telemetry has no latency_ms values", "insufficient": True})
-        p95 = float(np.percentile(latency.to_numpy(dtype=float), 95))
-        breached = p95 > cfg.max_p95_latency_ms
+        values = latency.to_numpy(dtype=float)
+        p95 = float(np.percentile(values, 95))
+        slow = int((values > cfg.max_p95_latency_ms).sum())
+        breached, p_value = self._judge(p95 > cfg.max_p95_latency_ms, slow, values.size, P95)
         return Finding(SIGNAL, "p95_latency_ms", p95, cfg.max_p95_latency_ms, breached,
-                       cfg.severity if breached else Severity.INFO,
-                       details={"p50_latency_ms": float(np.percentile(latency, 50)), "samples": int(latency.size)})
+                       cfg.severity if breached else Severity.INFO, method=cfg.policy, p_value=p_value,
+                       details={"p50_latency_ms": float(np.percentile(values, 50)), "samples": int(values.size),
+                                "slower_than_limit": slow, "policy": cfg.policy, "alpha": cfg.alpha})
+
+    def _judge(self, over: bool, hits: int, trials: int, limit: float) -> tuple[bool, float | None]:
+        """(breached, p-value): the raw comparison, or the binomial test of `hits` against the limit."""
+        if self.config.policy != "calibrated":
+            return over, None
+        from scipy.stats import binom
+
+        p_value = float(binom.sf(hits - 1, trials, limit)) if hits else 1.0
+        return over and p_value < self.config.alpha, p_value

@@ -18,8 +18,17 @@ TELEMETRY_COLUMNS = frozenset({"request_id", "time", "deployment", "model_versio
 _EXAMPLES = 10
 
 
+RATE_CHECKS = ("missing_rate", "type_error_rate", "out_of_range_rate", "unseen_rate")
+# How far above the reference's own rate a window must be to matter (absolute share of rows): a broken
+# client sending text for numbers matters at 1%; a few more missing or unusual values need 5 points.
+DEFAULT_FLOORS = {"missing_rate": 0.05, "type_error_rate": 0.01, "out_of_range_rate": 0.05, "unseen_rate": 0.05}
+
+
 @dataclass(frozen=True)
 class DataQualityEvaluator:
+    """`policy`: calibrated (rates against the reference's own windows, with an effect floor, family-wise
+    `fwer` across every rate) or threshold (the raw `max_*` limits)."""
+
     kinds: Mapping[str, str]  # feature -> numeric | categorical
     max_missing_rate: float = 0.1
     max_type_error_rate: float = 0.01
@@ -30,21 +39,52 @@ class DataQualityEvaluator:
     known_columns: frozenset[str] = TELEMETRY_COLUMNS
     severity: Severity = Severity.WARNING
     name: str = SIGNAL
+    policy: str = "calibrated"
+    fwer: float = 0.01
+    effect_floor: float | None = None  # one floor for every rate; None: DEFAULT_FLOORS
+    min_rows: int = 30
 
     def fit(self, reference) -> "FittedQuality":
         import pandas as pd
 
-        ranges, categories = {}, {}
+        ranges, categories, columns = {}, {}, {}
         for name, kind in self.kinds.items():
             if name not in reference:
                 continue
+            column = reference[name]
             if kind == "numeric":
-                values = pd.to_numeric(reference[name], errors="coerce").dropna()
-                if not values.empty:
-                    ranges[name] = (float(values.min()), float(values.max()))
+                values = pd.to_numeric(column, errors="coerce")
+                finite = values.dropna()
+                if not finite.empty:
+                    ranges[name] = (float(finite.min()), float(finite.max()))
+                columns[name] = _Reference(column.isna().to_numpy(), (values.isna() & column.notna()).to_numpy(),
+                                           values.to_numpy(dtype=float), None)
             elif kind == "categorical":  # free text has no categories: every window would look "unseen"
-                categories[name] = frozenset(category_keys(reference[name].dropna()))
-        return FittedQuality(self, ranges, categories)
+                keys = pd.Series(category_keys(column.dropna()), index=column.dropna().index, dtype=object)
+                categories[name] = frozenset(keys)
+                codes = pd.Series(-1, index=column.index, dtype="int64")
+                codes[keys.index] = pd.Categorical(keys).codes
+                columns[name] = _Reference(column.isna().to_numpy(), None, None, codes.to_numpy())
+            else:
+                columns[name] = _Reference(column.isna().to_numpy(), None, None, None)
+        return FittedQuality(self, ranges, categories, columns)
+
+    def floor(self, check: str) -> float:
+        return self.effect_floor if self.effect_floor is not None else DEFAULT_FLOORS[check]
+
+    def limit(self, check: str) -> float:
+        return {"missing_rate": self.max_missing_rate, "type_error_rate": self.max_type_error_rate,
+                "out_of_range_rate": self.max_out_of_range_rate, "unseen_rate": self.max_unseen_rate}[check]
+
+
+@dataclass(frozen=True, eq=False)
+class _Reference:
+    """One reference column in time order, as the rate nulls need it."""
+
+    missing: Any  # bool per row
+    type_errors: Any  # numeric: bool per row (a value that is not a number)
+    values: Any  # numeric: floats (NaN for missing or unreadable)
+    codes: Any  # categorical: category codes (-1 missing)
 
 
 def category_keys(series) -> list[str]:
@@ -57,26 +97,32 @@ class FittedQuality:
     config: DataQualityEvaluator
     ranges: Mapping[str, tuple[float, float]]
     categories: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    columns: Mapping[str, _Reference] = field(default_factory=dict)
+    _nulls: dict = field(default_factory=dict, compare=False, repr=False)
 
     def evaluate(self, current: TelemetryBatch) -> list[Finding]:
         cfg, frame = self.config, current.frame
+        if len(frame) < cfg.min_rows:
+            return [self._rejected(current), Finding(SIGNAL, "rows", float(len(frame)), float(cfg.min_rows), False,
+                                                     details={"insufficient": True, "note": _too_few(len(frame),
+                                                                                                     cfg.min_rows)})]
         findings = [self._rejected(current), *self._schema(frame)]
-        if len(frame) == 0:
-            return findings
+        rates: list[Finding] = []
         for name, kind in cfg.kinds.items():
             if name not in frame:
                 continue
-            findings.append(self._rate("missing_rate", name, frame[name].isna(), cfg.max_missing_rate))
+            rates.append(self._rate("missing_rate", name, frame[name].isna()))
             if kind == "numeric":
-                findings.extend(self._numeric(name, frame[name]))
+                rates.extend(self._numeric(name, frame[name]))
             elif name in self.categories:
-                findings.append(self._unseen(name, frame[name]))
-        return findings
+                rates.append(self._unseen(name, frame[name]))
+        return findings + (self._calibrated(rates, len(frame)) if cfg.policy == "calibrated" else rates)
 
-    def _rate(self, check: str, feature: str, mask, threshold: float, **details: Any) -> Finding:
+    def _rate(self, check: str, feature: str, mask, **details: Any) -> Finding:
         rate = float(mask.mean()) if len(mask) else 0.0
-        breached = rate > threshold
-        return Finding(SIGNAL, f"{check}:{feature}", rate, threshold, breached,
+        limit = self.config.limit(check)
+        breached = rate > limit
+        return Finding(SIGNAL, f"{check}:{feature}", rate, limit, breached,
                        self.config.severity if breached else Severity.INFO,
                        details={"feature": feature, "check": check, "rows": int(mask.sum()), **details})
 
@@ -86,12 +132,11 @@ class FittedQuality:
         values = pd.to_numeric(column, errors="coerce")
         type_errors = values.isna() & column.notna()
         examples = column[type_errors].astype(str).head(_EXAMPLES).tolist()
-        found = [self._rate("type_error_rate", name, type_errors, self.config.max_type_error_rate,
-                            examples=examples)]
+        found = [self._rate("type_error_rate", name, type_errors, examples=examples)]
         if name in self.ranges:
             low, high = self.ranges[name]
             outside = (values < low) | (values > high)
-            found.append(self._rate("out_of_range_rate", name, outside, self.config.max_out_of_range_rate,
+            found.append(self._rate("out_of_range_rate", name, outside,
                                     reference_min=low, reference_max=high,
                                     current_min=finite(values.min()),
                                     current_max=finite(values.max())))
@@ -106,7 +151,50 @@ class FittedQuality:
         mask = pd.Series(False, index=column.index)
         mask[present.index] = unseen.to_numpy()
         examples = sorted(set(keys[unseen].tolist()))[:_EXAMPLES]
-        return self._rate("unseen_rate", name, mask, self.config.max_unseen_rate, examples=examples)
+        return self._rate("unseen_rate", name, mask, examples=examples)
+
+    def _calibrated(self, rates: list[Finding], rows: int) -> list[Finding]:
+        """Each rate against its null; breached when significant (Holm across all rates) and above its floor."""
+        from monitors.drift.verdict import holm
+
+        cfg = self.config
+        judged = {f.name: self.null(f.details["check"], f.details["feature"], rows).describe(f.statistic, rows)
+                  for f in rates}
+        significant = holm({name: row["p_value"] for name, row in judged.items()}, cfg.fwer)
+        out = []
+        for f in rates:
+            row = judged[f.name]
+            floor = cfg.floor(f.details["check"])
+            effect = f.statistic - row["reference_rate"]
+            breached = f.name in significant and effect >= floor
+            calibrated = {**row, "effect": effect, "floor": floor, "significant": f.name in significant,
+                          "fwer": cfg.fwer, "drifted": breached}
+            out.append(Finding(SIGNAL, f.name, f.statistic, row["reference_rate"] + floor, breached,
+                               cfg.severity if breached else Severity.INFO, method="calibrated",
+                               p_value=row["p_value"], details={**f.details, "calibrated": calibrated}))
+        return out
+
+    def null(self, check: str, feature: str, rows: int):
+        """The rate's no-problem law near this window size, computed once per grid size."""
+        from monitors.drift.calibration import grid_size
+        from monitors.signals import rates
+
+        rows = grid_size(rows)  # runs about 9% apart in size have the same law; a handful of sizes get cached
+        key = (check, feature, rows)
+        if key not in self._nulls:
+            ref = self.columns[feature]
+            if check == "missing_rate":
+                law = rates.row_local(ref.missing, rows)
+            elif check == "type_error_rate":
+                law = rates.row_local(ref.type_errors, rows)
+            elif check == "out_of_range_rate":
+                law = rates.out_of_range(ref.values, rows)
+            else:
+                law = rates.unseen(ref.codes, rows)
+            if len(self._nulls) > 256:  # window sizes vary: keep the memory bounded
+                self._nulls.clear()
+            self._nulls[key] = law
+        return self._nulls[key]
 
     def _schema(self, frame) -> list[Finding]:
         cfg = self.config
@@ -125,11 +213,17 @@ class FittedQuality:
         rejected = int(sum(batch.rejected.values()))
         total = rejected + batch.rows
         rate = rejected / total if total else 0.0
-        breached = rate > cfg.max_rejected_rate
+        breached = rate > cfg.max_rejected_rate and total >= cfg.min_rows
         return Finding(SIGNAL, "rejected_rate", rate, cfg.max_rejected_rate, breached,
                        cfg.severity if breached else Severity.INFO,
                        details={"rejected": rejected, "by_reason": dict(batch.rejected), "rows": batch.rows,
-                                "examples": [dict(e) for e in batch.rejected_examples[:_EXAMPLES]]})
+                                "examples": [dict(e) for e in batch.rejected_examples[:_EXAMPLES]],
+                                **({} if total >= cfg.min_rows else {"insufficient": True,
+                                                                     "note": _too_few(total, cfg.min_rows)})})
+
+
+def _too_few(rows: int, needed: int) -> str:
+    return f"insufficient data: {rows} rows in the window, at least {needed} needed to judge"
 
 
 def quality_summary(findings: list[Finding]) -> dict[str, Any]:
@@ -146,4 +240,11 @@ def quality_summary(findings: list[Finding]) -> dict[str, Any]:
         elif ":" in f.name:
             check, feature = f.name.split(":", 1)
             summary.setdefault(check, {})[feature] = f.statistic
+            calibrated = f.details.get("calibrated")
+            if calibrated and (f.breached or calibrated.get("significant")):  # what decided, or nearly did
+                summary.setdefault("decisions", []).append({
+                    "name": f.name, "rate": f.statistic, "reference_rate": calibrated.get("reference_rate"),
+                    "floor": calibrated.get("floor"), "null_q99": calibrated.get("null_q99"),
+                    "p_value": calibrated.get("p_value"), "significant": calibrated.get("significant"),
+                    "breached": f.breached})
     return summary

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.ports import Evaluator, FittedEvaluator
 from monitors.signals.data_drift import DataDriftEvaluator
+from monitors.signals.estimated import EstimatedPerformanceEvaluator
 from monitors.signals.health import HealthEvaluator
 from monitors.signals.performance import PerformanceEvaluator
 from monitors.signals.prediction import PredictionDriftEvaluator
@@ -28,6 +29,7 @@ class FittedSuite:
     current: tuple[FittedEvaluator, ...]
     performance: FittedEvaluator | None
     reference_rows: int
+    snapshot: str | None = None  # the reference frame as the check saw it (monitors.check_report)
 
 
 def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str = "",
@@ -38,18 +40,24 @@ def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str =
         evaluators.append(data_drift_evaluator(spec, profiles=profiles, fingerprint=fingerprint,
                                                calibration_dir=calibration_dir))
     if sig.prediction_drift.enabled and spec.prediction:
+        p = sig.prediction_drift
         evaluators.append(PredictionDriftEvaluator(
-            spec.prediction.column, spec.prediction.kind, sig.prediction_drift.method, sig.prediction_drift.threshold,
-            profiles=profiles, fingerprint=fingerprint, severity=sev("prediction_drift")))
+            spec.prediction.column, spec.prediction.kind, p.method, p.threshold, profiles=profiles,
+            fingerprint=fingerprint, severity=sev("prediction_drift"), policy=p.policy, fwer=p.fwer,
+            effect_floor=p.effect_floor, resamples=sig.data_drift.resamples, min_rows=spec.window.min_rows,
+            calibration_dir=calibration_dir))
     if sig.data_quality.enabled:
-        q = sig.data_quality
-        known = TELEMETRY_COLUMNS | {c.column for c in (spec.prediction, spec.label) if c is not None}
-        evaluators.append(DataQualityEvaluator(
-            spec.kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate, q.max_unseen_rate,
-            q.max_rejected_rate, q.allow_extra_columns, frozenset(known), severity=sev("data_quality")))
+        evaluators.append(quality_evaluator(spec))
+    if sig.estimated_performance.enabled and spec.prediction and spec.label:
+        e = sig.estimated_performance
+        evaluators.append(EstimatedPerformanceEvaluator(
+            spec.prediction.column, spec.prediction.kind, spec.label.column, spec.label.task,
+            e.metric or (sig.performance.metric if sig.performance.metric in ("auc", "accuracy") else None),
+            e.max_drop, e.min_rows, severity=sev("estimated_performance")))
     if sig.health.enabled:
-        evaluators.append(HealthEvaluator(sig.health.max_error_rate, sig.health.max_p95_latency_ms,
-                                          severity=sev("health")))
+        h = sig.health
+        evaluators.append(HealthEvaluator(h.max_error_rate, h.max_p95_latency_ms, severity=sev("health"),
+                                          policy=h.policy, alpha=h.alpha, min_rows=spec.window.min_rows))
     performance = None
     if sig.performance.enabled and spec.prediction and spec.label:
         p = sig.performance
@@ -70,7 +78,17 @@ def data_drift_evaluator(spec: "MonitorSpec", *, profiles: Any = None, fingerpri
         thresholds={f.name: f.threshold for f in tabular if f.threshold is not None},
         policy=dd.policy, fwer=dd.fwer, effect_floors=floors or None, share=dd.share, resamples=dd.resamples,
         profiles=profiles, fingerprint=fingerprint, calibration_dir=calibration_dir,
-        severity=spec.alert.severity_of("data_drift"), **text_options(spec))
+        severity=spec.alert.severity_of("data_drift"), min_rows=spec.window.min_rows,
+        **text_options(spec))
+
+
+def quality_evaluator(spec: "MonitorSpec", known: frozenset[str] = TELEMETRY_COLUMNS) -> DataQualityEvaluator:
+    q = spec.signals.data_quality
+    known = known | {c.column for c in (spec.prediction, spec.label) if c is not None}
+    return DataQualityEvaluator(
+        spec.kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate, q.max_unseen_rate,
+        q.max_rejected_rate, q.allow_extra_columns, frozenset(known), severity=spec.alert.severity_of("data_quality"),
+        policy=q.policy, fwer=q.fwer, effect_floor=q.effect_floor, min_rows=spec.window.min_rows)
 
 
 def text_options(spec: "MonitorSpec") -> dict[str, Any]:

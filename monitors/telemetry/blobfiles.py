@@ -3,14 +3,28 @@ or a local folder with the same layout. The Azure SDK is imported when a contain
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from core.errors import ConfigurationError, NotFound, RetryableError, TelemetryUnavailable
-from monitors.telemetry.datacollector import Entry
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    tag: str  # changes when the file's content does (etag, or size and mtime)
+
+
+class Files(Protocol):
+    """Where the collector's files lie: Blob Storage, or a local folder with the same layout."""
+
+    def folders(self, prefix: str) -> list[str]: ...  # names of the sub-folders directly under prefix
+    def files(self, prefix: str) -> list[Entry]: ...  # every file under prefix, recursively
+    def read(self, name: str) -> bytes: ...
 
 
 class BlobFiles:

@@ -17,11 +17,9 @@ TelemetryUnavailable (retryable), so the check is retried, not skipped.
 """
 from __future__ import annotations
 
-import io
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Mapping
 
 import msgspec
 import numpy as np
@@ -29,24 +27,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pj
 
-from core.errors import ConfigurationError, ValidationFailed
+from core.errors import ValidationFailed
 from core.types import EndpointRef, TelemetryBatch, Window, parse_time
+from monitors.telemetry.blobfiles import Files
 from monitors.telemetry.convert import RESERVED, Rejections, check_features
 from monitors.telemetry.inputs import decode_inputs
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    tag: str  # changes when the file's content does (etag, or size and mtime)
-
-
-class Files(Protocol):
-    """Where the collector's files lie: Blob Storage, or a local folder with the same layout."""
-
-    def folders(self, prefix: str) -> list[str]: ...  # names of the sub-folders directly under prefix
-    def files(self, prefix: str) -> list[Entry]: ...  # every file under prefix, recursively
-    def read(self, name: str) -> bytes: ...
+from monitors.telemetry.labels import LabelReader, LabelTable, cells_column
 
 
 @dataclass(frozen=True)
@@ -60,13 +46,6 @@ class Layout:
     def __post_init__(self) -> None:
         if self.rolling not in ("hour", "day"):
             raise ValidationFailed(f"rolling must be hour or day, got {self.rolling!r}", field="rolling")
-
-
-@dataclass(frozen=True)
-class LabelTable:
-    path: str  # a .parquet/.csv file, or a folder of them
-    id_column: str = "correlationid"
-    label_column: str = "label"
 
 
 class _Line(msgspec.Struct, gc=False):
@@ -94,11 +73,9 @@ class DataCollectorTelemetrySource:
 
     def __init__(self, files: Files, layout: Layout = Layout(), *, labels: LabelTable | None = None,
                  label_files: Files | None = None, features: Mapping[str, str] | None = None) -> None:
-        self.files, self.layout, self.labels = files, layout, labels
-        self.label_files = label_files or files
+        self.files, self.layout = files, layout
+        self.labels = LabelReader(label_files or files, labels) if labels is not None else None
         self.features = check_features(features)
-        self._label_cache: dict[str, tuple[str, pd.DataFrame]] = {}
-        self._lock = threading.Lock()
 
     def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
         deployments = [endpoint.deployment] if endpoint.deployment else self.files.folders(
@@ -197,54 +174,13 @@ class DataCollectorTelemetrySource:
                               "time": pd.DatetimeIndex(times, tz="UTC") if times else pd.DatetimeIndex([], tz="UTC"),
                               "deployment": np.array(deployments, dtype=object),
                               "model_version": np.array(versions, dtype=object), **columns, **outputs,
-                              "label": self._labels(ids)})
+                              "label": self.labels.lookup(ids) if self.labels else np.full(len(ids), np.nan)})
         if rej.bad.any():
             frame = frame.loc[~rej.bad].reset_index(drop=True)
         for reason, count in rej.counts.items():
             rejected[reason] = rejected.get(reason, 0) + count
         return TelemetryBatch(endpoint=endpoint, window=window, frame=frame, rejected=rejected,
                               rejected_examples=tuple(rej.examples))
-
-    # --- labels -----------------------------------------------------------------------------------
-    def _labels(self, ids: Sequence[str]) -> Any:
-        if self.labels is None or not ids:
-            return np.full(len(ids), np.nan)
-        table = self._label_table()
-        found = pd.Series(ids).map(table)
-        return _values([None if pd.isna(v) else v for v in found.tolist()])
-
-    def _label_table(self) -> pd.Series:
-        """id -> label over every label file; each file is parsed again only when it changed."""
-        assert self.labels is not None
-        entries = self.label_files.files(self.labels.path)
-        parts = []
-        for entry in entries:
-            suffix = entry.name.rsplit(".", 1)[-1].lower()
-            if suffix not in ("parquet", "csv"):
-                continue
-            with self._lock:
-                cached = self._label_cache.get(entry.name)
-            if cached is None or cached[0] != entry.tag:
-                cached = (entry.tag, self._read_labels(entry.name, suffix))
-                with self._lock:
-                    self._label_cache[entry.name] = cached
-            parts.append(cached[1])
-        if not parts:
-            return pd.Series(dtype=object)
-        table = pd.concat(parts, ignore_index=True).drop_duplicates(subset="id", keep="last")
-        return pd.Series(table["label"].to_numpy(), index=table["id"].astype(str).to_numpy())
-
-    def _read_labels(self, name: str, suffix: str) -> pd.DataFrame:
-        assert self.labels is not None
-        body = io.BytesIO(self.label_files.read(name))
-        frame = pd.read_parquet(body) if suffix == "parquet" else pd.read_csv(body, dtype={self.labels.id_column: str})
-        missing = [c for c in (self.labels.id_column, self.labels.label_column) if c not in frame.columns]
-        if missing:
-            raise ConfigurationError(f"label file {name} has no column {', '.join(missing)} "
-                                     f"(has {', '.join(map(str, frame.columns))})")
-        return pd.DataFrame({"id": frame[self.labels.id_column].astype(str),
-                             "label": frame[self.labels.label_column]})
-
 
 def _lines(body: bytes, rejected: dict[str, int]) -> Iterator[_Line]:
     """Each JSON line of a file; a line that is not a collector event with row data is counted, not raised."""
@@ -276,15 +212,6 @@ def _object(raw: bytes) -> dict[str, Any] | None:
         return _ROW.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-
-
-def _values(values: list[Any]) -> np.ndarray:
-    """Decoded cells -> float64 with NaN when all are numbers (or missing), else objects."""
-    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    out = np.empty(len(values), dtype=object)
-    out[:] = [np.nan if v is None else v for v in values]
-    return out
 
 
 def _untyped(texts: pa.Array, rej: Rejections) -> dict[str, Any]:
@@ -328,11 +255,11 @@ def _output_columns(predicted: list[msgspec.Raw | None], taken: set[str]) -> dic
                 column = table[name]
                 numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
                 out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64) if numeric else \
-                    _values(column.to_pylist())
+                    cells_column(column.to_pylist())
     else:
         rows = [(_object(raw) or {}) if raw is not None else {} for raw in predicted]
         names = sorted({k for row in rows for k in row if k not in taken and k not in ("label", "request_id", "time")})
-        out = {name: _values([row.get(name) for row in rows]) for name in names}
+        out = {name: cells_column([row.get(name) for row in rows]) for name in names}
     for reserved in ("prediction", "score"):
         out.setdefault(reserved, np.full(len(predicted), np.nan))
     return out

@@ -51,7 +51,8 @@ class SpecTelemetrySource:
 
 def data_collector_source(spec: MonitorSpec, credential: Any = None) -> TelemetrySource:
     from monitors.telemetry.blobfiles import BlobFiles, FolderFiles
-    from monitors.telemetry.datacollector import DataCollectorTelemetrySource, LabelTable, Layout
+    from monitors.telemetry.datacollector import DataCollectorTelemetrySource, Layout
+    from monitors.telemetry.labels import LabelTable
 
     config = spec.telemetry
     assert isinstance(config, DataCollectorSource)

@@ -14,7 +14,8 @@ import pytest
 from core.errors import TelemetryUnavailable
 from core.types import EndpointRef, Window
 from monitors.telemetry.blobfiles import BlobFiles, FolderFiles
-from monitors.telemetry.datacollector import DataCollectorTelemetrySource, LabelTable, Layout
+from monitors.telemetry.datacollector import DataCollectorTelemetrySource, Layout
+from monitors.telemetry.labels import LabelTable
 from tests.azurite import unique_name
 from tests.collector_files import Writer, blob_name, line
 from tests.e2e.world import flights

@@ -63,7 +63,7 @@ def test_a_person_sees_state_incidents_timeline_runs_and_checks(world, browser):
         assert monitor[3] == "2013-04-11 \u2192 2013-04-12"
 
         incidents = cells(page, "incidents")
-        drift = next(r for r in incidents if r[1] == "data_drift")
+        drift = next(r for r in incidents if "data_drift" in r[1].split(", "))  # one incident, signals as facets
         assert "temp:" in drift[5] and "vs floor" in drift[5]  # the feature and effect that opened it
 
         # the timeline: a plotly figure with the per-feature heatmap, the verdicts and performance
@@ -72,7 +72,9 @@ def test_a_person_sees_state_incidents_timeline_runs_and_checks(world, browser):
         assert ["heatmap", ""] in traces and ["scatter", "drift share"] in traces and ["scatter", "auc"] in traces
         assert page.locator("#timeline .hm, #timeline image, #timeline .heatmaplayer *").count() > 0
         shapes = page.evaluate("() => document.getElementById('timeline').layout.shapes.length")
-        assert shapes >= 4  # incident spans and the runs' retrain / gate / promotion marks
+        assert shapes >= 4  # the runs' retrain, gate, canary and promotion marks
+        names = page.evaluate("() => document.getElementById('timeline').data.map(t => t.name)")
+        assert "warning incidents" in names and "critical incidents" in names  # incident bars per signal
 
         runs = cells(page, "runs")
         assert [r[4] for r in runs] == ["promoted", "rejected"]

@@ -91,14 +91,19 @@ def test_http_check_runs_through_the_bus_and_publishes_its_events(world):
     status, record = call(host, "GET", f"checks/{accepted['check_id']}")
     assert status == 200 and record["rows"] == 900 and record["window"] == window
     temp = next(f for f in record["summary"]["features"] if f["name"] == "temp")
-    assert temp["drifted"] and temp["statistic"] > temp["threshold"]
+    assert temp["drifted"] and temp["calibrated"]["effect"] >= temp["calibrated"]["floor"]
 
-    report = urllib.request.Request(f"http://127.0.0.1:{host.http_port}/api/checks/{accepted['check_id']}/report",
+    path = f"checks/{accepted['check_id']}/report"
+    status, receipt = call(host, "GET", path)  # never rendered inside the request: 202 and where to look
+    assert status == 202 and receipt["status"] == "building" and receipt["report_url"] == f"/api/{path}"
+    assert host.drain() >= 1  # the reports consumer builds it
+    report = urllib.request.Request(f"http://127.0.0.1:{host.http_port}/api/{path}",
                                     headers={"x-functions-key": host.keys.function_key})
-    with urllib.request.urlopen(report, timeout=120) as res:  # evidently renders it on request
+    with urllib.request.urlopen(report, timeout=30) as res:
         assert res.status == 200 and res.headers["Content-Type"].startswith("text/html")
         body = res.read()
-        assert body.lstrip().lower().startswith(b"<!doctype html") and b'"temp"' in body and len(body) > 10_000
+        assert body.lstrip().lower().startswith(b"<!doctype html") and b"<td>temp</td>" in body
+        assert body.index(b"DRIFT by this service") < body.index(b"<iframe") and len(body) > 10_000
 
     audit = box.bus.receive(f"{TOPIC}/subscriptions/audit", max_messages=50)
     types = [from_received(m).type for m in audit]

