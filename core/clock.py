@@ -61,9 +61,41 @@ class ScaledClock:
         return self._origin + timedelta(seconds=elapsed * self._speed)
 
 
+class FileClock:
+    """Simulated time read from a file another process writes (an ISO time, replaced atomically): a driver
+    outside the host (`make chaos`) moves time, pauses it, or jumps it, across restarts of the host.
+    Never goes backwards; re-reads the file only when it changed."""
+
+    def __init__(self, path: str) -> None:
+        import os
+
+        self._path, self._stat = path, os.stat
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int] | None = None
+        self._now = self._read()
+
+    def now(self) -> datetime:
+        info = self._stat(self._path)
+        with self._lock:
+            if (info.st_mtime_ns, info.st_size) != self._seen:
+                self._now = max(self._now, self._read())
+            return self._now
+
+    def _read(self) -> datetime:
+        import os
+
+        from core.types import parse_time
+
+        info = os.stat(self._path)
+        with open(self._path, encoding="utf-8") as source:
+            moment = parse_time(source.read().strip())
+        self._seen = (info.st_mtime_ns, info.st_size)
+        return moment
+
+
 def parse_clock(text: str) -> Clock:
     """'real' | 'sim:START[@SPEED[@SINCE]]' (simulated time from START, SPEED times faster; SINCE: the wall-clock
-    time at which it was START, so restarts keep one timeline) | 'manual:START'.
+    time at which it was START, so restarts keep one timeline) | 'manual:START' | 'file:PATH' (FileClock).
 
     The one clock syntax for MLOPS_CLOCK and `devhost --clock`; ConfigurationError names what was wrong.
     """
@@ -73,6 +105,11 @@ def parse_clock(text: str) -> Clock:
     text = (text or "").strip()
     if text == "real":
         return SystemClock()
+    if text.startswith("file:"):
+        try:
+            return FileClock(text.removeprefix("file:"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"clock {text!r}: cannot read the time from that file: {exc}") from exc
     kind, _, rest = text.partition(":")
     start, _, speed = rest.partition("@")
     speed, _, since = speed.partition("@")

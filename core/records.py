@@ -58,8 +58,17 @@ def record_event(store: StateStore, envelope: Envelope) -> str:
     key = f"{envelope.time}/{envelope.id}"
     put(store, AUDIT, key, {"id": envelope.id, "type": envelope.type, "subject": envelope.subject,
                             "time": envelope.time, "source": envelope.source, "correlationid": envelope.correlationid,
-                            "causationid": envelope.causationid, "data": dict(envelope.data)})
+                            "causationid": envelope.causationid, "data": dict(envelope.data),
+                            "extensions": dict(envelope.extensions)})
     return key
+
+
+def audited_events(store: StateStore) -> list[Envelope]:
+    """The audit trail as events, oldest first (by event time, then id)."""
+    return [Envelope(id=d.data["id"], type=d.data["type"], source=d.data["source"], subject=d.data["subject"],
+                     time=d.data["time"], data=d.data["data"], correlationid=d.data.get("correlationid"),
+                     causationid=d.data.get("causationid"), extensions=d.data.get("extensions") or {})
+            for _, d in store.list(AUDIT)]
 
 
 def put(store: StateStore, kind: str, key: str, data: Mapping[str, Any]) -> str:

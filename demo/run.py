@@ -88,7 +88,7 @@ def _loop(opts: Options, traffic: Any, box: Any, clock: Any) -> dict[str, Any]:
     from retrain.endpoint import LocalEndpoint
 
     deps = box.retrain_deps
-    feed = AuditFeed(box.bus)
+    feed = AuditFeed(box.store)
     endpoint = LocalEndpoint(wsp.ENDPOINT, box.data_dir / "endpoints.json", deps.registry, box.telemetry_store, clock)
     host = DevHost(function_app.app, bus=box.bus, clock=clock)
     faults = _FaultInjector(opts.fault_canary, deps.deployer, feed)
