@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 
 MOMENTS = ("mid-check", "mid-publish", "mid-retrain", "mid-deploy")
+LEASE = timedelta(minutes=60)  # MLOPS_CHECK_LEASE in chaos.world
 
 
 def _docs(data: Path, kind: str) -> list[dict]:
@@ -22,12 +24,14 @@ def _docs(data: Path, kind: str) -> list[dict]:
     return [json.loads(text) for (text,) in rows]
 
 
-def moments(data: Path) -> set[str]:
-    """Which of MOMENTS the service is in now (several at once is common)."""
+def moments(data: Path, since: datetime | None = None) -> set[str]:
+    """Which of MOMENTS the service is in now (several at once is common). A check counts only if the running
+    host took it (its lease began at or after `since`, the simulated time the host started): a lease a killed
+    host left behind is not a check in progress."""
     found = set()
     windows = _docs(data, "claim")
     runs = _docs(data, "run")
-    if any(w.get("state") == "running" for w in windows):
+    if any(w.get("state") == "running" and (since is None or _leased_after(w, since)) for w in windows):
         found.add("mid-check")
     if any(w.get("state") == "publishing" for w in windows) or any(r.get("outbox") for r in runs):
         found.add("mid-publish")
@@ -36,6 +40,12 @@ def moments(data: Path) -> set[str]:
     if any(r.get("state") in ("accepted", "promoting", "rolling_back") for r in runs) or _journal_open(data):
         found.add("mid-deploy")
     return found
+
+
+def _leased_after(window: dict, since: datetime) -> bool:
+    from core.types import parse_time
+
+    return bool(window.get("until")) and parse_time(window["until"]) - LEASE >= since
 
 
 def _journal_open(data: Path) -> bool:
