@@ -215,17 +215,29 @@ function timelineTraces(data) {
 function incidentTraces(data) {
   const lastEnd = data.points.length ? data.points[data.points.length - 1].end : null;
   const bySeverity = {};
+  const bar = (row, severity, from, to, what) => {
+    const t = bySeverity[severity] || (bySeverity[severity] = { x: [], y: [], text: [] });
+    t.x.push(from, to, null);
+    t.y.push(row, row, null);
+    t.text.push(what, what, null);
+  };
   for (const i of data.incidents) {
     const start = i.opened_window && i.opened_window.start;
     const end = (i.resolved_window && i.resolved_window.end) || (i.last_window && i.last_window.end) || lastEnd;
     if (!start || !end) continue;
-    const row = i.signal || (i.signals || []).join("+") || "incident";
-    const key = i.severity || "warning";
-    const t = bySeverity[key] || (bySeverity[key] = { x: [], y: [], text: [] });
-    t.x.push(start, end, null);
-    t.y.push(row, row, null);
-    const what = `${row} ${i.status} (${i.severity})<br>${windowText(i.opened_window)} → ${i.resolved_window ? windowText(i.resolved_window) : "open"}`;
-    t.text.push(what, what, null);
+    const state = `${i.status}${i.resolved_window ? `, resolved ${windowText(i.resolved_window)}` : ""}`;
+    const facets = Object.values(i.facets || {});
+    if (!facets.length) {  // one incident per signal: one bar
+      const row = i.signal || "incident";
+      bar(row, i.severity || "warning", start, end, `${row} (${i.severity}) ${state}<br>opened ${windowText(i.opened_window)}`);
+      continue;
+    }
+    for (const f of facets) {  // one incident per episode: a bar per signal that took part, over its own windows
+      const from = (f.first_window && f.first_window.start) || start;
+      const to = i.resolved_window ? end : ((f.last_window && f.last_window.end) || end);
+      bar(f.signal, f.severity || i.severity || "warning", from, to,
+        `${f.signal} (${f.severity}) in incident ${String(i.incident_id).slice(0, 8)}, ${state}<br>${f.windows || "?"} window(s) from ${windowText(f.first_window)}`);
+    }
   }
   const colors = { critical: "#cf222e", warning: "#bf8700", info: "#57606a" };
   return Object.entries(bySeverity).map(([severity, t]) => ({
