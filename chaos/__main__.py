@@ -154,8 +154,8 @@ def _wait_for(world: World, moment: str, since, timeout_s: float) -> bool:
 
 
 def _drain(world: World, host: Host, clock: SimTime, limit_s: float) -> list[str]:
-    """No traffic any more; time moves only when the service is idle, a minute at a time, until nothing is left:
-    no message unsettled or scheduled, no run active (runs reach their end or their deadline)."""
+    """No traffic any more; time moves a minute at a time whenever no message waits for a worker, until nothing
+    is left: no message unsettled or scheduled, no run active (runs reach their end or their deadline)."""
     clock.pause()
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
@@ -164,10 +164,12 @@ def _drain(world: World, host: Host, clock: SimTime, limit_s: float) -> list[str
             return ["devhost died during the drain"]
         now_us = _micros(clock.now())
         left = probe.pending_messages(world.data, now_us)
-        if left["active"] or left["locked"]:
-            continue
-        if not left["scheduled"] and not probe.active_runs(world.data) and _windows_settled(world, clock.now()):
+        if left["active"]:
+            continue  # visible work waits for a worker: let it run before time moves
+        if not any(left.values()) and not probe.active_runs(world.data) and _windows_settled(world, clock.now()):
             return []
+        # A locked message is either being handled (its lock is renewed) or held by a host that was killed:
+        # only time expires that lock, so time moves while messages are locked, as it would in production.
         clock.advance(timedelta(minutes=1))
     left = probe.pending_messages(world.data, _micros(clock.now()))
     return [f"the service did not drain within {limit_s:.0f} s: {left}, {probe.active_runs(world.data)} run(s) active"]
