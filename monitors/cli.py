@@ -33,12 +33,24 @@ def read_table(path: str | Path):
     suffixes = "".join(path.suffixes[-2:]).lower()
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            return read_parquet(path)
         if path.suffix.lower() == ".csv" or suffixes.endswith(".csv.gz"):
             return pd.read_csv(path)
     except (OSError, ValueError) as exc:  # pandas' and pyarrow's parser errors are ValueErrors
         raise UsageError(f"cannot read {path}: {exc}") from exc
     raise UsageError(f"{path}: unsupported file type (use .parquet or .csv)")
+
+
+def read_parquet(path: Path):
+    """Text columns come as categoricals (one Python string per distinct value, not per row: a million-row
+    column reads in milliseconds); numeric columns stay in Arrow's buffers (no copy), the rest is freed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    frame = pq.read_table(path, read_dictionary=text).to_pandas(self_destruct=True, split_blocks=True)
+    pa.default_memory_pool().release_unused()  # decompression buffers: hand them back rather than keep them
+    return frame
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=("json", "table"), default="json")
     check.add_argument("--report", help="also write an evidently HTML report here")
     check.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifted")
+    check.add_argument("--cache-dir", help="where reference profiles and no-drift nulls are kept, keyed by the "
+                       "reference's content (default: $MLOPS_CACHE_DIR or the user cache folder)")
+    check.add_argument("--no-cache", action="store_true", help="compute everything from the files, keep nothing")
     init = sub.add_parser("init", help="infer a starting monitor spec from reference data")
     init.add_argument("--reference", required=True)
     init.add_argument("--out", required=True)
@@ -67,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _freed_memory_goes_back()
     if argv[:1] == ["backfill"]:
         from monitors.backfill import main as backfill
 
@@ -91,31 +107,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_check_command(args: argparse.Namespace) -> int:
-    from monitors.spec import load_spec
+    from monitors.cache import CheckCache, LazyReference, default_cache_dir
 
-    spec = load_spec(args.spec) if args.spec else None
-    reference, current = read_table(args.reference), read_table(args.current)
+    spec = None
+    if args.spec:
+        from monitors.spec import load_spec  # pydantic: only when there is a spec to validate
+
+        spec = load_spec(args.spec)
+    if not Path(args.reference).is_file():
+        raise UsageError(f"cannot read {args.reference}: no such file")
+    cache = None if args.no_cache else CheckCache(args.cache_dir or default_cache_dir())
+    reference = LazyReference(Path(args.reference), read_table) if cache else read_table(args.reference)
+    current = read_table(args.current)
     if len(current) == 0:
         raise UsageError(f"{args.current}: no rows; there is nothing to judge (not 'no drift')")
-    if len(reference) < MIN_REFERENCE_ROWS:
-        raise UsageError(f"{args.reference}: {len(reference)} row(s); a reference needs at least {MIN_REFERENCE_ROWS}")
+    reference_rows = _rows(reference)
+    if reference_rows < MIN_REFERENCE_ROWS:
+        raise UsageError(f"{args.reference}: {reference_rows} row(s); a reference needs at least {MIN_REFERENCE_ROWS}")
     if args.report:
         _writable(Path(args.report))
-    result, kinds, findings = compare_frames(reference, current, spec)
-    if len(reference) < FEW_REFERENCE_ROWS:
-        warning = (f"the reference has only {len(reference)} rows: drift statistics against so few rows are "
-                   "unreliable")
+    result, kinds, findings = compare_frames(reference, current, spec, cache=cache)
+    if reference_rows < FEW_REFERENCE_ROWS:
+        warning = f"the reference has only {reference_rows} rows: drift statistics against so few rows are unreliable"
         result["warnings"] = [warning]
         print(f"warning: {warning}", file=sys.stderr)
     if args.report:
         from core.files import write_atomic
 
+        frame = reference.frame() if cache else reference
         try:
-            write_atomic(args.report, html_report(reference, current, spec, kinds, result, findings, args))
+            write_atomic(args.report, html_report(frame, current, spec, kinds, result, findings, args))
         except OSError as exc:
             raise UsageError(f"--report {args.report}: cannot write it: {exc.strerror or exc}") from exc
     print(json.dumps(result, allow_nan=False) if args.format == "json" else table(result))
     return DRIFT if args.fail_on_drift and result["dataset_drift"] else 0
+
+
+def _rows(reference: Any) -> int:
+    """A reference's row count; a Parquet file's from its footer, without reading the rows."""
+    if hasattr(reference, "frame"):
+        if reference.path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return int(pq.read_metadata(reference.path).num_rows)
+        return len(reference.frame())
+    return len(reference)
 
 
 def _writable(path: Path) -> None:
@@ -160,34 +196,65 @@ def html_report(reference, current, spec, kinds: dict[str, str], result: dict[st
     return render_check_html(record, panels)
 
 
-def compare_frames(reference, current, spec=None) -> tuple[dict[str, Any], dict[str, str], list[Any]]:
-    """Data drift and data quality of `current` against `reference`, as the CLI's JSON document."""
+def compare_frames(reference, current, spec=None, *, cache=None) -> tuple[dict[str, Any], dict[str, str], list[Any]]:
+    """Data drift and data quality of `current` against `reference`, as the CLI's JSON document.
+
+    `reference`: a frame, or (with `cache`, a monitors.cache.CheckCache) a monitors.cache.LazyReference:
+    the drift profile, nulls and inferred kinds are read from the cache when it holds them."""
     from monitors.report import result_document
+    from monitors.signals.data_drift import DataDriftEvaluator, frame_of
     from monitors.signals.quality import DataQualityEvaluator
     from monitors.signals.suite import data_drift_evaluator
 
+    place = {"profiles": cache.profiles, "fingerprint": reference.fingerprint,
+             "calibration_dir": cache.calibration} if cache else {}
     if spec is not None:
         from monitors.signals.suite import quality_evaluator
 
         kinds = spec.kinds
-        drift = data_drift_evaluator(spec)
+        drift = data_drift_evaluator(spec, **place)
         quality = quality_evaluator(spec, frozenset())
     else:
-        from monitors.drift.profile import infer_kinds
-        from monitors.signals.data_drift import DataDriftEvaluator
-
-        kinds = {**infer_kinds(reference), **_text_kinds(reference)}
+        kinds = _inferred_kinds(reference, cache)
         if not kinds:
             raise UsageError("no column of the reference can be monitored (only ids, timestamps or free text)")
-        drift = DataDriftEvaluator(kinds)
+        drift = DataDriftEvaluator(kinds, **place)
         skipped = frozenset(str(c) for c in reference.columns if c not in kinds)  # ids, timestamps: not "extra"
         quality = DataQualityEvaluator(kinds, known_columns=skipped)
     missing = [c for c in kinds if c not in current]
     if len(missing) == len(kinds):
         raise UsageError(f"the current data has none of the monitored columns ({', '.join(list(kinds)[:5])}...)")
     batch = TelemetryBatch(EndpointRef("cli"), _NOMINAL, current)
-    findings = drift.fit(reference).evaluate(batch) + quality.fit(reference).evaluate(batch)
-    return result_document(findings, rows=len(current), reference_rows=len(reference)), kinds, findings
+    fitted = drift.fit(reference)
+    checked = quality.fit(frame_of(reference))  # calibrated rates are judged against the reference's own rows
+    findings = fitted.evaluate(batch) + checked.evaluate(batch)
+    return result_document(findings, rows=len(current), reference_rows=fitted.profile.rows), kinds, findings
+
+
+def _inferred_kinds(reference, cache) -> dict[str, str]:
+    from monitors.drift.profile import infer_kinds
+    from monitors.text.infer import text_stack_installed
+
+    def infer(frame) -> dict[str, str]:
+        return {**infer_kinds(frame), **_text_kinds(frame)}
+
+    if cache is None:
+        return infer(reference)
+    # text columns are checked only with the text stack installed: installing it must not hit the old entry
+    return cache.kinds(reference.fingerprint, lambda: infer(reference.frame()),
+                       variant="text" if text_stack_installed() else "")
+
+
+def _freed_memory_goes_back() -> None:
+    """glibc keeps freed column-sized blocks for reuse once its mmap threshold has crept up, so a check's
+    peak grows by every column it ever sorted; a fixed 1 MiB threshold maps them and returns them on free."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, from the C library the process runs on
+        except (OSError, AttributeError):  # not glibc (musl): nothing to tune
+            return
 
 
 def _text_kinds(reference) -> dict[str, str]:

@@ -79,7 +79,8 @@ class PredictionSpec(_Strict):
 
 class LabelSpec(_Strict):
     column: str = Field(min_length=1)
-    task: Literal["classification", "regression"]
+    # "classification" (the older name) reads as binary with a score prediction, else multiclass
+    task: Literal["binary", "multiclass", "regression"]
     lag: Duration = timedelta(0)  # labels arrive this long after the request; performance looks back by it
 
 
@@ -143,8 +144,8 @@ class DataQualitySignal(_Strict):
 
 class PerformanceSignal(_Strict):
     enabled: bool = True
-    metric: Literal["auc", "accuracy", "f1", "log_loss", "mae", "rmse"] | None = None
-    min: float | None = None  # floor for higher-is-better metrics (auc, accuracy, f1)
+    metric: Literal["auc", "accuracy", "f1", "macro_f1", "log_loss", "mae", "rmse"] | None = None
+    min: float | None = None  # floor for higher-is-better metrics (auc, accuracy, f1, macro_f1)
     max: float | None = None  # ceiling for lower-is-better metrics (log_loss, mae, rmse)
     max_drop: float = Field(0.05, ge=0)  # relative degradation vs the reference's own performance
     min_labels: int = Field(30, ge=1)
@@ -261,6 +262,16 @@ class MonitorSpec(_Strict):
     retrain: RetrainSpec = RetrainSpec()
     telemetry: TelemetrySourceSpec = DefaultSource()  # where the endpoint's telemetry is read from
     _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_alias(cls, doc: Any) -> Any:
+        label = doc.get("label") if isinstance(doc, dict) else None
+        if isinstance(label, dict) and label.get("task") == "classification":
+            prediction = doc.get("prediction")
+            kind = prediction.get("kind") if isinstance(prediction, dict) else None
+            doc = {**doc, "label": {**label, "task": "binary" if kind in (None, "score") else "multiclass"}}
+        return doc
 
     @field_validator("features")
     @classmethod

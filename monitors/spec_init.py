@@ -34,12 +34,16 @@ def prediction_kind(series) -> str:
 
 
 def label_task(series) -> str:
+    """binary (0/1 or booleans), multiclass (text, or a few whole numbers) or regression."""
     import pandas as pd
 
-    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        return "classification"
     values = series.dropna()
-    return "classification" if (values == values.round()).all() and values.nunique() <= 10 else "regression"
+    if pd.api.types.is_bool_dtype(series) or (pd.api.types.is_numeric_dtype(series)
+                                              and set(values.unique().tolist()) <= {0, 1}):
+        return "binary"
+    if not pd.api.types.is_numeric_dtype(series):
+        return "multiclass"
+    return "multiclass" if (values == values.round()).all() and values.nunique() <= 10 else "regression"
 
 
 def spec_text(frame, reference_uri: str, name: str, endpoint: str) -> str:
@@ -82,11 +86,11 @@ def _output_lines(frame, prediction: str | None, label: str | None) -> list[str]
                   "#   column: prediction", "#   kind: score  # score | class | value"]
     if label:
         lines += ["label:", f"  column: {_quote(label)}",
-                  f"  task: {label_task(frame[label])}  # classification | regression",
+                  f"  task: {label_task(frame[label])}  # binary | multiclass | regression",
                   "  lag: 0s  # how long after the request ground truth arrives"]
     else:
         lines += ["# label:  # the ground truth column, for performance once labels arrive",
-                  "#   column: label", "#   task: classification", "#   lag: 1d"]
+                  "#   column: label", "#   task: binary  # binary | multiclass | regression", "#   lag: 1d"]
     return lines
 
 

@@ -70,7 +70,7 @@ class AzureMLPipelineRunner:
         arguments = step_arguments({**request, "run_id": run_id}, Path("."))
         arguments.pop("registry")  # in Azure ML the runner registers the package, not the step
         job = build_pipeline_job(arguments, environment=self.environment, compute=self.compute,
-                                 experiment_name=self.experiment_name, name=name,
+                                 experiment_name=self.experiment_name, name=name, ml_client=self.ml_client,
                                  tags={"run_id": run_id, "model_name": request["model_name"],
                                        "endpoint": str(request.get("endpoint") or "")})
         try:

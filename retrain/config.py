@@ -7,7 +7,14 @@
     canary:   {percent: 10, bake: 6h, max_error_rate: 0.02, max_p95_latency_ms: 500, min_requests: 50}
     deadlines: {requested: 1d, running: 2d, trained: 6h, accepted: 6h, canary: 1d, promoting: 6h, rolling_back: 6h}
     endpoints:
-      flights: {rule: "sliding:90", holdout_days: 7, lookback: 60d, slices: [origin], random_state: 0}
+      flights: {rule: "sliding:90", holdout_days: 7, lookback: 60d, slices: [origin],
+                train: "python train.py", code: ../examples/flights}
+
+Per endpoint, the training step (docs/training.md) is one of: `train` (a command, run in `code`, a folder
+relative to this file, default this file's folder; in Azure ML a command component with `environment`),
+`train_component` (an Azure ML registered component, azureml:name:version) or `train_job` (an Azure ML
+pipeline job YAML, relative to this file), each taking --data/--target/--task and writing --model-out.
+The gate's `primary_metric` defaults to the task's (auc, macro_f1, mae).
 
 Durations are a number and a unit (core.types.parse_duration): 45s, 30m, 6h, 7d, 2w.
 Unknown keys are refused, naming the key.
@@ -26,7 +33,9 @@ from retrain.gate import GatePolicy
 
 _CANARY = {"percent": "canary_percent", "bake": "bake", "max_error_rate": "max_error_rate",
            "max_p95_latency_ms": "max_p95_latency_ms", "min_requests": "min_canary_requests"}
-_TARGET = ("rule", "holdout_days", "lookback", "slices", "random_state", "time_column")
+_TARGET = ("rule", "holdout_days", "lookback", "slices", "time_column", "train", "code", "environment",
+           "train_component", "train_job")
+_TRAINING = ("train", "train_component", "train_job")
 
 
 def duration(value: Any, field: str) -> timedelta:
@@ -47,8 +56,9 @@ def _section(doc: Mapping[str, Any], name: str, allowed: Any) -> dict[str, Any]:
     return dict(section)
 
 
-def parse_config(doc: Mapping[str, Any], base: RetrainConfig) -> tuple[RetrainConfig, dict[str, dict[str, Any]]]:
-    """(config, per-endpoint target overrides) from the parsed YAML document."""
+def parse_config(doc: Mapping[str, Any], base: RetrainConfig, base_dir: Path = Path(".")
+                 ) -> tuple[RetrainConfig, dict[str, dict[str, Any]]]:
+    """(config, per-endpoint target overrides) from the parsed YAML document; paths relative to base_dir."""
     unknown = sorted(set(doc) - {"policy", "gate", "canary", "deadlines", "endpoints"})
     if unknown:
         raise ValidationFailed(f"unknown section(s) {', '.join(unknown)}", field=unknown[0])
@@ -78,8 +88,24 @@ def parse_config(doc: Mapping[str, Any], base: RetrainConfig) -> tuple[RetrainCo
             entry["lookback"] = duration(entry["lookback"], f"endpoints.{endpoint}.lookback")
         if "slices" in entry:
             entry["slices"] = tuple(entry["slices"])
-        overrides[endpoint] = entry
+        overrides[endpoint] = _training(entry, endpoint, base_dir)
     return config, overrides
+
+
+def _training(entry: dict[str, Any], endpoint: str, base_dir: Path) -> dict[str, Any]:
+    named = [k for k in _TRAINING if entry.get(k)]
+    if len(named) > 1:
+        raise ValidationFailed(f"endpoints.{endpoint}: name one training step, not {' and '.join(named)}",
+                               field=f"endpoints.{endpoint}.{named[1]}")
+    for key in _TRAINING:
+        if key in entry and (not isinstance(entry[key], str) or not entry[key].strip()):
+            raise ValidationFailed(f"endpoints.{endpoint}.{key} must be a non-empty string",
+                                   field=f"endpoints.{endpoint}.{key}")
+    if entry.get("train") or "code" in entry:
+        entry["code"] = str((base_dir / str(entry.get("code") or ".")).resolve())
+    if entry.get("train_job"):
+        entry["train_job"] = str((base_dir / entry["train_job"]).resolve())
+    return entry
 
 
 def load_config(path: str | Path | None, base: RetrainConfig) -> tuple[RetrainConfig, dict[str, dict[str, Any]]]:
@@ -93,7 +119,7 @@ def load_config(path: str | Path | None, base: RetrainConfig) -> tuple[RetrainCo
         raise ValidationFailed(f"retrain config {path}: {exc}", field="MLOPS_RETRAIN_CONFIG") from exc
     if not isinstance(doc, Mapping):
         raise ValidationFailed(f"retrain config {path} must be a mapping", field="MLOPS_RETRAIN_CONFIG")
-    return parse_config(doc, base)
+    return parse_config(doc, base, Path(path).resolve().parent)
 
 
 def apply_overrides(targets: Mapping[str, RetrainTarget],
@@ -103,3 +129,13 @@ def apply_overrides(targets: Mapping[str, RetrainTarget],
         raise ValidationFailed(f"retrain config names endpoint(s) with no monitor spec: {', '.join(unknown)}",
                                field=f"endpoints.{unknown[0]}")
     return {name: dataclasses.replace(t, **overrides.get(name, {})) for name, t in targets.items()}
+
+
+def check_gate(config: RetrainConfig, targets: Mapping[str, RetrainTarget]) -> None:
+    """A gate metric set for every endpoint must exist for every endpoint's task."""
+    for name, target in targets.items():
+        try:
+            config.gate.for_task(target.task)
+        except ValueError as exc:
+            raise ValidationFailed(f"gate.primary_metric: {exc} (endpoint {name})",
+                                   field="gate.primary_metric") from exc

@@ -61,7 +61,9 @@ def _gate(envelope: Envelope, deps: "RetrainDeps") -> dict[str, Any] | None:
     challenger = EvalReport.from_flat(metrics, "challenger")
     if challenger is None:
         raise ValidationFailed(f"run {record.run_id} has no challenger metrics", field="metrics")
-    decision = decide(EvalReport.from_flat(metrics, "champion"), challenger, deps.config.gate)
+    target = deps.targets.get(record.endpoint)
+    decision = decide(EvalReport.from_flat(metrics, "champion"), challenger, deps.config.gate,
+                      target.task if target else "binary")
     kind = "accepted" if decision.accepted else "rejected"
     data = {"run_id": record.run_id, "endpoint": record.endpoint, "candidate": model_json(record.get("candidate")),
             "gate": decision.to_json(), "champion": record.get("champion")}

@@ -27,19 +27,34 @@ class ModelDeployer(Protocol):
 @dataclass(frozen=True)
 class RetrainTarget:
     """How one endpoint's model is retrained. `reference` and exported data share the columns
-    features + label + time_column; telemetry's `label` column is renamed to `label` here."""
+    features + label + time_column; telemetry's `label` column is renamed to `label` here.
+
+    The training step is the team's: a command (`train`, run in `code`; in Azure ML a command component
+    with `environment`), or in Azure ML a registered component (`train_component`) or pipeline job YAML
+    (`train_job`) with the contract's inputs and output (docs/training.md).
+    """
 
     endpoint: str
     model_name: str
     features: Mapping[str, str]
     label: str
     reference: str
+    task: str = "binary"  # binary | multiclass | regression
     time_column: str = "time"
     slices: tuple[str, ...] = ()
     rule: str = "reference+recent"
     holdout_days: int = 7
     lookback: timedelta = timedelta(days=60)
-    random_state: int = 0
+    train: str | None = None
+    code: str | None = None
+    environment: str | None = None
+    train_component: str | None = None
+    train_job: str | None = None
+
+    def training(self) -> dict[str, str | None]:
+        """The training step's settings, as a retrain request carries them."""
+        return {"train": self.train, "code": self.code, "environment": self.environment,
+                "train_component": self.train_component, "train_job": self.train_job}
 
 
 @dataclass(frozen=True)

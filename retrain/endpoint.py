@@ -70,7 +70,7 @@ class LocalEndpoint:
                  *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.name, self.registry, self.sink, self.clock = name, registry, sink, clock
         self.state = EndpointStateFile(state_path)
-        self._models: dict[str, tuple[Any, dict[str, str]]] = {}
+        self._models: dict[str, tuple[Any, dict[str, str], str]] = {}
         self._unsent: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -139,7 +139,7 @@ class LocalEndpoint:
                      ids: list[str], index: list[int], out: dict[str, list]) -> list[RequestRecord]:
         import pandas as pd
 
-        model, features = self._model(model_ref)
+        model, features, task = self._model(model_ref)
         started = time.perf_counter()  # after loading: a cold start is not the deployment's scoring latency
         failing = [bucket(rid, "fault:") < fault.get("error_rate", 0.0) for rid in ids]
         frame = pd.DataFrame(rows, columns=columns)
@@ -147,9 +147,10 @@ class LocalEndpoint:
         if missing:
             raise ValidationFailed(f"input_data.columns lacks feature(s) {', '.join(missing)}",
                                    field="input_data.columns")
-        from retrain.components._lib import feature_frame
+        from retrain.components._models import answer
 
-        scores = model.predict_proba(feature_frame(frame, features))[:, 1] if rows else []
+        answers = answer(model, frame, features, task) if rows else None
+        scores = answers.score(task) if answers is not None else []
         if fault.get("extra_latency_ms"):
             time.sleep(fault["extra_latency_ms"] / 1000.0)
         latency = (time.perf_counter() - started) * 1000.0
@@ -157,8 +158,8 @@ class LocalEndpoint:
         records = []
         for k, i in enumerate(index):
             code = 500 if failing[k] else 200
-            score = None if failing[k] else float(scores[k])
-            prediction = None if failing[k] else int(score >= 0.5)
+            score = None if failing[k] or scores[k] != scores[k] else float(scores[k])
+            prediction = None if failing[k] else _plain(answers.labels[k])
             for key, value in (("predictions", prediction), ("scores", score), ("deployments", deployment),
                                ("model_versions", model_ref), ("status_codes", code)):
                 out[key][i] = value
@@ -167,14 +168,19 @@ class LocalEndpoint:
                                          prediction=prediction, score=score, latency_ms=latency, status_code=code))
         return records
 
-    def _model(self, model_ref: str) -> tuple[Any, dict[str, str]]:
+    def _model(self, model_ref: str) -> tuple[Any, dict[str, str], str]:
+        """The MLflow model, its features and task (from the registry's lineage), loaded once per version."""
         with self._lock:
             if model_ref not in self._models:
                 version = parse_model(model_ref)
-                path = Path(self.registry.get(version.name, version.version)["path"])
-                features = json.loads((path / "meta.json").read_text())["features"]
-                self._models[model_ref] = (self.registry.load_model(version), features)
+                lineage = self.registry.get(version.name, version.version).get("lineage") or {}
+                self._models[model_ref] = (self.registry.load_model(version), lineage["features"],
+                                           lineage.get("task") or "binary")
             return self._models[model_ref]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def _handler_for(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:

@@ -2,15 +2,21 @@
 
 The challenger must beat the champion on the primary metric by `min_improvement`, and must not fall
 behind it by more than `max_slice_regression` on any declared slice with at least `min_slice_rows` rows.
-Metrics where lower is better (log loss) are compared with the sign flipped.
+The primary metric is the task's unless set: auc (binary), macro_f1 (multiclass), mae (regression).
+Bounded metrics (auc, accuracy, macro_f1) compare absolute differences: 0.005 is half a point of AUC.
+Unbounded ones (log_loss, mae, rmse), where lower is better, compare differences relative to the
+champion's value: 0.005 is a 0.5% lower error. So one setting means the same on any scale of target.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-LOWER_IS_BETTER = frozenset({"log_loss"})
-METRICS = ("auc", "accuracy", "f1", "log_loss")
+from retrain.components._metrics import LOWER_IS_BETTER, METRICS, PRIMARY
+
+RELATIVE = LOWER_IS_BETTER  # unbounded metrics: differences are relative to the champion's value
+ALL_METRICS = tuple(dict.fromkeys(m for names in METRICS.values() for m in names))
 
 
 @dataclass(frozen=True)
@@ -43,17 +49,26 @@ class EvalReport:
 
 @dataclass(frozen=True)
 class GatePolicy:
-    primary_metric: str = "auc"
+    primary_metric: str | None = None  # None: the task's primary metric
     min_improvement: float = 0.005
     max_slice_regression: float = 0.02
     min_holdout_rows: int = 200
     min_slice_rows: int = 500
 
     def __post_init__(self) -> None:
-        if self.primary_metric not in METRICS:
-            raise ValueError(f"primary_metric {self.primary_metric!r} is not one of {METRICS}")
+        if self.primary_metric is not None and self.primary_metric not in ALL_METRICS:
+            raise ValueError(f"primary_metric {self.primary_metric!r} is not one of {ALL_METRICS}")
         if self.max_slice_regression < 0 or self.min_holdout_rows < 0:
             raise ValueError("max_slice_regression and min_holdout_rows cannot be negative")
+
+    def for_task(self, task: str) -> "GatePolicy":
+        """This policy with its primary metric resolved for `task`; a metric the task lacks is refused."""
+        if task not in METRICS:
+            raise ValueError(f"task {task!r} is not one of {', '.join(METRICS)}")
+        metric = self.primary_metric or PRIMARY[task]
+        if metric not in METRICS[task]:
+            raise ValueError(f"{metric} is not a {task} metric (those are {', '.join(METRICS[task])})")
+        return dataclasses.replace(self, primary_metric=metric)
 
     def to_json(self) -> dict[str, Any]:
         return {"primary_metric": self.primary_metric, "min_improvement": self.min_improvement,
@@ -71,38 +86,49 @@ class GateDecision:
         return {"accepted": self.accepted, "reasons": list(self.reasons), "numbers": dict(self.numbers)}
 
 
-def _gain(metric: str, challenger: float, champion: float) -> float:
-    """How much better the challenger is (positive = better), whatever the metric's direction."""
-    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
+def gain(metric: str, challenger: float, champion: float) -> float:
+    """How much better the challenger is (positive = better), whatever the metric's direction and scale."""
+    if metric in RELATIVE:
+        return (champion - challenger) / abs(champion) if champion else champion - challenger
+    return challenger - champion
 
 
-def decide(champion: EvalReport | None, challenger: EvalReport, policy: GatePolicy) -> GateDecision:
+def _describe(metric: str, value: float) -> str:
+    return f"{value:+.2%}" if metric in RELATIVE else f"{value:+.4f}"
+
+
+def decide(champion: EvalReport | None, challenger: EvalReport, policy: GatePolicy, task: str = "binary"
+           ) -> GateDecision:
+    policy = policy.for_task(task)
     metric = policy.primary_metric
-    numbers: dict[str, Any] = {"policy": policy.to_json(), "holdout_rows": challenger.rows,
+    numbers: dict[str, Any] = {"policy": policy.to_json(), "task": task, "holdout_rows": challenger.rows,
                                "challenger": challenger.overall.get(metric),
                                "champion": champion.overall.get(metric) if champion else None}
     reasons: list[str] = []
     if challenger.rows < policy.min_holdout_rows:
         reasons.append(f"holdout has {challenger.rows} rows, fewer than {policy.min_holdout_rows}")
     if numbers["challenger"] is None:
-        reasons.append(f"challenger has no {metric} on the holdout (a single class?)")
+        reasons.append(f"challenger has no {metric} on the holdout (a single class, or labels without "
+                       f"probabilities?)")
     if reasons:
         return GateDecision(False, reasons, numbers)
     if champion is None or numbers["champion"] is None:
         return GateDecision(True, ["no champion to compare with: the challenger becomes the first model"], numbers)
-    gain = _gain(metric, numbers["challenger"], numbers["champion"])
-    numbers["improvement"] = gain
-    if gain < policy.min_improvement:
-        reasons.append(f"{metric} improves by {gain:+.4f}, less than the required {policy.min_improvement:+.4f}")
+    improvement = gain(metric, numbers["challenger"], numbers["champion"])
+    numbers["improvement"] = improvement
+    if improvement < policy.min_improvement:
+        reasons.append(f"{metric} improves by {_describe(metric, improvement)}, less than the required "
+                       f"{_describe(metric, policy.min_improvement)}")
     regressions = _slice_regressions(champion, challenger, policy)
     numbers["slices"] = regressions
     for name, drop in sorted(regressions.items()):
         if drop > policy.max_slice_regression:
-            reasons.append(f"slice {name}: {metric} drops by {drop:.4f}, more than {policy.max_slice_regression}")
+            reasons.append(f"slice {name}: {metric} worse by {_describe(metric, drop)[1:]}, more than "
+                           f"{_describe(metric, policy.max_slice_regression)[1:]}")
     if reasons:
         return GateDecision(False, reasons, numbers)
-    return GateDecision(True, [f"{metric} improves by {gain:+.4f} and no slice regresses beyond "
-                               f"{policy.max_slice_regression}"], numbers)
+    return GateDecision(True, [f"{metric} improves by {_describe(metric, improvement)} and no slice regresses "
+                               f"beyond {_describe(metric, policy.max_slice_regression)[1:]}"], numbers)
 
 
 def _slice_regressions(champion: EvalReport, challenger: EvalReport, policy: GatePolicy) -> dict[str, float]:
@@ -115,5 +141,5 @@ def _slice_regressions(champion: EvalReport, challenger: EvalReport, policy: Gat
             continue
         if ours.get("rows", 0) < policy.min_slice_rows:
             continue
-        drops[name] = -_gain(metric, ours[metric], theirs[metric])
+        drops[name] = -gain(metric, ours[metric], theirs[metric])
     return drops

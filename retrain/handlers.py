@@ -177,15 +177,18 @@ def _skip(deps: RetrainDeps, run_id: str, decision: PolicyDecision) -> dict[str,
 
 def _pipeline_request(deps: RetrainDeps, target: RetrainTarget, run_id: str, window: Window, recent: str,
                       champion: ModelVersion | None, record: RunRecord) -> dict[str, Any]:
+    if not any(target.training().values()):
+        raise ValidationFailed(f"endpoint {target.endpoint!r} has no training step: set endpoints."
+                               f"{target.endpoint}.train in the retrain config (docs/training.md)", field="train")
     champion_path = None
     if champion is not None:
         champion_path = str(deps.registry.get(champion.name, champion.version)["path"])
     return {"run_id": run_id, "endpoint": target.endpoint, "model_name": target.model_name,
-            "features": dict(target.features), "label": target.label, "time_column": target.time_column,
-            "reference": target.reference, "recent": recent, "rule": target.rule,
+            "features": dict(target.features), "label": target.label, "task": target.task,
+            "time_column": target.time_column, "reference": target.reference, "recent": recent, "rule": target.rule,
             "holdout_days": target.holdout_days, "slices": list(target.slices), "champion": champion_path,
             "parent": str(champion) if champion else None, "window": window.to_json(),
-            "requested_at": iso(record.requested_at), "random_state": target.random_state}
+            "requested_at": iso(record.requested_at), **target.training()}
 
 
 def champion_of(deps: RetrainDeps, endpoint: str) -> ModelVersion | None:

@@ -1,7 +1,13 @@
-"""Model registries: a folder of versions with lineage (local) and Azure ML's model registry.
+"""Model registries: a folder of MLflow models with lineage (local) and Azure ML's model registry.
 
-Local layout: <root>/<name>/<version>/model/ (the saved pipeline) and <root>/<name>/<version>/meta.json
-{name, version, created, run_id, metrics, lineage: {run_id, training_window, parent, ...}}.
+Every version is an MLflow model (a folder with an `MLmodel` file), which Azure ML deploys without a
+scoring script or environment, and which the gate, the backtest and the endpoint load with
+`mlflow.pyfunc`. Loading a model runs code (its flavour's loader, deserialized objects, a pyfunc
+model's Python): only models from the team's own registry are loaded, never one from elsewhere.
+
+Local layout: <root>/<name>/<version>/model/ (the MLflow model) and <root>/<name>/<version>/meta.json
+{name, version, created, run_id, metrics, lineage: {run_id, training_window, parent, task, features,
+target, time_column, classes, reference, train, ...}}.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from core.files import write_json
 from core.types import ModelVersion, iso
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-MODEL_FILE = "model.joblib"
+MLMODEL_FILE = "MLmodel"
 
 
 class LocalModelRegistry:
@@ -30,6 +36,8 @@ class LocalModelRegistry:
         """Add a version; registering the same run again returns the version it already made."""
         if not _NAME.match(name):
             raise ValidationFailed(f"model name {name!r} is not a valid name", field="name")
+        if not (Path(model_dir) / MLMODEL_FILE).exists():
+            raise ValidationFailed(f"{model_dir} is not an MLflow model (no {MLMODEL_FILE} file)", field="model")
         run_id = lineage.get("run_id")
         if run_id:
             for meta in self._metas(name):
@@ -67,9 +75,10 @@ class LocalModelRegistry:
         return Path(self.get(version.name, version.version)["path"])
 
     def load_model(self, version: ModelVersion) -> Any:
-        import joblib
+        """The version as an `mlflow.pyfunc` model (this runs the model's code: see the module docstring)."""
+        from retrain.components._models import load
 
-        return joblib.load(self.model_path(version) / MODEL_FILE)
+        return load(self.model_path(version))
 
     def _metas(self, name: str) -> list[dict[str, Any]]:
         folder = self.root / name
@@ -100,8 +109,9 @@ class AzureMLModelRegistry:
             for model in self.ml_client.models.list(name=name):
                 if (model.tags or {}).get("run_id") == run_id:
                     return ModelVersion(name, str(model.version))
-        model = Model(name=name, path=path, type="custom_model", description=description,
-                      tags={"run_id": run_id, "parent": str(lineage.get("parent") or "")},
+        model = Model(name=name, path=path, type="mlflow_model", description=description,
+                      tags={"run_id": run_id, "parent": str(lineage.get("parent") or ""),
+                            "task": str(lineage.get("task") or "")},
                       properties={"lineage": json.dumps(dict(lineage), sort_keys=True),
                                   "metrics": json.dumps(dict(metrics), sort_keys=True)})
         created = self.ml_client.models.create_or_update(model)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from retrain.config import apply_overrides, load_config
+from retrain.config import apply_overrides, check_gate, load_config
 from retrain.deps import RetrainConfig, RetrainDeps, RetrainTarget
 
 
 def targets_from_specs(specs: list[Any]) -> dict[str, RetrainTarget]:
     targets = {}
     for spec in specs:
-        if spec.label is None or spec.label.task != "classification":
+        if spec.label is None:
             continue
         reference = spec.reference.uri
         if not reference.startswith("azureml:"):
@@ -25,7 +25,7 @@ def targets_from_specs(specs: list[Any]) -> dict[str, RetrainTarget]:
         kinds = dict(spec.kinds)
         targets[spec.endpoint.name] = RetrainTarget(
             endpoint=spec.endpoint.name, model_name=spec.model.name, features=kinds, label=spec.label.column,
-            reference=reference, slices=tuple(n for n, k in kinds.items() if k == "categorical"))
+            task=spec.label.task, reference=reference, slices=tuple(n for n, k in kinds.items() if k == "categorical"))
     return targets
 
 
@@ -34,6 +34,7 @@ def build_deps(container: Any, config: RetrainConfig | None = None) -> RetrainDe
     base = config or RetrainConfig(export_dir=data_dir / "retrain" / "exports")
     config, overrides = load_config(getattr(settings, "retrain_config", None), base)
     targets = apply_overrides(targets_from_specs(container.specs.all()), overrides)
+    check_gate(config, targets)
     if settings.azureml_configured:
         runner, registry, deployer = _azureml(container.ml_client)
     else:

@@ -10,3 +10,17 @@ def app_functions():
 
     # devhost may have built the list first (in an e2e test): reuse it rather than building it again
     return {f.get_function_name(): f for f in declared_functions(function_app.app)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """The check command caches under the user's cache folder by default: tests keep theirs apart."""
+    import os
+
+    saved = os.environ.get("MLOPS_CACHE_DIR")
+    os.environ["MLOPS_CACHE_DIR"] = str(tmp_path_factory.mktemp("mlops-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("MLOPS_CACHE_DIR", None)
+    else:
+        os.environ["MLOPS_CACHE_DIR"] = saved

@@ -16,7 +16,7 @@ import numpy as np
 from core.plain import finite
 from monitors.drift import stattests as st
 from monitors.drift.methods import METHODS, default_method, needs_union
-from monitors.drift.profile import ColumnProfile, ReferenceProfile, clean, is_integer, numeric_values
+from monitors.drift.profile import ColumnProfile, ReferenceProfile, clean, is_integer, numeric_values, per_column
 from monitors.drift.stattests import CATEGORICAL, NUMERIC, Counts, Pair
 
 if TYPE_CHECKING:
@@ -66,8 +66,9 @@ def compare(profile: ReferenceProfile, current: pd.DataFrame, *,
             thresholds: Mapping[str, float] | None = None) -> list[FeatureDrift]:
     """Drift of every profiled column; `thresholds` overrides a column's method default by column name."""
     thresholds = thresholds or {}
-    return [compare_column(col, current[name] if name in current.columns else None, thresholds.get(name))
+    work = [(col, current[name] if name in current.columns else None, thresholds.get(name))
             for name, col in profile.columns.items()]
+    return per_column(lambda args: compare_column(*args), work)
 
 
 def compare_column(col: ColumnProfile, series: pd.Series | None, threshold: float | None = None) -> FeatureDrift:
@@ -107,7 +108,7 @@ def numeric_pair(col: ColumnProfile, series: pd.Series) -> Pair:
     values = numeric_values(series)
     values.sort()
     return Pair(NUMERIC, col.rows, values.size, col.nunique, ref_sorted=col.values, cur_sorted=values,
-                ref_std=col.std, ref_prefix=col.prefix, integer=col.integer and is_integer(series))
+                ref_std=col.std, ref_prefix=lambda: col.prefix, integer=col.integer and is_integer(series))
 
 
 def categorical_pair(col: ColumnProfile, series: pd.Series) -> Pair:

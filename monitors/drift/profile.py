@@ -9,18 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from core.files import cached
 from monitors.drift.methods import default_method, get_method
-from monitors.drift.stattests import CATEGORICAL, NUMERIC, cdf_integral, run_lengths
+from monitors.drift.stattests import CATEGORICAL, NUMERIC, cdf_integral
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +33,7 @@ FORMAT = 1
 KINDS = (NUMERIC, CATEGORICAL)
 
 log = logging.getLogger("mlops.drift")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +52,8 @@ class ColumnProfile:
 
     @cached_property
     def prefix(self) -> np.ndarray:
-        """Integral of the reference CDF up to each sorted value: Wasserstein in O(m log n) per check."""
+        """Integral of the reference CDF up to each sorted value: Wasserstein in O(m log n) per check.
+        Computed when first needed (windows of the reference's own size never need it)."""
         return cdf_integral(self.values)
 
 
@@ -87,15 +91,7 @@ class ReferenceProfile:
                     categories=tuple(doc["categories"]),
                     values=data.get(f"values_{i}"),
                     counts=data.get(f"counts_{i}"))
-        return cls(columns=_warm(columns), rows=meta["rows"], fingerprint=meta["fingerprint"])
-
-
-def _warm(columns: dict[str, ColumnProfile]) -> dict[str, ColumnProfile]:
-    """Compute the CDF integrals now, so the first check costs what every other check does."""
-    for col in columns.values():
-        if col.values is not None:
-            col.prefix  # noqa: B018 - cached_property, evaluated for its cache
-    return columns
+        return cls(columns=columns, rows=meta["rows"], fingerprint=meta["fingerprint"])
 
 
 def _plain_categories(col: ColumnProfile) -> list[Any]:
@@ -113,17 +109,26 @@ def build_profile(reference: pd.DataFrame, kinds: Mapping[str, str], *, methods:
     for name in methods:
         if name not in kinds:
             raise ValueError(f"column {name!r}: a method is given but the column has no kind")
-    columns = {}
     for name, kind in kinds.items():
         if kind not in KINDS:
             raise ValueError(f"column {name!r}: kind {kind!r} is not one of {KINDS}")
         if name not in reference.columns:
             raise ValueError(f"column {name!r} is not in the reference data")
-        columns[name] = _profile_column(name, kind, reference[name], methods.get(name))
-    profile = ReferenceProfile(columns=_warm(columns), rows=len(reference), fingerprint=fingerprint)
+    work = [(name, kind, reference[name], methods.get(name)) for name, kind in kinds.items()]
+    columns = dict(zip(kinds, per_column(lambda args: _profile_column(*args), work), strict=True))
+    profile = ReferenceProfile(columns=columns, rows=len(reference), fingerprint=fingerprint)
     if not fingerprint:
         profile = ReferenceProfile(columns=columns, rows=len(reference), fingerprint=_content_fingerprint(profile))
     return profile
+
+
+def per_column(fn: Callable[[Any], T], items: list[Any]) -> list[T]:
+    """`fn` over columns on a thread per core: sorts, sums and copies of big arrays release the GIL."""
+    workers = min(len(items), os.cpu_count() or 1, 4)
+    if workers < 2:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
 
 
 def _profile_column(name: str, kind: str, series: pd.Series, method: str | None) -> ColumnProfile:
@@ -134,7 +139,7 @@ def _profile_column(name: str, kind: str, series: pd.Series, method: str | None)
             raise ValueError(f"column {name!r} is declared numeric but has dtype {series.dtype}")
         values = numeric_values(series)
         values.sort()
-        rows, nunique = values.size, run_lengths(values)[0].size
+        rows, nunique = values.size, int(np.count_nonzero(values[1:] != values[:-1])) + (values.size > 0)
         extra = {"values": values, "std": float(np.std(values)) if rows else 0.0,
                  "integer": is_integer(series)}
     else:
@@ -229,13 +234,15 @@ def _infer_kind(name: str, series: pd.Series) -> str | None:
     dtype = series.dtype
     if _ID_NAME.search(name) or pd.api.types.is_datetime64_any_dtype(dtype) or series.count() == 0:
         return None
-    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+    if pd.api.types.is_bool_dtype(dtype):
+        return CATEGORICAL
+    if isinstance(dtype, pd.CategoricalDtype) and not pd.api.types.is_object_dtype(dtype.categories.dtype):
         return CATEGORICAL
     if pd.api.types.is_float_dtype(dtype):
         return NUMERIC
     if pd.api.types.is_integer_dtype(dtype):
         return CATEGORICAL if series.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERIC
-    values = series.dropna()
+    values = series.dropna()  # strings, as objects or as categories (the check command reads them so)
     if isinstance(values.iloc[0], str) and isinstance(values.iloc[-1], str):
         return None if series.nunique() > series.count() * 0.5 else CATEGORICAL  # free text: not supported
     return None

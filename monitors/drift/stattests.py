@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Pair:
     ref_sorted: np.ndarray | None = None
     cur_sorted: np.ndarray | None = None
     ref_std: float = 0.0
-    ref_prefix: np.ndarray | None = None  # cdf_integral(ref_sorted), cached with the profile
+    ref_prefix: Callable[[], np.ndarray] | None = None  # gives cdf_integral(ref_sorted), kept by the profile
     integer: bool = False  # both sides integer-typed: numpy's sturges width is clamped to >= 1
     counts_: Counts | None = field(default=None, repr=False)
 
@@ -78,7 +78,8 @@ def _value_counts(ref: np.ndarray, cur: np.ndarray) -> Counts:
 
 def wasserstein_norm(pair: Pair) -> tuple[float, None]:
     """scipy's first Wasserstein distance divided by max(std(reference), 0.001), as evidently does."""
-    return wasserstein(pair.ref_sorted, pair.cur_sorted, pair.ref_prefix) / max(pair.ref_std, 0.001), None
+    prefix = pair.ref_prefix() if pair.ref_prefix is not None else None
+    return wasserstein(pair.ref_sorted, pair.cur_sorted, prefix) / max(pair.ref_std, 0.001), None
 
 
 def cdf_integral(a: np.ndarray) -> np.ndarray:
@@ -210,10 +211,28 @@ def psi(pair: Pair) -> tuple[float, None]:
 
 
 def jensenshannon(pair: Pair) -> tuple[float, None]:
-    from scipy.spatial import distance
-
     ref_p, cur_p = binned_percents(pair, fill_zeroes=False)
-    return float(distance.jensenshannon(ref_p, cur_p, None)), None
+    return float(js_distance(ref_p, cur_p)), None
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """scipy.spatial.distance.jensenshannon along the last axis, step for step, without importing scipy.spatial
+    (a quarter of a second of a cold check)."""
+    p = p / np.sum(p, axis=-1, keepdims=True)
+    q = q / np.sum(q, axis=-1, keepdims=True)
+    m = (p + q) / 2.0
+    js = np.sum(rel_entr(p, m), axis=-1) + np.sum(rel_entr(q, m), axis=-1)
+    return np.sqrt(js / 2.0)
+
+
+def rel_entr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scipy.special.rel_entr: x log(x/y), 0 where x == 0 and y >= 0, inf elsewhere."""
+    x, y = np.broadcast_arrays(x, y)
+    out = np.full(x.shape, np.inf)
+    positive = (x > 0) & (y > 0)
+    out[positive] = x[positive] * np.log(x[positive] / y[positive])
+    out[(x == 0) & (y >= 0)] = 0.0
+    return out
 
 
 def kl_div(pair: Pair) -> tuple[float, None]:

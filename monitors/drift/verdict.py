@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from core.files import cached
 from monitors.drift import calibration
 from monitors.drift.engine import FeatureDrift
 from monitors.drift.profile import ReferenceProfile
+from monitors.drift.stattests import NUMERIC
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,68 +56,105 @@ def evidently_verdict(features: list[FeatureDrift], share: float = 0.5) -> Datas
 
 
 class Calibrator:
-    """Per profile: null distributions of each feature's effect, cached per (column, grid window size).
+    """Per profile: null distributions of each feature's effect, cached per grid window size.
 
-    Without `reference`, no-drift windows are random rows of the reference (drawn from the profile).
-    With the reference frame in its time order, they are contiguous runs of its rows, so the null
-    also carries the reference's own day-to-day variation (seasonality, autocorrelation): windows
-    that look like some stretch of the reference do not alarm.
+    Without `reference`, no-drift windows are bootstrap samples of the reference (drawn from the profile).
+    With the reference frame in its time order (or a function returning it, called only when a null is
+    not cached), they are contiguous runs of its rows, so the null also carries the reference's own
+    day-to-day variation (seasonality, autocorrelation): windows that look like some stretch of the
+    reference do not alarm. Windows larger than half the reference are bootstrap samples either way.
+
+    For other signals: `null(column, rows, draws)` is the sorted no-drift effect of one profiled column
+    for a window of `rows` rows; `p_value(column, effect, rows, draws)` its exceedance p-value.
     """
 
-    def __init__(self, profile: ReferenceProfile, reference: pd.DataFrame | None = None, *, resamples: int = 200,
-                 seed: int = 0, cache_dir: Path | None = None) -> None:
+    def __init__(self, profile: ReferenceProfile, reference: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
+                 *, resamples: int = 200, seed: int = 0, cache_dir: Path | None = None) -> None:
         if resamples < 1:
             raise ValueError(f"resamples must be positive, got {resamples}")
         self.profile = profile
-        self.reference = reference
+        self._reference = reference
         self.resamples = resamples
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.mode = "random" if reference is None else "runs"
-        self._nulls: dict[tuple[str, int, int], np.ndarray] = {}
-        self._orders: dict[str, np.ndarray] = {}
+        self._nulls: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (grid size, draws) -> column -> null
+        self._runs: dict[str, calibration.Runs] = {}
 
     def draws_for(self, family: int, fwer: float) -> int:
         """Enough draws that the smallest p-value, 1/(draws+1), can pass Holm's first step with room."""
         return max(self.resamples, math.ceil(2 * family / fwer))
 
     def null(self, column: str, rows: int, draws: int) -> np.ndarray:
-        """Sorted no-drift effects for a window of `rows` rows (drawn at the grid size, then rescaled)."""
-        col = self.profile.columns[column]
+        """Sorted no-drift effects for a window of `rows` rows (drawn near the grid size, then rescaled)."""
         size = calibration.grid_size(rows)
-        return self._grid_null(column, size, draws) * calibration.scale(size, rows, col.rows)
+        return self._grid_nulls(size, draws)[column] * calibration.resize(size, rows, self.profile.columns[column].rows)
 
-    def _grid_null(self, column: str, size: int, draws: int) -> np.ndarray:
+    def p_value(self, column: str, effect: float, rows: int, draws: int) -> float:
+        return exceedance(self.null(column, rows, draws), effect)[1]
+
+    def _runs_for(self, size: int, reference_rows: int) -> bool:
+        return self.mode == "runs" and not size > reference_rows // 2
+
+    def _grid_nulls(self, size: int, draws: int) -> dict[str, np.ndarray]:
         # a null with more draws serves a smaller family just as well: reuse it rather than redraw
-        held = [d for (c, s, d) in self._nulls if c == column and s == size and d >= draws]
+        held = [d for (s, d) in self._nulls if s == size and d >= draws]
         if held:
-            return self._nulls[(column, size, min(held))]
-        key = (column, size, draws)
+            return self._nulls[(size, min(held))]
+        key = (size, draws)
         if self.cache_dir is None:
-            self._nulls[key] = self._compute(key)
+            self._nulls[key] = self._compute(size, draws)
         else:  # a damaged cached null (truncated, wrong length, not sorted) is logged and recomputed
-            self._nulls[key] = cached(self._path(key), lambda path: _load_null(path, draws), lambda: self._compute(key),
-                                      lambda values, out: np.save(out, values))
+            self._nulls[key] = cached(self._path(key), lambda path: self._load(path, draws),
+                                      lambda: self._compute(size, draws), self._save)
         return self._nulls[key]
 
-    def _compute(self, key: tuple[str, int, int]) -> np.ndarray:
-        column, size, draws = key
-        index = list(self.profile.columns).index(column)
-        rng = np.random.default_rng([self.seed, index, size, draws])
-        return np.sort(calibration.simulate(self.profile.columns[column], size, draws, rng, self._order(column)))
+    def _compute(self, size: int, draws: int) -> dict[str, np.ndarray]:
+        """Nulls for independent windows of `size` rows. With runs, each quantile is the larger of the runs'
+        and the bootstrap's: runs add the reference's day-to-day variation, but a reference only a few
+        windows long holds too few distinct runs to show how far a window can stray by chance."""
+        columns = list(self.profile.columns.values())
+        rng = np.random.default_rng([self.seed, size, draws])
+        numeric = [c for c in columns if c.kind == NUMERIC]
+        nulls: dict[str, np.ndarray] = {}
+        if numeric:  # every numeric column's bootstrap in one draw and one matrix product
+            nulls.update(zip([c.name for c in numeric], calibration.numeric_nulls(numeric, size, draws, rng).T,
+                             strict=True))
+        for i, col in enumerate(columns):
+            local = np.random.default_rng([self.seed, size, draws, i])
+            if col.name not in nulls:
+                nulls[col.name] = calibration.simulate(col, size, draws, local)
+            nulls[col.name] = np.sort(nulls[col.name]) * calibration.scale(size, size, col.rows)
+            if self._runs_for(size, col.rows):
+                runs = np.sort(calibration.simulate(col, size, draws, local, self._runs_of(col.name)))
+                runs *= calibration.scale(calibration.run_rows(size, col.rows), size, col.rows, replace=False)
+                nulls[col.name] = np.maximum(nulls[col.name], runs)
+        return nulls
 
-    def _order(self, column: str) -> np.ndarray | None:
-        if self.reference is None:
-            return None
-        if column not in self._orders:
-            if column not in self.reference.columns:
+    def _runs_of(self, column: str) -> calibration.Runs:
+        if column not in self._runs:
+            if callable(self._reference):
+                self._reference = self._reference()  # loaded once, and only when a null is not cached
+            if column not in self._reference.columns:
                 raise ValueError(f"column {column!r} is not in the reference frame given to the calibrator")
-            self._orders[column] = calibration.reference_order(self.profile.columns[column], self.reference[column])
-        return self._orders[column]
+            self._runs[column] = calibration.Runs(self.profile.columns[column], self._reference[column])
+        return self._runs[column]
 
-    def _path(self, key: tuple[str, int, int]) -> Path:
-        text = json.dumps([self.profile.fingerprint, *key, self.seed, self.mode, calibration.MAX_SIZE])
-        return self.cache_dir / f"null-{hashlib.sha256(text.encode()).hexdigest()[:32]}.npy"
+    def _path(self, key: tuple[int, int]) -> Path:
+        text = json.dumps([self.profile.fingerprint, *key, self.seed, self.mode, calibration.METHOD])
+        return self.cache_dir / f"null-{hashlib.sha256(text.encode()).hexdigest()[:32]}.npz"
+
+    def _save(self, nulls: dict[str, np.ndarray], out: Any) -> None:
+        np.savez(out, **{f"c{i}": nulls[name] for i, name in enumerate(self.profile.columns)})
+
+    def _load(self, path: Path, draws: int) -> dict[str, np.ndarray]:
+        """A cached set of nulls as `_save` wrote it: sorted, finite, `draws` values per column, else ValueError."""
+        with np.load(path, allow_pickle=False) as data:
+            nulls = {name: data[f"c{i}"] for i, name in enumerate(self.profile.columns)}
+        for values in nulls.values():
+            if values.ndim != 1 or values.size != draws or not np.isfinite(values).all() or (np.diff(values) < 0).any():
+                raise ValueError(f"{path.name} is not a set of sorted nulls of {draws} finite values")
+        return nulls
 
     def verdict(self, features: list[FeatureDrift], current_rows: int, *, fwer: float = 0.01,
                 effect_floors: Mapping[str, float] | None = None) -> DatasetVerdict:
@@ -146,10 +184,16 @@ class Calibrator:
 
     def _exceedance(self, feature: FeatureDrift, rows: int, draws: int) -> dict[str, Any]:
         null = self.null(feature.name, rows, draws)
-        exceed = int(null.size - np.searchsorted(null, feature.effect, side="left"))
+        exceed, p_value = exceedance(null, feature.effect)
         return {"effect": float(feature.effect), "effect_method": feature.effect_method,
-                "exceedances": exceed, "p_value": (1 + exceed) / (1 + null.size),
+                "exceedances": exceed, "p_value": p_value,
                 "null_q99": float(null[int(0.99 * (null.size - 1))])}  # sorted: a lookup, not np.quantile
+
+
+def exceedance(null: np.ndarray, effect: float) -> tuple[int, float]:
+    """How many of a sorted null reach `effect`, and the exceedance p-value (1 + that) / (1 + draws)."""
+    exceed = int(null.size - np.searchsorted(null, effect, side="left"))
+    return exceed, (1 + exceed) / (1 + null.size)
 
 
 def holm(p_values: Mapping[str, float], fwer: float) -> set[str]:
@@ -162,10 +206,3 @@ def holm(p_values: Mapping[str, float], fwer: float) -> set[str]:
         rejected.add(name)
     return rejected
 
-
-def _load_null(path: Path, draws: int) -> np.ndarray:
-    """A cached null as written by `_compute`: sorted, finite, `draws` values; ValueError when it is not."""
-    values = np.load(path, allow_pickle=False)
-    if values.ndim != 1 or values.size != draws or not np.isfinite(values).all() or (np.diff(values) < 0).any():
-        raise ValueError(f"{path.name} is not a sorted null of {draws} finite values")
-    return values

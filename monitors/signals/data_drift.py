@@ -19,13 +19,29 @@ DATASET = "dataset"
 
 def reference_profile(reference, kinds: Mapping[str, str], methods: Mapping[str, str] | None,
                       profiles: Any = None, fingerprint: str = ""):
-    """The cached profile (keyed by fingerprint, kinds and methods) or, without a cache, a fresh one."""
+    """The cached profile (keyed by fingerprint, kinds and methods) or, without a cache, a fresh one.
+
+    `reference`: the frame, or a function returning it (called only when the profile is not cached)."""
     from monitors.drift.profile import build_profile
 
+    load = reference if callable(reference) else (lambda: reference)
     methods = dict(methods) if methods else None
     if profiles is not None and fingerprint:
-        return profiles.get_or_build(fingerprint, lambda: reference, dict(kinds), methods)
-    return build_profile(reference, dict(kinds), methods=methods, fingerprint=fingerprint)
+        return profiles.get_or_build(fingerprint, load, dict(kinds), methods)
+    return build_profile(load(), dict(kinds), methods=methods, fingerprint=fingerprint)
+
+
+def frame_of(reference) -> Any:
+    """The frame of a frame, or of a reference read on demand."""
+    read = loader(reference)
+    return read() if callable(read) else read
+
+
+def loader(reference) -> Any:
+    """A frame as is, or a reference read on demand (anything with `frame()`, e.g. monitors.cache.LazyReference)
+    as the function that reads it."""
+    frame = getattr(reference, "frame", None)
+    return frame if callable(frame) else reference
 
 
 @dataclass(frozen=True)
@@ -50,16 +66,20 @@ class DataDriftEvaluator:
     min_rows: int = 30
 
     def fit(self, reference) -> "FittedDataDrift":
+        """`reference`: a frame, or a reference read only if its profile or nulls are not cached (see `loader`);
+        text features need the frame itself (their descriptors are computed from it)."""
         text = None
         if "text" in self.kinds.values():  # the text stack is imported only for monitors with text features
+            reference = frame_of(reference)
             text = self._fit_text(reference)
             reference = text.augment(reference)
         kinds_in = {c: k for c, k in self.kinds.items() if k != "text"}
         if text is not None:
             kinds_in.update(text.descriptor_kinds)
-        columns = [c for c in kinds_in if c in reference]
+        columns = [c for c in kinds_in if c in reference.columns]
         kinds = {c: kinds_in[c] for c in columns}
         methods = {c: m for c, m in self.methods.items() if c in kinds}
+        reference = loader(reference)
         profile = reference_profile(reference, kinds, methods, self.profiles, self.fingerprint)
         calibrator = None
         if self.policy == "calibrated":
@@ -68,8 +88,7 @@ class DataDriftEvaluator:
             cache_dir = self.calibration_dir
             if cache_dir is None and self.profiles is not None and getattr(self.profiles, "root", None):
                 cache_dir = Path(self.profiles.root) / "calibration"
-            calibrator = Calibrator(profile, reference[columns], resamples=self.resamples, seed=0,
-                                    cache_dir=cache_dir)
+            calibrator = Calibrator(profile, reference, resamples=self.resamples, seed=0, cache_dir=cache_dir)
         return FittedDataDrift(self, profile, calibrator, tuple(columns), text)
 
     def _fit_text(self, reference):
@@ -109,7 +128,8 @@ class FittedDataDrift:
                    if len(frame) < cfg.min_rows else "no monitored feature in the telemetry")
             return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})]
         thresholds = {c: t for c, t in cfg.thresholds.items() if c in present} or None
-        features = compare(self.profile, frame[present], thresholds=thresholds) if present else []
+        # compare reads only the profiled columns: no copy of the window
+        features = compare(self.profile, frame, thresholds=thresholds) if present else []
         fwer, text_fwer = self.text.budget(cfg.fwer, len(features)) if self.text is not None else (cfg.fwer, 0.0)
         if not features:  # a monitor of text features only
             from monitors.drift.verdict import DatasetVerdict

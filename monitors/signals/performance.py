@@ -1,8 +1,10 @@
 """Model performance once ground truth has arrived (late labels: see monitors/check.py).
 
-Classification: AUC, accuracy, F1, log loss; regression: MAE, RMSE (sklearn, imported lazily). The
-primary metric is compared with a floor/ceiling from the spec and with the model's own performance on
-the reference set. With fewer labelled rows than `min_labels` the finding says so instead of alarming.
+By task: binary (a score prediction: AUC, log loss, accuracy, F1; primary AUC; a class prediction:
+accuracy, F1), multiclass (macro F1, accuracy; primary macro F1; log loss would need every class's
+probability, which the telemetry's one score does not carry), regression (MAE, RMSE; primary MAE).
+The primary metric is compared with a floor/ceiling from the spec and with the model's own performance
+on the reference set. With fewer labelled rows than `min_labels` the finding says so instead of alarming.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any
 from core.types import Finding, Severity, TelemetryBatch
 
 SIGNAL = "performance"
-HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "f1": True, "log_loss": False, "mae": False, "rmse": False}
+HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "f1": True, "macro_f1": True, "log_loss": False, "mae": False,
+                    "rmse": False}
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class PerformanceEvaluator:
     prediction_column: str
     prediction_kind: str  # score | class | value
     label_column: str
-    task: str  # classification | regression
+    task: str  # binary | multiclass | regression
     metric: str | None = None
     floor: float | None = None  # spec `min`, for higher-is-better metrics
     ceiling: float | None = None  # spec `max`, for lower-is-better metrics
@@ -34,7 +37,9 @@ class PerformanceEvaluator:
         if self.metric:
             return self.metric
         if self.task == "regression":
-            return "rmse"
+            return "mae"
+        if self.task == "multiclass":
+            return "macro_f1"
         return "auc" if self.prediction_kind == "score" else "accuracy"
 
     def fit(self, reference) -> "FittedPerformance":
@@ -49,6 +54,8 @@ class PerformanceEvaluator:
         truth, pred = labelled[self.label_column].to_numpy(), labelled[self.prediction_column].to_numpy()
         if self.task == "regression":
             return _regression(truth.astype(float), pred.astype(float))
+        if self.task == "multiclass":
+            return _multiclass(truth, pred, only)
         return _classification(truth, pred, self.prediction_kind, only)
 
 
@@ -57,6 +64,16 @@ def _regression(truth, pred) -> dict[str, float]:
 
     err = pred - truth
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
+
+
+def _multiclass(truth, pred, only: str | None = None) -> dict[str, float]:
+    """Labels compared as text: telemetry may carry 2 where the ground truth says "2"."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    truth, pred = truth.astype(str), pred.astype(str)
+    compute = {"accuracy": lambda: accuracy_score(truth, pred),
+               "macro_f1": lambda: f1_score(truth, pred, average="macro", zero_division=0)}
+    return {name: float(fn()) for name, fn in compute.items() if only in (None, name)}
 
 
 def _classification(truth, pred, kind: str, only: str | None = None) -> dict[str, float]:
@@ -97,7 +114,7 @@ def standard_error(cfg: PerformanceEvaluator, frame, metric: str) -> float:
         labelled = labelled.sample(_BOOTSTRAP_MAX_ROWS, random_state=0)
     else:
         scale = 1.0
-    fast = _fast_metric(metric) if cfg.task == "classification" and cfg.prediction_kind == "score" else None
+    fast = _fast_metric(metric) if cfg.task == "binary" and cfg.prediction_kind == "score" else None
     truth = labelled[cfg.label_column].to_numpy()
     pred = labelled[cfg.prediction_column].to_numpy()
     draws = []

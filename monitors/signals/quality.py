@@ -45,6 +45,7 @@ class DataQualityEvaluator:
     min_rows: int = 30
 
     def fit(self, reference) -> "FittedQuality":
+        import numpy as np
         import pandas as pd
 
         ranges, categories, columns = {}, {}, {}
@@ -53,18 +54,18 @@ class DataQualityEvaluator:
                 continue
             column = reference[name]
             if kind == "numeric":
-                values = pd.to_numeric(column, errors="coerce")
-                finite = values.dropna()
-                if not finite.empty:
+                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                finite = values[np.isfinite(values)]  # infinities are not a range to be within
+                if finite.size:
                     ranges[name] = (float(finite.min()), float(finite.max()))
-                columns[name] = _Reference(column.isna().to_numpy(), (values.isna() & column.notna()).to_numpy(),
-                                           values.to_numpy(dtype=float), None)
+                columns[name] = _Reference(column.isna().to_numpy(), np.isnan(values) & column.notna().to_numpy(),
+                                           values, None)
             elif kind == "categorical":  # free text has no categories: every window would look "unseen"
-                keys = pd.Series(category_keys(column.dropna()), index=column.dropna().index, dtype=object)
-                categories[name] = frozenset(keys)
-                codes = pd.Series(-1, index=column.index, dtype="int64")
-                codes[keys.index] = pd.Categorical(keys).codes
-                columns[name] = _Reference(column.isna().to_numpy(), None, None, codes.to_numpy())
+                codes, keys = coded_keys(column)
+                key_codes = pd.factorize(pd.Index(keys, dtype=object))[0]  # 3 and "3": one key, one code
+                categories[name] = frozenset(keys[i] for i in np.unique(codes[codes >= 0]).tolist())
+                by_row = np.append(key_codes, -1).astype(np.int64)[codes]  # code -1 (missing) stays -1
+                columns[name] = _Reference(column.isna().to_numpy(), None, None, by_row)
             else:
                 columns[name] = _Reference(column.isna().to_numpy(), None, None, None)
         return FittedQuality(self, ranges, categories, columns)
@@ -89,7 +90,23 @@ class _Reference:
 
 def category_keys(series) -> list[str]:
     """Category values as comparable text: 3, 3.0 and '3' are one category (NaN upcasts ints to floats)."""
-    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in series.tolist()]
+    codes, keys = coded_keys(series)
+    return [keys[c] for c in codes.tolist()]
+
+
+def coded_keys(series) -> tuple[Any, list[str]]:
+    """(codes, keys): each value's index into the text keys of the distinct values (-1 for missing), so
+    text is made once per distinct value, not once per row (a million-row column in milliseconds)."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), _keys(series.cat.categories.tolist())
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return codes, _keys(list(uniques))
+
+
+def _keys(values: list[Any]) -> list[str]:
+    return [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values]
 
 
 @dataclass(frozen=True)
@@ -143,14 +160,13 @@ class FittedQuality:
         return found
 
     def _unseen(self, name: str, column) -> Finding:
+        import numpy as np
         import pandas as pd
 
-        present = column.dropna()
-        keys = pd.Series(category_keys(present), index=present.index, dtype=object)
-        unseen = ~keys.isin(self.categories[name])
-        mask = pd.Series(False, index=column.index)
-        mask[present.index] = unseen.to_numpy()
-        examples = sorted(set(keys[unseen].tolist()))[:_EXAMPLES]
+        codes, keys = coded_keys(column)
+        new = np.array([key not in self.categories[name] for key in keys] + [False])  # code -1 (missing): seen
+        mask = pd.Series(new[codes], index=column.index)
+        examples = sorted({keys[c] for c in np.unique(codes[new[codes]]).tolist()})[:_EXAMPLES]
         return self._rate("unseen_rate", name, mask, examples=examples)
 
     def _calibrated(self, rates: list[Finding], rows: int) -> list[Finding]:

@@ -67,6 +67,20 @@ class _Response(msgspec.Struct):
 
 
 _DECODER = msgspec.json.Decoder(_Response)
+
+
+class _SummaryTable(msgspec.Struct):
+    columns: list[_Column]
+    rows: list[tuple[str, int, str, float | None, int, _Number, _Number]]
+    name: str = ""
+
+
+class _SummaryResponse(msgspec.Struct):
+    tables: list[_SummaryTable] = []
+    error: dict[str, Any] | None = None
+
+
+_SUMMARY_DECODER = msgspec.json.Decoder(_SummaryResponse)
 _RETRY_METHODS = frozenset({"GET", "POST"})
 
 
@@ -193,6 +207,28 @@ class LogAnalyticsTelemetrySource:
         return [part for half in halves for part in self._read(endpoint, half)]
 
     def _query(self, query: str, start: datetime, end: datetime) -> QueryColumns:
+        return columns_from_response(self._post(query, start, end))
+
+    def summarize(self, endpoint: EndpointRef, window: Window, spec: Any) -> Any:
+        """The window's summary (monitors.drift.summary) computed in the workspace: one query, whose answer
+        is per-bin counts (a few thousand rows per feature), whatever the window's size."""
+        body = self._post(kql.summary_query(self.table, endpoint, window.start, window.end, spec),
+                          window.start, window.end)
+        with gc_paused():
+            try:
+                doc = _SUMMARY_DECODER.decode(body)
+            except msgspec.ValidationError as exc:
+                raise PermanentError(f"Log Analytics answered a summary of an unexpected shape: {exc}",
+                                     reason="TelemetrySchemaMismatch") from exc
+        if doc.error:  # a summary missing some rows would understate the window
+            raise TelemetryUnavailable(f"Log Analytics answered {window.key()} only partly: {doc.error}")
+        table = doc.tables[0] if doc.tables else None
+        if table is not None and tuple(c.name for c in table.columns) != kql.SUMMARY_COLUMNS:
+            raise PermanentError(f"Log Analytics answered columns {[c.name for c in table.columns]}, expected "
+                                 f"{kql.SUMMARY_COLUMNS}", reason="TelemetrySchemaMismatch")
+        return kql.summary_from_rows(spec, [tuple(r) for r in table.rows] if table is not None else [])
+
+    def _post(self, query: str, start: datetime, end: datetime) -> bytes:
         from azure.core.exceptions import AzureError
         from azure.core.rest import HttpRequest
 
@@ -209,7 +245,7 @@ class LogAnalyticsTelemetrySource:
             raise TelemetryUnavailable(f"Log Analytics cannot be reached: {exc}") from exc
         if response.status_code >= 400:
             raise _http_error(response.status_code, response.text()[:500])
-        return columns_from_response(response.content)
+        return response.content
 
 
 def _make_client(credential: Any, client_kwargs: dict[str, Any]) -> Any:

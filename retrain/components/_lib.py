@@ -1,4 +1,8 @@
-"""Shared by the component scripts (shipped with them as the component code folder)."""
+"""Shared by the component scripts (shipped with them as the component code folder).
+
+Only the product's own steps (prep, evaluate, register) use this; the team's training command gets a
+folder with `train.parquet` and `schema.json` and needs nothing from here (see docs/training.md).
+"""
 from __future__ import annotations
 
 import json
@@ -11,8 +15,10 @@ if TYPE_CHECKING:  # imported where used: the register step needs neither
     import pandas as pd
 
 KINDS = ("numeric", "categorical")
-MODEL_FILE, META_FILE = "model.joblib", "meta.json"
+TASKS = ("binary", "multiclass", "regression")
+TRAIN_FILE, HOLDOUT_FILE, SCHEMA_FILE, SUMMARY_FILE = "train.parquet", "holdout.parquet", "schema.json", "summary.json"
 REFERENCE_FILE = "reference.parquet"  # evaluate's monitoring reference, recorded by register
+MLMODEL_FILE = "MLmodel"  # what makes a folder an MLflow model
 
 
 class InputError(ValueError):
@@ -35,6 +41,12 @@ def parse_features(text: str) -> dict[str, str]:
         if kind not in KINDS:
             raise InputError(f"--features: feature {name!r} has kind {kind!r}, expected one of {KINDS}")
     return features
+
+
+def parse_task(text: str) -> str:
+    if text not in TASKS:
+        raise InputError(f"--task {text!r}: expected one of {', '.join(TASKS)}")
+    return text
 
 
 def read_table(path: str | Path | None, what: str) -> pd.DataFrame | None:
@@ -60,20 +72,39 @@ def check_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
         raise InputError(f"--{what}: missing column(s) {', '.join(missing)}")
 
 
-def labels(frame: pd.DataFrame, label: str, what: str) -> np.ndarray:
-    import numpy as np
+def targets(frame: pd.DataFrame, target: str, task: str, what: str) -> np.ndarray:
+    """The target column as the task needs it: binary 0/1 ints, class labels, or floats.
 
-    values = frame[label]
+    Binary targets must be 0/1 (or booleans): which class is "positive" is then not a guess.
+    """
+    import numpy as np
+    import pandas as pd
+
+    values = frame[target]
     if values.isna().any():
-        raise InputError(f"--{what}: label column {label!r} has {int(values.isna().sum())} missing values")
-    y = values.astype(int).to_numpy()
-    if not set(np.unique(y)) <= {0, 1}:
-        raise InputError(f"--{what}: label column {label!r} must be binary 0/1")
-    return y
+        raise InputError(f"--{what}: target column {target!r} has {int(values.isna().sum())} missing values")
+    if task == "regression":
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.isna().any():
+            raise InputError(f"--{what}: target column {target!r} is not numeric (task regression)")
+        return numbers.astype(float).to_numpy()
+    if task == "multiclass":
+        return values.to_numpy()
+    if values.dtype == bool:
+        values = values.astype(int)
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.isna().any() or not set(np.unique(numbers)) <= {0, 1}:
+        raise InputError(f"--{what}: target column {target!r} must be 0/1 for task binary "
+                         f"(use --task multiclass for other labels)")
+    return numbers.astype(int).to_numpy()
 
 
 def feature_frame(frame: pd.DataFrame, features: dict[str, str]) -> pd.DataFrame:
-    """Categoricals as strings (missing stays missing), numerics as floats, in the declared order."""
+    """Categoricals as strings (missing stays missing), numerics as floats, in the declared order.
+
+    The training command gets its features in exactly these types, and so does the model when it is
+    evaluated and served: what it learned on is what it is asked about.
+    """
     import pandas as pd
 
     out = {}
@@ -84,24 +115,7 @@ def feature_frame(frame: pd.DataFrame, features: dict[str, str]) -> pd.DataFrame
                 lambda v: None if v is None else str(v))
         else:
             out[name] = pd.to_numeric(column, errors="coerce").astype(float)
-    return pd.DataFrame(out)
-
-
-def build_model(features: dict[str, str], random_state: int):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
-
-    cats = [n for n, k in features.items() if k == "categorical"]
-    nums = [n for n, k in features.items() if k == "numeric"]
-    # Unseen and missing categories become -1, which the booster treats as missing.
-    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
-    columns = ColumnTransformer([("cat", encoder, cats), ("num", "passthrough", nums)])
-    booster = HistGradientBoostingClassifier(
-        max_iter=150, learning_rate=0.08, categorical_features=[True] * len(cats) + [False] * len(nums),
-        random_state=random_state)
-    return Pipeline([("columns", columns), ("model", booster)])
+    return pd.DataFrame(out, index=frame.index)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -123,6 +137,10 @@ def write_json(path: Path, data: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def time_range(frame: pd.DataFrame, time_column: str) -> dict[str, str] | None:

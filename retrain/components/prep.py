@@ -1,6 +1,9 @@
 """prep: select training rows and the holdout (the most recent labelled window) by a rule.
 
 Rules (see retrain/steps.py RULES_DOC): reference+recent | recent_only | sliding:<days>.
+--out_train gets what the team's training command reads (docs/training.md): train.parquet (the declared
+features in their declared types, the target, the time column) and schema.json naming them;
+--out_holdout gets holdout.parquet, which the training command never sees.
 """
 from __future__ import annotations
 
@@ -8,7 +11,22 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from _lib import InputError, check_columns, fail, labels, parse_features, read_table, time_range, write_json
+from _lib import (
+    HOLDOUT_FILE,
+    SCHEMA_FILE,
+    SUMMARY_FILE,
+    TRAIN_FILE,
+    InputError,
+    check_columns,
+    fail,
+    feature_frame,
+    parse_features,
+    parse_task,
+    read_table,
+    targets,
+    time_range,
+    write_json,
+)
 
 
 def split(reference: pd.DataFrame, recent: pd.DataFrame | None, rule: str, time_column: str,
@@ -50,9 +68,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--recent")
     parser.add_argument("--holdout_days", type=int, required=True)
+    parser.add_argument("--task", default="binary")
     args = parser.parse_args(argv)
     try:
         features = parse_features(args.features)
+        task = parse_task(args.task)
         columns = [*features, args.label, args.time_column]
         reference = read_table(args.reference, "reference")
         if reference is None:
@@ -67,15 +87,24 @@ def main(argv: list[str] | None = None) -> None:
         for frame, what in ((train, "train"), (holdout, "holdout")):
             if frame.empty:
                 raise InputError(f"--rule {args.rule!r} leaves no {what} rows")
-            labels(frame, args.label, what)
+            targets(frame, args.label, task, what)
+        if task != "regression" and train[args.label].nunique() < 2:
+            raise InputError(f"--rule {args.rule!r}: target {args.label!r} has a single class in the training rows")
     except InputError as exc:
         fail(exc)
-    for frame, out in ((train, args.out_train), (holdout, args.out_holdout)):
+    for frame, out, name in ((train, args.out_train, TRAIN_FILE), (holdout, args.out_holdout, HOLDOUT_FILE)):
         Path(out).mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(Path(out) / "data.parquet", index=False)
-        write_json(Path(out) / "summary.json", {"rows": len(frame), "rule": args.rule,
-                                                "window": time_range(frame, args.time_column)})
-    print(f"prep: {len(train)} training rows, {len(holdout)} holdout rows, rule {args.rule}")
+        table = feature_frame(frame, features)
+        table[args.label] = frame[args.label]
+        table[args.time_column] = pd.to_datetime(frame[args.time_column], utc=True)
+        table.to_parquet(Path(out) / name, index=False)
+        write_json(Path(out) / SUMMARY_FILE, {"rows": len(frame), "rule": args.rule,
+                                              "window": time_range(frame, args.time_column)})
+    classes = sorted(train[args.label].unique().tolist()) if task != "regression" else None
+    write_json(Path(args.out_train) / SCHEMA_FILE, {
+        "features": features, "target": args.label, "time_column": args.time_column, "task": task,
+        "classes": classes, "rows": len(train)})
+    print(f"prep: {len(train)} training rows, {len(holdout)} holdout rows, rule {args.rule}, task {task}")
 
 
 if __name__ == "__main__":

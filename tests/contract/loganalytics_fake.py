@@ -116,6 +116,8 @@ class FakeLogAnalytics(HttpTransport):
             return {"tables": [{"name": "PrimaryResult", "columns": [
                 {"name": "Requests", "type": "long"}, {"name": "Errors", "type": "long"},
                 {"name": "P95", "type": "real"}], "rows": [[len(hits), errors, p95]]}]}
+        if "grid_bin(" in query:
+            return _summary_answer(query, hits)
         if query.rstrip().endswith("| count"):
             return {"tables": [{"name": "PrimaryResult", "columns": [{"name": "Count", "type": "long"}],
                                 "rows": [[len(hits)]]}]}
@@ -137,6 +139,59 @@ class FakeLogAnalytics(HttpTransport):
             if start <= at < end and (x["RequestId"] not in latest or at >= latest[x["RequestId"]][0]):
                 latest[x["RequestId"]] = (at, x["Label"])
         return {k: v for k, (_, v) in latest.items()}
+
+
+_NUMERIC = re.compile(r'extend v = todouble\(Inputs\["([^"]+)"\]\) \| extend Bin = iff\(.*?grid_bin\(v, '
+                      r'real\(([^)]+)\), real\(([^)]+)\), real\(([^)]+)\), real\(([^)]+)\), (\d+)\)')
+_EXACT = re.compile(r'summarize Rows = count\(\) by Feature = "([^"]+)", Bin = -3, Key = "", Value = v \| take (\d+)')
+_CATEGORY = re.compile(r'extend Bin = iff\(isnull\(Inputs\["([^"]+)"\]\), -1, -2\)')
+
+
+def _summary_answer(query: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
+    """What Kusto answers to kql.summary_query: the same bins, computed the way the KQL says."""
+    import math
+
+    def inputs(r: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(r["Inputs"]) if isinstance(r["Inputs"], str) else r["Inputs"]
+
+    def number(value: Any) -> float | None:
+        try:
+            return None if value is None or isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            return None  # todouble("far") is null
+
+    rows: list[list[Any]] = [["", -9, "", None, len(hits), None, None]] if hits else []
+    for name, c, scale, low, step, bins in _NUMERIC.findall(query):
+        c, scale, low, step, bins = float(c), float(scale), float(low), float(step), int(bins)
+        groups: dict[int, list[float]] = {}
+        for r in hits:
+            v = number(inputs(r).get(name))
+            if v is None or not math.isfinite(v):
+                groups.setdefault(-1, []).append(math.nan)
+                continue
+            y = (v - c) / scale
+            t = math.copysign(1.0, y) * math.log(abs(y) + math.sqrt(y * y + 1.0)) if y else 0.0
+            groups.setdefault(max(0, min(bins + 1, math.floor((t - low) / step) + 1)), []).append(v)
+        rows += [[name, b, "", None, len(vs), None if b == -1 else min(vs), None if b == -1 else max(vs)]
+                 for b, vs in groups.items()]
+    for name, limit in _EXACT.findall(query):
+        values: dict[float, int] = {}
+        for r in hits:
+            v = number(inputs(r).get(name))
+            if v is not None and math.isfinite(v):
+                values[v] = values.get(v, 0) + 1
+        rows += [[name, -3, "", v, n, None, None] for v, n in list(values.items())[: int(limit)]]
+    for name in _CATEGORY.findall(query):
+        keys: dict[tuple[int, str], int] = {}
+        for r in hits:
+            cell = inputs(r).get(name)
+            key = (-1, "") if cell is None else (-2, cell if isinstance(cell, str) else json.dumps(cell))
+            keys[key] = keys.get(key, 0) + 1
+        rows += [[name, b, k, None, n, None, None] for (b, k), n in keys.items()]
+    columns = [("Feature", "string"), ("Bin", "long"), ("Key", "string"), ("Value", "real"), ("Rows", "long"),
+               ("Low", "real"), ("High", "real")]
+    return {"tables": [{"name": "PrimaryResult", "columns": [{"name": n, "type": t} for n, t in columns],
+                        "rows": rows}]}
 
 
 def _quantile(ordered: list[float], q: float) -> float:

@@ -21,7 +21,7 @@ from retrain.local_driver import run_forked
 from retrain.local_runner import LocalPipelineRunner, step_arguments
 from retrain.registry import LocalModelRegistry
 from retrain.steps import STEPS, WIRING
-from tests.unit._retrain_data import FEATURES, LABEL, months
+from tests.unit._retrain_data import FEATURES, LABEL, TRAINING, months
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def request(data: Path, **extra):
     return {"model_name": "flights", "features": FEATURES, "label": LABEL, "time_column": "time",
             "reference": str(data / "reference.parquet"), "recent": str(data / "recent"), "rule": "reference+recent",
             "holdout_days": 10, "slices": ["origin"], "endpoint": "flights-ep",
-            "window": {"start": "2013-04-01T00:00:00Z", "end": "2013-06-01T00:00:00Z"}, **extra}
+            "window": {"start": "2013-04-01T00:00:00Z", "end": "2013-06-01T00:00:00Z"}, **TRAINING, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,17 @@ def test_local_run_trains_evaluates_and_registers_a_version_with_lineage(finishe
     # the monitors' reference for this version: training + holdout rows, scored out of sample (holdout only)
     reference = pd.read_parquet(lineage["reference"])
     assert Path(lineage["reference"]).is_absolute()
-    assert list(reference.columns) == [*FEATURES, LABEL, "time", "score"]
+    assert list(reference.columns) == [*FEATURES, LABEL, "time", "prediction", "score"]
     assert len(reference) == lineage["training_rows"] + status.metrics["holdout_rows"]
     scored = reference["score"].dropna()
     assert len(scored) == status.metrics["holdout_rows"]
     assert scored.between(0, 1).all() and scored.std() > 0.01
     assert reference["time"][reference["score"].notna()].min() > reference["time"][reference["score"].isna()].max()
     model = LocalModelRegistry(runner.registry_root).load_model(ModelVersion("flights", "1"))
-    assert hasattr(model, "predict_proba")
+    proba = model.predict(reference[list(FEATURES)].head(5))  # an mlflow.pyfunc model answering probabilities
+    assert proba.shape == (5, 2) and abs(proba.sum(axis=1) - 1).max() < 1e-9
+    assert lineage["task"] == "binary" and lineage["features"] == FEATURES and lineage["classes"] == [0, 1]
+    assert lineage["training"] == {"train": TRAINING["train"], "code": TRAINING["code"]}
     assert "train: fitted on" in runner.log(ref, "train")
 
 
@@ -128,7 +131,10 @@ def test_each_step_is_its_own_process_and_logs_its_command_line(finished):
     runner, ref, status = finished
     for step in STEPS:
         first = runner.log(ref, step.name).splitlines()[0]
-        assert first.startswith(f"{sys.executable} ") and f"{step.script} " in first
+        assert first.startswith(f"{sys.executable} ") and f"{step.script or 'train.py'} " in first
+    train = runner.log(ref, "train").splitlines()[0]  # the team's command, called with the contract
+    assert " --data " in train and f" --target {LABEL} " in train and " --task binary " in train
+    assert train.endswith("/train/model_out") and " --model-out " in train
     assert status.steps["register"] == "succeeded"
 
 
@@ -154,31 +160,42 @@ def scripts(tmp_path) -> Path:
 @needs_fork
 def test_a_forked_step_runs_the_script_as_main_with_its_argv_folder_and_log(scripts, tmp_path):
     log = tmp_path / "ok.log"
-    assert run_forked([str(scripts / "ok.py"), "--x", "1"], log, timeout=30) == 0
+    assert run_forked([sys.executable, str(scripts / "ok.py"), "--x", "1"], log, tmp_path, timeout=30) == 0
     header, output = log.read_text().splitlines()
     assert header == f"{sys.executable} {scripts / 'ok.py'} --x 1"
-    assert output == f"hello ['--x', '1'] {scripts}"
+    assert output == f"hello ['--x', '1'] {tmp_path}"
 
 
 @needs_fork
-def test_a_forked_step_exits_with_the_scripts_code_or_1_with_the_message_or_traceback(scripts, tmp_path):
-    assert run_forked([str(scripts / "exits.py"), "3"], tmp_path / "a.log", timeout=30) == 3
+def test_a_forked_step_exits_with_the_scripts_code_or_1_with_the_message_or_traceback_on_stderr(scripts, tmp_path):
+    def run(name, *args, log):
+        return run_forked([sys.executable, str(scripts / name), *args], tmp_path / log, scripts, timeout=30)
+
+    assert run("exits.py", "3", log="a.log") == 3
     assert "about to exit" in (tmp_path / "a.log").read_text()
-    assert run_forked([str(scripts / "exits.py"), "0"], tmp_path / "b.log", timeout=30) == 0
-    assert run_forked([str(scripts / "says.py")], tmp_path / "c.log", timeout=30) == 1
-    assert "bad input: --rule" in (tmp_path / "c.log").read_text()
-    assert run_forked([str(scripts / "raises.py")], tmp_path / "d.log", timeout=30) == 1
-    text = (tmp_path / "d.log").read_text()
+    assert run("exits.py", "0", log="b.log") == 0
+    assert run("says.py", log="c.log") == 1
+    assert "bad input: --rule" in (tmp_path / "c.err").read_text()
+    assert run("raises.py", log="d.log") == 1
+    text = (tmp_path / "d.err").read_text()
     assert "Traceback" in text and "RuntimeError: boom in step" in text
+
+
+@needs_fork
+def test_a_step_that_is_not_a_python_script_runs_as_a_subprocess(tmp_path):
+    assert run_forked(["sh", "-c", "echo out; echo err >&2; exit 4"], tmp_path / "s.log", tmp_path, timeout=30) == 4
+    assert "out" in (tmp_path / "s.log").read_text() and "err" in (tmp_path / "s.err").read_text()
+    assert run_forked(["no-such-program-here"], tmp_path / "n.log", tmp_path, timeout=30) == 127
+    assert "cannot run no-such-program-here" in (tmp_path / "n.err").read_text()
 
 
 @needs_fork
 def test_a_forked_step_that_overruns_is_killed(scripts, tmp_path):
     began = time.monotonic()
-    assert run_forked([str(scripts / "hangs.py")], tmp_path / "h.log", timeout=0.5) == -9
+    assert run_forked([sys.executable, str(scripts / "hangs.py")], tmp_path / "h.log", scripts, timeout=0.5) == -9
     assert time.monotonic() - began < 10
-    text = (tmp_path / "h.log").read_text()
-    assert "started" in text and "timed out after 0.5s" in text
+    assert "started" in (tmp_path / "h.log").read_text()
+    assert "timed out after 0.5s" in (tmp_path / "h.err").read_text()
 
 
 def blocking_request(data: Path, tmp_path: Path) -> dict:
@@ -222,10 +239,14 @@ def test_a_run_whose_driver_is_killed_is_reported_failed_and_its_step_dies_too(d
 
 # --- Azure ML: the pipeline definition and the runner through MLClient's operations --------------------------
 
-def arguments():
+AZURE_TRAINING = {"task": "binary", "train": "python train.py", "code": str(Path(TRAINING["code"])),
+                  "environment": "azureml:flights-train:3"}
+
+
+def arguments(**training):
     args = step_arguments({"model_name": "flights", "features": FEATURES, "label": LABEL,
                            "reference": "azureml:flights-reference:1", "recent": "azureml://datastores/x/paths/r/",
-                           "slices": ["origin"], "run_id": "r1"}, Path("unused"))
+                           "slices": ["origin"], "run_id": "r1", **(training or AZURE_TRAINING)}, Path("unused"))
     args.pop("registry")
     return args
 
@@ -245,8 +266,112 @@ def test_pipeline_definition_validates_offline_and_wires_each_step_to_the_previo
     assert str(job.jobs["evaluate"].inputs["champion"]._data) == "${{parent.inputs.champion}}"
     with_champion = build_pipeline_job({**arguments(), "champion": "azureml:flights:3"})
     assert with_champion.inputs["champion"].path == "azureml:flights:3"
-    assert "--features '${{inputs.features}}'" in job.jobs["train"].component.command
+    assert "--features '${{inputs.features}}'" in job.jobs["evaluate"].component.command
     assert set(job.outputs) == {"metrics", "registered", "reference", "training"}
+    # the team's command as a command component: their code folder and environment, the contract's options
+    team = job.jobs["train"].component
+    assert team.command == ("python train.py --data ${{inputs.data}} --target '${{inputs.target}}' "
+                            "--task '${{inputs.task}}' --model-out ${{outputs.model_out}}")
+    assert Path(team.code) == Path(TRAINING["code"]) and team.environment == "azureml:flights-train:3"
+    assert str(job.jobs["train"].inputs["target"]._data) == "${{parent.inputs.target}}"
+    assert job.inputs["target"]._data == LABEL and job.inputs["task"]._data == "binary"
+
+
+def test_a_train_command_without_an_environment_is_refused_for_azure_ml():
+    from retrain.pipeline import build_pipeline_job
+
+    with pytest.raises(ValidationFailed, match="environment") as caught:
+        build_pipeline_job(arguments(task="binary", train="python train.py"))
+    assert caught.value.field == "environment"
+
+
+TEAM_COMPONENT = """$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+name: flights_train
+version: "4"
+type: command
+inputs:
+  data: {type: uri_folder}
+  target: {type: string}
+  task: {type: string}
+outputs:
+  model_out: {type: mlflow_model}
+code: .
+environment: azureml:flights-train:3
+command: >-
+  python train.py --data ${{inputs.data}} --target ${{inputs.target}} --task ${{inputs.task}}
+  --model-out ${{outputs.model_out}}
+"""
+
+TEAM_PIPELINE_JOB = """$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+display_name: team-training
+inputs:  # the values the team runs it with on its own; the product binds its own
+  data: {type: uri_folder, path: azureml:flights-training-data:1}
+  target: delayed
+  task: binary
+outputs:
+  model_out: {type: mlflow_model}
+jobs:
+  fit:
+    type: command
+    code: .
+    environment: azureml:flights-train:3
+    command: >-
+      python train.py --data ${{inputs.data}} --target ${{inputs.target}} --task ${{inputs.task}}
+      --model-out ${{outputs.model_out}}
+    inputs:
+      data: ${{parent.inputs.data}}
+      target: ${{parent.inputs.target}}
+      task: ${{parent.inputs.task}}
+    outputs:
+      model_out: ${{parent.outputs.model_out}}
+"""
+
+
+@pytest.mark.parametrize("text", [TEAM_COMPONENT, TEAM_PIPELINE_JOB], ids=["component", "pipeline-job"])
+def test_a_teams_component_or_pipeline_job_yaml_is_bound_to_the_contracts_inputs_and_output(tmp_path, text):
+    from retrain.pipeline import build_pipeline_job
+
+    (tmp_path / "train.py").write_text("print('the team trains here')\n")
+    (tmp_path / "train.yml").write_text(text)
+    job = build_pipeline_job(arguments(task="binary", train_job=str(tmp_path / "train.yml")), compute="cpu")
+    result = job._validate()
+    assert result.passed, result.error_messages
+    node = job.jobs["train"]
+    assert {k: str(node.inputs[k]._data) for k in ("data", "target", "task")} == {
+        "data": "${{parent.jobs.prep.outputs.out_train}}", "target": "${{parent.inputs.target}}",
+        "task": "${{parent.inputs.task}}"}
+    assert str(job.jobs["evaluate"].inputs["model"]._data) == "${{parent.jobs.train.outputs.model_out}}"
+
+
+def test_a_training_component_without_the_contracts_ports_is_refused(tmp_path):
+    from retrain.pipeline import build_pipeline_job
+
+    (tmp_path / "train.yml").write_text(TEAM_COMPONENT.replace("  task: {type: string}\n", ""))
+    with pytest.raises(ValidationFailed, match="task"):
+        build_pipeline_job(arguments(task="binary", train_job=str(tmp_path / "train.yml")))
+
+
+def test_a_registered_training_component_is_fetched_from_the_workspace(tmp_path):
+    from azure.ai.ml import load_component
+
+    from retrain.pipeline import build_pipeline_job
+
+    (tmp_path / "train.yml").write_text(TEAM_COMPONENT)
+    registered = load_component(source=tmp_path / "train.yml")
+    asked = []
+
+    class Components:
+        def get(self, name, version=None, label=None):
+            asked.append((name, version, label))
+            return registered
+
+    client = Obj(components=Components())
+    job = build_pipeline_job(arguments(task="binary", train_component="azureml:flights_train:4"), ml_client=client,
+                             compute="cpu")
+    assert job._validate().passed and asked == [("flights_train", "4", None)]
+    build_pipeline_job(arguments(task="binary", train_component="azureml:flights_train@latest"), ml_client=client)
+    assert asked[-1] == ("flights_train", None, "latest")
 
 
 def test_pipeline_refuses_text_that_the_step_command_cannot_carry():
@@ -330,7 +455,7 @@ def test_azureml_runner_submits_a_real_pipeline_job_once_per_idempotency_key(ml_
 
     runner = AzureMLPipelineRunner(ml_client, compute="cpu-cluster")
     req = {"model_name": "flights", "features": FEATURES, "label": LABEL, "reference": "azureml:ref:1",
-           "run_id": "r1"}
+           "run_id": "r1", **AZURE_TRAINING}
     first = runner.submit(req, idempotency_key="http:abc")
     second = runner.submit(req, idempotency_key="http:abc")
     assert first == second == RunRef("r1", "azureml", azureml_job_name("http:abc"))
@@ -348,7 +473,7 @@ def test_azureml_runner_maps_states_reports_the_failed_step_and_registers_on_suc
 
     runner = AzureMLPipelineRunner(ml_client)
     ref = runner.submit({"model_name": "flights", "features": FEATURES, "label": LABEL,
-                         "reference": "azureml:ref:1", "run_id": "r1"}, idempotency_key="k")
+                         "reference": "azureml:ref:1", "run_id": "r1", **AZURE_TRAINING}, idempotency_key="k")
     name = ref.external_id
     assert runner.status(ref).state is RunState.QUEUED
     ml_client.jobs.jobs[name].status = "Running"
@@ -362,6 +487,7 @@ def test_azureml_runner_maps_states_reports_the_failed_step_and_registers_on_suc
     assert done.metrics == {"challenger/auc": 0.71}
     (model,) = ml_client.models.registered
     assert isinstance(model, Model) and model.path == f"azureml://jobs/{name}/outputs/registered/paths/model/"
+    assert model.type == "mlflow_model"
     assert model.tags["run_id"] == "r1" and json.loads(model.properties["lineage"])["parent"] == "flights:1"
     lineage = json.loads(model.properties["lineage"])
     assert (lineage["training_data"], lineage["reference"]) == ("azureml:flights-training:1",
@@ -375,9 +501,34 @@ def test_azureml_runner_maps_states_reports_the_failed_step_and_registers_on_suc
     assert len(ml_client.models.registered) == 1 and len(ml_client.data.created) == 2  # and the same data
 
     failing = runner.submit({"model_name": "flights", "features": FEATURES, "label": LABEL,
-                             "reference": "azureml:ref:1", "run_id": "r2"}, idempotency_key="k2")
+                             "reference": "azureml:ref:1", "run_id": "r2", **AZURE_TRAINING}, idempotency_key="k2")
     ml_client.jobs.jobs[failing.external_id].status = "Failed"
     ml_client.jobs.children[failing.external_id] = [Obj(name="c", display_name="prep", status="Completed"),
                                                     Obj(name="d", display_name="train", status="Failed")]
     failed = runner.status(failing)
     assert failed.state is RunState.FAILED and failed.failed_step == "train" and "train" in failed.error
+
+
+@needs_fork
+def test_runs_are_forked_from_one_server_that_imported_the_libraries_once(data, tmp_path):
+    import psutil
+
+    runner, refs = LocalPipelineRunner(tmp_path / "runner"), []
+    for i in range(2):
+        (tmp_path / str(i)).mkdir()
+        refs.append(runner.submit(blocking_request(data, tmp_path / str(i)), idempotency_key=f"blocked-{i}"))
+    drivers, deadline = [], time.monotonic() + 120
+    while len(drivers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = [json.loads((runner.root / "runs" / r.run_id / "status.json").read_text())["pid"] for r in refs]
+        drivers = [psutil.Process(p) for p in pids if p != os.getpid()]
+    try:
+        assert len(drivers) == 2
+        server = {d.ppid() for d in drivers}
+        assert len(server) == 1 and os.getpid() not in server  # one server, the parent of both drivers
+        assert "--serve" in psutil.Process(server.pop()).cmdline()
+    finally:
+        for driver in drivers:
+            driver.kill()
+    for ref in refs:
+        assert runner.wait(ref, timeout=30).state is RunState.FAILED

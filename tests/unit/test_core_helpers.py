@@ -71,13 +71,15 @@ def test_damaged_calibration_nulls_are_rebuilt_not_fatal(tmp_path):
     profile = build_profile(frame.iloc[:2000], {"x": "numeric", "c": "categorical"}, fingerprint="f")
     features = compare(profile, frame.iloc[2000:2900])
     first = Calibrator(profile, cache_dir=tmp_path).verdict(features, 900)
-    files = sorted(tmp_path.glob("null-*.npy"))
-    assert len(files) == 2
-    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated by a crash
-    np.save(files[1], np.full(7, np.nan))  # readable, but not a null of the right size
-    again = Calibrator(profile, cache_dir=tmp_path).verdict(features, 900)
-    assert again.details == first.details
-    assert all(np.isfinite(np.load(f)).all() and np.load(f).size > 7 for f in files)
+    [path] = tmp_path.glob("null-*.npz")  # one file per window size holds every column's null
+    good = path.read_bytes()
+    path.write_bytes(good[:100])  # truncated by a crash
+    assert Calibrator(profile, cache_dir=tmp_path).verdict(features, 900).details == first.details
+    assert path.read_bytes() == good  # rebuilt, the same
+    np.savez(path, c0=np.full(7, np.nan), c1=np.arange(7.0))  # readable, but not nulls of the right size
+    assert Calibrator(profile, cache_dir=tmp_path).verdict(features, 900).details == first.details
+    with np.load(path) as nulls:
+        assert all(np.isfinite(nulls[k]).all() and nulls[k].size > 7 for k in nulls.files)
 
 
 def test_retry_transient_backs_off_exponentially_and_gives_up_with_the_real_error():

@@ -83,15 +83,17 @@ def test_holm_steps_down_and_stops_at_first_failure():
 
 def test_null_grid_and_scale():
     assert grid_size(900) == grid_size(905)
-    assert grid_size(10**7) == 4096
+    assert grid_size(10**7) == round(2 ** (round(np.log2(10**7) * 8) / 8))  # no cap: any size costs the same
     assert scale(100, 100, 10**9) == pytest.approx(1.0, abs=1e-5)  # a tiny draw from a huge reference
     assert scale(1000, 4000, 10**9) == pytest.approx(0.5, abs=1e-5)  # 4x the rows: half the noise
     # a draw is part of the reference, so it sits closer to it than an independent window would
-    assert scale(1000, 1000, 5000) > 1.2
+    assert scale(1000, 1000, 5000, replace=False) > 1.2
 
 
-@pytest.mark.parametrize("size", [40, 700])  # without and with replacement (reference of 1000 rows)
-def test_vectorised_null_equals_wasserstein_of_each_drawn_window(size):
+@pytest.mark.parametrize("size", [40, 300])
+def test_binned_null_is_exact_when_every_rank_is_its_own_bin(size):
+    """A reference of at most 1024 rows gets one bin per rank: the null is then the exact Wasserstein
+    distance of each bootstrap window, ties included."""
     import pandas as pd
 
     from monitors.drift import calibration
@@ -100,6 +102,6 @@ def test_vectorised_null_equals_wasserstein_of_each_drawn_window(size):
     rng = np.random.default_rng(3)
     col = build_profile(pd.DataFrame({"x": rng.gamma(2, 1, 1000).round(1)}), {"x": "numeric"}).columns["x"]
     null = calibration.simulate(col, size, 5, np.random.default_rng(9))
-    drawn = calibration._positions(col.rows, size, 5, np.random.default_rng(9))
+    drawn = np.floor(np.random.default_rng(9).random((5, size)) * col.rows).astype(int)  # the rows it drew
     direct = [stats.wasserstein_distance(col.values[p], col.values) / col.std for p in drawn]
     np.testing.assert_allclose(null, direct, rtol=0, atol=1e-12)

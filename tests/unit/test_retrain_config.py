@@ -17,7 +17,7 @@ policy: {cooldown: 14d, max_per_day: 2, min_new_labelled_rows: 5000}
 gate: {min_improvement: 0.01, min_slice_rows: 300}
 canary: {percent: 20, bake: 12h, max_error_rate: 0.05, min_requests: 100}
 endpoints:
-  flights: {rule: "sliding:90", lookback: 45d, slices: [origin]}
+  flights: {rule: "sliding:90", lookback: 45d, slices: [origin], train: "python train.py --epochs 3", code: team}
 """)
     config, overrides = load_config(path, RetrainConfig())
     assert config.retrain.cooldown == timedelta(days=14) and config.retrain.min_new_labelled_rows == 5000
@@ -25,6 +25,8 @@ endpoints:
     assert (config.canary_percent, config.bake, config.min_canary_requests) == (20, timedelta(hours=12), 100)
     target = apply_overrides(TARGETS, overrides)["flights"]
     assert (target.rule, target.lookback, target.slices) == ("sliding:90", timedelta(days=45), ("origin",))
+    # the team's command runs in its code folder, relative to the config file
+    assert target.train == "python train.py --epochs 3" and target.code == str(tmp_path / "team")
     assert load_config(None, RetrainConfig()) == (RetrainConfig(), {})
 
 
@@ -34,6 +36,9 @@ endpoints:
     ("gate: {primary_metric: recall}", "gate"),
     ("endpoints: {trains: {rule: recent_only}}", "endpoints.trains"),
     ("extras: 1", "extras"),
+    ("endpoints: {flights: {train: 'python t.py', train_component: 'azureml:t:1'}}",
+     "endpoints.flights.train_component"),
+    ("endpoints: {flights: {train: ''}}", "endpoints.flights.train"),
 ])
 def test_bad_config_names_the_field(tmp_path, text, field):
     path = tmp_path / "retrain.yaml"
@@ -42,3 +47,15 @@ def test_bad_config_names_the_field(tmp_path, text, field):
         config, overrides = load_config(path, RetrainConfig())
         apply_overrides(TARGETS, overrides)
     assert exc.value.field == field
+
+
+def test_a_gate_metric_that_does_not_fit_an_endpoints_task_is_refused_naming_the_endpoint():
+    from retrain.config import check_gate
+    from retrain.gate import GatePolicy
+
+    regression = {"delay": RetrainTarget(endpoint="delay", model_name="m", features={"a": "numeric"}, label="y",
+                                         reference="r.parquet", task="regression")}
+    with pytest.raises(ValidationFailed, match="endpoint delay") as exc:
+        check_gate(RetrainConfig(gate=GatePolicy(primary_metric="auc")), regression)
+    assert exc.value.field == "gate.primary_metric"
+    check_gate(RetrainConfig(), regression)  # the task's own metric by default

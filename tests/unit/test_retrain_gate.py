@@ -100,3 +100,35 @@ def test_policy_needs_enough_new_labelled_rows():
     assert enough_rows(100, RetrainPolicy(min_new_labelled_rows=100)).allowed
     end = NOW - timedelta(days=10)
     assert last_data_end([run("a", "promoted", NOW - timedelta(days=9), end), run("b", "skipped")]) == end
+
+
+def test_each_task_is_gated_on_its_own_primary_metric_in_the_right_direction():
+    multi = GatePolicy(min_improvement=0.01, min_holdout_rows=10)
+    better = decide(EvalReport({"macro_f1": 0.60, "rows": 100}), EvalReport({"macro_f1": 0.65, "rows": 100}), multi,
+                    "multiclass")
+    assert better.accepted and better.numbers["policy"]["primary_metric"] == "macro_f1"
+    assert not decide(EvalReport({"macro_f1": 0.65, "rows": 100}), EvalReport({"macro_f1": 0.60, "rows": 100}),
+                      multi, "multiclass").accepted
+    # regression: MAE, lower is better, compared relative to the champion's error (minutes or dollars alike)
+    champion = EvalReport({"mae": 20.0, "rmse": 30.0, "rows": 500})
+    lower = decide(champion, EvalReport({"mae": 19.0, "rmse": 31.0, "rows": 500}), multi, "regression")
+    assert lower.accepted and lower.numbers["improvement"] == pytest.approx(0.05)
+    higher = decide(champion, EvalReport({"mae": 19.9, "rmse": 29.0, "rows": 500}), multi, "regression")
+    assert not higher.accepted and "-0.50%" not in higher.reasons[0] and "+0.50%" in higher.reasons[0]
+    assert not decide(champion, EvalReport({"mae": 21.0, "rows": 500}), multi, "regression").accepted
+
+
+def test_a_regression_slice_that_gets_worse_by_more_than_the_share_allowed_rejects():
+    policy = GatePolicy(min_improvement=0.01, max_slice_regression=0.05, min_holdout_rows=10, min_slice_rows=10)
+    champion = EvalReport({"mae": 20.0, "rows": 500}, {"origin=JFK": {"mae": 10.0, "rows": 100}})
+    challenger = EvalReport({"mae": 18.0, "rows": 500}, {"origin=JFK": {"mae": 11.0, "rows": 100}})
+    decision = decide(champion, challenger, policy, "regression")
+    assert not decision.accepted and decision.numbers["slices"]["origin=JFK"] == pytest.approx(0.10)
+    assert "origin=JFK" in decision.reasons[0] and "10.00%" in decision.reasons[0]
+
+
+def test_a_primary_metric_the_task_lacks_is_refused():
+    with pytest.raises(ValueError, match="not a regression metric"):
+        GatePolicy(primary_metric="auc").for_task("regression")
+    assert GatePolicy().for_task("binary").primary_metric == "auc"
+    assert GatePolicy(primary_metric="log_loss").for_task("multiclass").primary_metric == "log_loss"

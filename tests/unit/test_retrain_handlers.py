@@ -25,7 +25,7 @@ from retrain.gate import GatePolicy
 from retrain.handlers import get_run, on_deploy_event, on_retrain_event, request_retrain, track_runs
 from retrain.policy import RetrainPolicy
 from retrain.registry import LocalModelRegistry
-from tests.unit._retrain_data import FEATURES, LABEL, months, register_model
+from tests.unit._retrain_data import FEATURES, LABEL, TRAINING, months, register_model
 
 EP = EndpointRef("flights-ep")
 START = datetime(2013, 6, 1, tzinfo=timezone.utc)
@@ -86,7 +86,8 @@ def deps(tmp_path, models):
     deployer = LocalDeployer(tmp_path / "endpoints.json", registry)
     deployer.start_canary(EP, v1, 10)  # the champion serves everything
     target = RetrainTarget(endpoint=EP.name, model_name="flights", features=FEATURES, label=LABEL,
-                           reference=str(tmp_path / "reference.parquet"), slices=("origin",))
+                           reference=str(tmp_path / "reference.parquet"), slices=("origin",),
+                           train=TRAINING["train"], code=TRAINING["code"])
     config = RetrainConfig(retrain=RetrainPolicy(cooldown=timedelta(days=3), max_per_day=1,
                                                  min_new_labelled_rows=500),
                            gate=GatePolicy(min_holdout_rows=200, min_slice_rows=100), canary_percent=10,

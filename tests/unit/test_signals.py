@@ -87,7 +87,7 @@ def test_health_without_telemetry_columns_says_so():
 
 
 def perf(**kw) -> PerformanceEvaluator:
-    return PerformanceEvaluator("score", "score", "delayed", "classification", **kw)
+    return PerformanceEvaluator("score", "score", "delayed", "binary", **kw)
 
 
 def test_performance_drop_against_the_reference_alarms(reference):
@@ -125,8 +125,29 @@ def test_performance_regression_floor_from_the_spec():
     fitted = PerformanceEvaluator("pred", "value", "y", "regression", ceiling=1.5, max_drop=10).fit(ref)
     cur = pd.DataFrame({"y": np.arange(50.0), "pred": np.arange(50.0) + 2})
     (finding,) = fitted.evaluate(batch(cur, window=Window(WINDOW.start, WINDOW.start + timedelta(hours=1))))
-    assert finding.name == "rmse" and finding.statistic == pytest.approx(2.0)
+    assert finding.name == "mae" and finding.statistic == pytest.approx(2.0)  # MAE: regression's primary
+    assert finding.details["metrics"]["rmse"] == pytest.approx(2.0)
     assert finding.threshold == 1.5 and finding.breached and finding.details["reasons"] == ["spec limit"]
+
+
+def test_performance_multiclass_is_judged_on_macro_f1_against_the_reference():
+    rng = np.random.default_rng(3)
+    truth = rng.choice(["bus", "car", "train"], 3000)
+
+    def predicted(truth, right):  # the true class with probability `right`, else another one
+        wrong = np.where(truth == "bus", "car", np.where(truth == "car", "train", "bus"))
+        return np.where(rng.random(len(truth)) < right, truth, wrong)
+
+    ref = pd.DataFrame({"y": truth, "pred": predicted(truth, 0.9)})
+    fitted = PerformanceEvaluator("pred", "class", "y", "multiclass", max_drop=0.05).fit(ref)
+    assert fitted.baseline == pytest.approx(0.9, abs=0.02)
+    worse = pd.DataFrame({"y": truth[:1000], "pred": predicted(truth[:1000], 0.6)})
+    (finding,) = fitted.evaluate(batch(worse))
+    assert finding.name == "macro_f1" and finding.breached and finding.statistic == pytest.approx(0.6, abs=0.05)
+    assert set(finding.details["metrics"]) == {"macro_f1", "accuracy"}
+    same = pd.DataFrame({"y": truth[:1000], "pred": predicted(truth[:1000], 0.9)})
+    (clean,) = fitted.evaluate(batch(same))
+    assert not clean.breached
 
 
 # --- drift (over monitors.drift) -------------------------------------------------------------------

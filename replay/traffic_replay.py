@@ -19,7 +19,7 @@ import pandas as pd
 from core.records import RUN
 from core.telemetry import LabelRecord
 from core.types import RunRef
-from demo.data import FEATURES, LABEL, Traffic
+from replay.workspace import LABEL, Traffic
 
 
 @dataclass
@@ -40,7 +40,8 @@ class Replay:
         self.label_lag, self.batch, self.on_block = label_lag, batch, on_block or (lambda: None)
         self.block_hours = block_hours
         parts = urlsplit(endpoint_url)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        # generous: the first request loads the model (mlflow, skops), which on a loaded 2-core machine takes a while
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
         self.stats = ReplayStats()
         self._labelled_until = None
 
@@ -57,8 +58,8 @@ class Replay:
         self.deliver_labels(start + pd.Timedelta(days=1))
 
     def post(self, rows: pd.DataFrame) -> None:
-        columns = list(FEATURES)
-        data = [[None if isinstance(v, float) and math.isnan(v) else v for v in row]
+        columns = list(self.traffic.features)
+        data = [[None if isinstance(v, float) and math.isnan(v) else _plain(v) for v in row]
                 for row in rows[columns].itertuples(index=False, name=None)]
         body = json.dumps({"input_data": {"columns": columns, "data": data},
                            "request_ids": rows["request_id"].tolist()}).encode()
@@ -82,8 +83,8 @@ class Replay:
             return
         at = self.clock.now()
         self.box.telemetry_store.write_labels(
-            [LabelRecord(request_id=r, label=int(y), time=at) for r, y in zip(rows["request_id"], rows[LABEL],
-                                                                             strict=True)])
+            [LabelRecord(request_id=r, label=_plain(y), time=at) for r, y in zip(rows["request_id"], rows[LABEL],
+                                                                                strict=True)])
         self.stats.labels += len(rows)
 
     def settle(self) -> None:
@@ -101,3 +102,8 @@ class Replay:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as the JSON values labels are stored as."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,5 +1,5 @@
-"""The demo's outputs: a terminal table, out/demo/summary.json, a timeline PNG, report.html, and
-evidently's HTML report for the most drifted window. Every number comes from this run."""
+"""A replay's outputs: a terminal table, DIR/summary.json, a timeline PNG, report.html, and evidently's HTML
+report for the most drifted window. Every number comes from this run."""
 from __future__ import annotations
 
 import base64
@@ -9,20 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from core.records import CHECK, INCIDENT, RUN
-from demo.timeline import Timeline, collect
+from replay.strategies import primary
+from replay.timeline import Timeline, collect
 
 OUTCOMES = {"promoted": "mlops.model.promoted.v1", "rejected": "mlops.challenger.rejected.v1",
             "rolled_back": "mlops.model.rolled_back.v1"}
 
 
-def write_outputs(opts: Any, ws: Any, box: Any, outcome: dict[str, Any], strategies: dict[str, Any],
+def write_outputs(world: Any, box: Any, outcome: dict[str, Any], strategies: dict[str, Any],
                   alerts: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
-    out = Path(opts.out)
+    out = Path(world.opts.out)
     out.mkdir(parents=True, exist_ok=True)
     events = outcome["events"]
     timeline = collect(box, events)
+    name, higher = primary(world.task)
     summary = {
-        "dataset": "nycflights13", "window": {"start": opts.start.isoformat(), "end": opts.end.isoformat()},
+        "dataset": world.opts.dataset or str(world.opts.history.path), "task": world.task,
+        "metric": {"name": name, "higher_is_better": higher},
+        "window": {"start": world.start.isoformat(), "end": world.end.isoformat()},
         "checks": len(box.store.list(CHECK)), "incidents": len(box.store.list(INCIDENT)), "alerts": len(alerts),
         "retrains": sum(1 for _, d in box.store.list(RUN) if d.data.get("submitted_at")),
         **{name: sum(1 for e in events if e.type == kind) for name, kind in OUTCOMES.items()},
@@ -32,7 +36,7 @@ def write_outputs(opts: Any, ws: Any, box: Any, outcome: dict[str, Any], strateg
     }
     summary["replay"].pop("per_day")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
-    png = timeline.plot(out / "timeline.png", strategies)
+    png = timeline.plot(out / "timeline.png", strategies, name)
     evidently = _evidently_report(box, timeline, out)
     (out / "report.html").write_text(_html(summary, timeline, png, evidently))
     print(table(summary))
@@ -43,29 +47,31 @@ def write_outputs(opts: Any, ws: Any, box: Any, outcome: dict[str, Any], strateg
 def table(summary: dict[str, Any]) -> str:
     strategies = summary["strategies"]
     names = [n for n in ("never", "scheduled", "managed") if n in strategies]
-    months = sorted({m for s in strategies.values() for m in s["monthly_auc"]})
-    lines = ["", f"{'month':<9}" + "".join(f"{n:>12}" for n in names)]
+    months = sorted({m for s in strategies.values() for m in s["monthly_metric"]})
+    lines = ["", f"{summary['metric']['name'] + ' by month':<16}" + "".join(f"{n:>12}" for n in names)]
     for month in months:
-        cells = [strategies[n]["monthly_auc"].get(month) for n in names]
-        lines.append(f"{month:<9}" + "".join(f"{c:>12.3f}" if c is not None else f"{'-':>12}" for c in cells))
-    lines.append(f"{'mean':<9}" + "".join(_fmt(strategies[n]["mean_auc"]) for n in names))
-    lines.append(f"{'retrains':<9}" + "".join(f"{strategies[n]['retrains']:>12}" for n in names))
+        cells = [strategies[n]["monthly_metric"].get(month) for n in names]
+        lines.append(f"{month:<16}" + "".join(f"{c:>12.3f}" if c is not None else f"{'-':>12}" for c in cells))
+    lines.append(f"{'mean':<16}" + "".join(_fmt(strategies[n]["mean_metric"]) for n in names))
+    lines.append(f"{'retrains':<16}" + "".join(f"{strategies[n]['retrains']:>12}" for n in names))
     lines += ["", (f"checks {summary['checks']}  incidents {summary['incidents']}  alerts {summary['alerts']}  "
                    f"retrains {summary['retrains']}  promoted {summary['promoted']}  rejected {summary['rejected']}  "
                    f"rolled back {summary['rolled_back']}  wall {summary['wall_s']} s")]
-    lines.append(verdict(strategies))
+    lines.append(verdict(strategies, summary["metric"]))
     return "\n".join(lines)
 
 
-def verdict(strategies: dict[str, Any]) -> str:
+def verdict(strategies: dict[str, Any], metric: dict[str, Any]) -> str:
     managed, scheduled = strategies.get("managed", {}), strategies.get("scheduled")
-    if scheduled is None or managed.get("mean_auc") is None or scheduled.get("mean_auc") is None:
+    if scheduled is None or managed.get("mean_metric") is None or scheduled.get("mean_metric") is None:
         return ""
-    diff = managed["mean_auc"] - scheduled["mean_auc"]
-    word = "beat" if diff > 0 else "did not beat"
-    return (f"The drift-driven loop {word} the monthly schedule: mean AUC {managed['mean_auc']:.3f} vs "
-            f"{scheduled['mean_auc']:.3f} ({diff:+.3f}) with {managed['retrains']} vs {scheduled['retrains']} "
-            f"retrains.")
+    diff = managed["mean_metric"] - scheduled["mean_metric"]
+    better = diff > 0 if metric["higher_is_better"] else diff < 0
+    word = "beat" if better else "did not beat"
+    return (f"The drift-driven loop {word} the monthly schedule: mean {metric['name']} "
+            f"{managed['mean_metric']:.3f} vs {scheduled['mean_metric']:.3f} ({diff:+.3f}, "
+            f"{'higher' if metric['higher_is_better'] else 'lower'} is better) with {managed['retrains']} vs "
+            f"{scheduled['retrains']} retrains.")
 
 
 def _fmt(value: float | None) -> str:
@@ -87,11 +93,12 @@ def _html(summary: dict[str, Any], timeline: Timeline, png: Path, evidently: Pat
     rows = "".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(kind)}</td><td>{html.escape(text)}</td></tr>"
                    for t, kind, text in timeline.entries())
     link = f'<p><a href="{evidently.name}">evidently report of the most drifted window</a></p>' if evidently else ""
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift-managed retraining: nycflights13</title>
+    title = html.escape(f"Drift-managed retraining on {Path(summary['dataset']).name}")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}}td,th{{padding:2px 8px;
 text-align:left}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>
-<h1>Drift-managed retraining on nycflights13</h1>
-<p>{html.escape(verdict(summary['strategies']))}</p>
+<h1>{title}</h1>
+<p>{html.escape(verdict(summary['strategies'], summary['metric']))}</p>
 <img alt="timeline" style="width:100%" src="data:image/png;base64,{image}">
 <h2>Summary</h2><pre>{html.escape(table(summary))}</pre>{link}
 <h2>Timeline</h2><table><tr><th>time</th><th>event</th><th>detail</th></tr>{rows}</table>

@@ -36,7 +36,7 @@ class Timeline:
                 out.append((e.time, e.type.split(".", 1)[1].rsplit(".", 1)[0], _describe(e)))
         return out
 
-    def plot(self, path: Path, strategies: dict[str, Any]) -> Path:
+    def plot(self, path: Path, strategies: dict[str, Any], metric: str = "auc") -> Path:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -46,7 +46,7 @@ class Timeline:
                                  gridspec_kw={"height_ratios": [3, 1.4, 2]})
         self._heatmap(fig, axes[0])
         self._events(axes[1])
-        _strategies(axes[2], strategies)
+        _strategies(axes[2], strategies, metric)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -89,7 +89,7 @@ class Timeline:
 
 def collect(box: Any, events: list[Any]) -> Timeline:
     checks = sorted((dict(d.data) for _, d in box.store.list(CHECK)), key=lambda c: c["window"]["start"])
-    monitor = checks[0]["monitor"] if checks else "flights-delay"
+    monitor = checks[0]["monitor"] if checks else ""
     return Timeline(monitor, checks, sorted(events, key=lambda e: e.time))
 
 
@@ -126,19 +126,19 @@ def _production_versions(events: list[Any]) -> tuple[list[Any], list[int]]:
             times.append(parse_time(e.time))
             versions.append(int(e.data["candidate"]["version"]))
     if times:
-        times.insert(0, times[0].replace(month=4, day=1, hour=0))
+        times.insert(0, times[0].replace(day=1, hour=0))
         versions.insert(0, 1)
     return times, versions
 
 
-def _strategies(ax: Any, strategies: dict[str, Any]) -> None:
+def _strategies(ax: Any, strategies: dict[str, Any], metric: str) -> None:
     for name, style in (("never", ":"), ("scheduled", "--"), ("managed", "-")):
         if name not in strategies:
             continue
-        monthly = strategies[name]["monthly_auc"]
+        monthly = strategies[name]["monthly_metric"]
         months = sorted(monthly)
         ax.plot(months, [monthly[m] for m in months], style, marker="o",
                 label=f"{name} ({strategies[name]['retrains']} retrains)")
-    ax.set_ylabel("monthly AUC")
+    ax.set_ylabel(f"monthly {metric}")
     ax.legend(loc="lower left")
     ax.set_title("three strategies on the same traffic")
