@@ -134,13 +134,13 @@ def test_late_telemetry_is_checked_again_once_its_lateness_has_passed(world):
 
 
 def test_damaged_calibration_cache_files_are_rebuilt_not_dead_lettered(world, tmp_path, monkeypatch):
-    """Was: a corrupted profiles/calibration/null-*.npy dead-lettered every check that needed it."""
+    """Was: a corrupted profiles/calibration/null-*.npz dead-lettered every check that needed it."""
     import bootstrap
     from core.settings import Settings
 
     world.write_traffic(T0.replace(minute=0), 2, seed=4)
     world.advance(timedelta(minutes=10))
-    nulls = sorted((world.data_dir / "profiles" / "calibration").glob("null-*.npy"))
+    nulls = sorted((world.data_dir / "profiles" / "calibration").glob("null-*.npz"))
     assert nulls
     for path in nulls:
         path.write_bytes(path.read_bytes()[:50])  # a crash mid-write, a bad disk
@@ -151,7 +151,9 @@ def test_damaged_calibration_cache_files_are_rebuilt_not_dead_lettered(world, tm
         nxt = Window(LATEST.end, LATEST.end + HOUR)
         assert windows.load(restarted.box.store, MONITOR, nxt).state == windows.DONE
         assert not restarted.dead_letters()
-        assert all(np.load(p).size > 10 for p in nulls)  # rebuilt in place
+        for path in nulls:  # rebuilt in place
+            with np.load(path) as saved:
+                assert all(saved[k].size > 10 and np.isfinite(saved[k]).all() for k in saved.files)
     finally:
         restarted.host.stop()
         bootstrap.configure(Settings())
