@@ -171,6 +171,9 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
     performance_window = None
     if suite.performance is not None and spec.label is not None:
         performance_window = shifted(window, spec.label.lag)
+        horizon = spec.signals.performance.horizon
+        if horizon is not None and horizon > window.length:
+            performance_window = Window(performance_window.end - horizon, performance_window.end)
         labelled = batch if performance_window == window else deps.telemetry.fetch(endpoint, performance_window)
         findings += suite.performance.evaluate(labelled)
     check_id, now = event_id("check", spec.name, window.key()), deps.clock.now()

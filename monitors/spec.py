@@ -149,6 +149,9 @@ class PerformanceSignal(_Strict):
     max: float | None = None  # ceiling for lower-is-better metrics (log_loss, mae, rmse)
     max_drop: float = Field(0.05, ge=0)  # relative degradation vs the reference's own performance
     min_labels: int = Field(30, ge=1)
+    # judged on the labelled traffic of this long a period ending with the lagged window (default: the window):
+    # a week pools days whose labels are too few or too noisy to judge one by one
+    horizon: Duration | None = None
 
 
 class EstimatedPerformanceSignal(_Strict):

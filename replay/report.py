@@ -18,9 +18,12 @@ OUTCOMES = {"promoted": "mlops.model.promoted.v1", "rejected": "mlops.challenger
 
 def write_outputs(world: Any, box: Any, outcome: dict[str, Any], strategies: dict[str, Any],
                   alerts: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    from replay.targets import measure
+
     out = Path(world.opts.out)
     out.mkdir(parents=True, exist_ok=True)
     events = outcome["events"]
+    targets = measure(world, box, alerts, strategies.pop("_scored", None))
     timeline = collect(box, events)
     name, higher = primary(world.task)
     summary = {
@@ -33,6 +36,8 @@ def write_outputs(world: Any, box: Any, outcome: dict[str, Any], strategies: dic
         "strategies": strategies, "replay": vars(outcome["replay"]) | {"per_day": None},
         "faults_injected": outcome["faults"], "most_drifted_window": timeline.most_drifted(),
         "wall_s": round(wall_s, 1),
+        "notifications_per_incident": targets["incidents"]["notifications_per_incident"],
+        "label_free_mae": (targets.get("label_free") or {}).get("mae"), "targets": targets,
     }
     summary["replay"].pop("per_day")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
@@ -57,19 +62,47 @@ def table(summary: dict[str, Any]) -> str:
     lines += ["", (f"checks {summary['checks']}  incidents {summary['incidents']}  alerts {summary['alerts']}  "
                    f"retrains {summary['retrains']}  promoted {summary['promoted']}  rejected {summary['rejected']}  "
                    f"rolled back {summary['rolled_back']}  wall {summary['wall_s']} s")]
-    lines.append(verdict(strategies, summary["metric"]))
+    lines.append(verdict(strategies, summary["metric"], _difference(summary)))
+    lines += targets_lines(summary.get("targets") or {})
     return "\n".join(lines)
 
 
-def verdict(strategies: dict[str, Any], metric: dict[str, Any]) -> str:
+def targets_lines(targets: dict[str, Any]) -> list[str]:
+    """Issue 10's targets, as measured on this run."""
+    lines = [""]
+    inc = targets.get("incidents")
+    if inc:
+        lines.append(f"incidents {inc['incidents']} (target <= 25); notifications per incident "
+                     f"{inc['notifications_per_incident']:.2f} (target <= 2); loop notifications "
+                     f"{inc['loop_notifications']}")
+    lost = targets.get("lost_weeks")
+    if lost:
+        recall = "n/a" if lost["recall"] is None else f"{lost['recall']:.0%}"
+        lines.append(f"weeks with AUC >= {lost['drop']} below the serving model's holdout AUC: {lost['lost_weeks']} of "
+                     f"{lost['weeks']}, {lost['covered']} inside an incident (recall {recall}; target 100%)"
+                     + (f"; missed {', '.join(lost['missed'])}" if lost["missed"] else ""))
+    free = targets.get("label_free")
+    if free and free.get("mae") is not None:
+        lines.append(f"label-free AUC estimate vs realized monthly AUC: MAE {free['mae']:.3f} over {free['months']} "
+                     f"months ({free['model']})")
+    return lines
+
+
+def _difference(summary: dict[str, Any]) -> dict[str, Any] | None:
+    return (summary.get("targets") or {}).get("managed_vs_scheduled")
+
+
+def verdict(strategies: dict[str, Any], metric: dict[str, Any], difference: dict[str, Any] | None = None) -> str:
     managed, scheduled = strategies.get("managed", {}), strategies.get("scheduled")
     if scheduled is None or managed.get("mean_metric") is None or scheduled.get("mean_metric") is None:
         return ""
     diff = managed["mean_metric"] - scheduled["mean_metric"]
     better = diff > 0 if metric["higher_is_better"] else diff < 0
     word = "beat" if better else "did not beat"
+    interval = (f", 95% CI {difference['low']:+.3f} to {difference['high']:+.3f} resampling days"
+                if difference else "")
     return (f"The drift-driven loop {word} the monthly schedule: mean {metric['name']} "
-            f"{managed['mean_metric']:.3f} vs {scheduled['mean_metric']:.3f} ({diff:+.3f}, "
+            f"{managed['mean_metric']:.3f} vs {scheduled['mean_metric']:.3f} ({diff:+.3f}{interval}, "
             f"{'higher' if metric['higher_is_better'] else 'lower'} is better) with {managed['retrains']} vs "
             f"{scheduled['retrains']} retrains.")
 
@@ -98,7 +131,7 @@ def _html(summary: dict[str, Any], timeline: Timeline, png: Path, evidently: Pat
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}}td,th{{padding:2px 8px;
 text-align:left}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>{title}</h1>
-<p>{html.escape(verdict(summary['strategies'], summary['metric']))}</p>
+<p>{html.escape(verdict(summary['strategies'], summary['metric'], _difference(summary)))}</p>
 <img alt="timeline" style="width:100%" src="data:image/png;base64,{image}">
 <h2>Summary</h2><pre>{html.escape(table(summary))}</pre>{link}
 <h2>Timeline</h2><table><tr><th>time</th><th>event</th><th>detail</th></tr>{rows}</table>

@@ -14,7 +14,7 @@ import pandas as pd
 from core.types import EndpointRef, ModelVersion
 from replay import workspace as wsp
 from replay.observers import AuditFeed, WebhookReceiver
-from replay.strategies import Scheduled, monthly_metric, months, served_metric
+from replay.strategies import Scheduled, monthly_metric, months, scored_rows, served_metric
 from replay.traffic_replay import Replay
 
 log = logging.getLogger("replay")
@@ -204,7 +204,9 @@ def _strategies(world: World, box: Any, champion: Any, scheduled: Scheduled | No
                 raise scheduled.error
             time.sleep(0.2)
         out["scheduled"] = _strategy(scheduled.monthly_metric(champion), scheduled.retrains)
-    return {name: out[name] for name in ("never", "scheduled", "managed") if name in out}
+    ordered = {name: out[name] for name in ("never", "scheduled", "managed") if name in out}
+    ordered["_scored"] = scored_rows(world, box, champion, scheduled)  # for the targets; not in summary.json
+    return ordered
 
 
 def _strategy(monthly: dict[str, float | None], retrains: int) -> dict[str, Any]:

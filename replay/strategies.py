@@ -77,6 +77,34 @@ def served_metric(world: Any, box: Any) -> dict[str, float | None]:
     return out
 
 
+def scored_rows(world: Any, box: Any, champion: Any, scheduled: "Scheduled | None") -> pd.DataFrame | None:
+    """A binary classifier's every replayed row with its label and each strategy's score (P(class 1)): never
+    (the champion), scheduled (that month's model) and managed (what the endpoint answered; NaN if it failed).
+    None for other tasks: the targets that need it are about AUC."""
+    from retrain.components._models import answer
+
+    if world.task != "binary":
+        return None
+    rows = world.traffic.between(world.start, world.end)
+    features = world.traffic.features
+    out = pd.DataFrame({"time": pd.to_datetime(rows["time"], utc=True).to_numpy(),
+                        "request_id": rows["request_id"].to_numpy(), "label": rows[LABEL].to_numpy(dtype=int),
+                        "never": answer(champion, rows, features, world.task).score(world.task)})
+    out["time"] = pd.to_datetime(out["time"], utc=True)
+    if scheduled is not None:
+        out["scheduled"] = np.nan
+        for month in months(world.start, world.end):
+            mask = ((out["time"] >= month) & (out["time"] < month + pd.offsets.MonthBegin(1))).to_numpy()
+            if mask.any():
+                model = scheduled.models.get(f"{month:%Y-%m}", champion)
+                out.loc[mask, "scheduled"] = answer(model, rows[mask], features, world.task).score(world.task)
+    window = Window(world.start.to_pydatetime(), world.end.to_pydatetime())
+    served = box.telemetry.fetch(EndpointRef(world.endpoint), window).frame
+    answered = served.drop_duplicates("request_id").set_index("request_id")["score"].astype(float)
+    out["managed"] = out["request_id"].map(answered)
+    return out
+
+
 @dataclass
 class Scheduled:
     """Monthly retraining in a background thread, on data whose labels had arrived by the 1st."""

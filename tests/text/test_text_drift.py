@@ -71,7 +71,8 @@ def test_cli_check_on_parquet_reports_text_drift_and_topics(embedder, tweets, tm
 
 def test_bad_window_text_is_counted_and_a_tiny_window_is_insufficient(embedder, tweets, text_cache):
     reference = _period(tweets, "2015-07-01", "2015-09-01")
-    current = pd.DataFrame({"text": ["ok then", None, 5, b"\xff", ""] * 2})
+    # 30 rows: enough for the window to be judged (min_rows 30), but only 6 usable texts (text needs 10)
+    current = pd.DataFrame({"text": ["ok then", None, 5, b"\xff", ""] * 3 + [None] * 15})
     found = _check(embedder, reference, current, text_cache)
     assert found["text"].details["insufficient"] is True and not found["text"].breached
-    assert found["text"].details["text_problems"] == {"empty": 2, "missing": 2, "non_string": 2, "non_utf8": 2}
+    assert found["text"].details["text_problems"] == {"empty": 3, "missing": 18, "non_string": 3, "non_utf8": 3}

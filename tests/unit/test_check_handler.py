@@ -302,3 +302,14 @@ def test_nan_statistics_are_stored_as_null_not_refused(deps):
     put(deps.store, CHECK, "c", doc)  # the store refuses NaN: a check must never be lost to one
     stored = deps.store.get(CHECK, "c").data["findings"][0]
     assert stored["statistic"] is None and stored["details"]["spread"] is None
+
+
+def test_performance_over_a_horizon_pools_the_labelled_days_before_the_lagged_window(deps, tmp_path):
+    (tmp_path / "flights.yaml").write_text(SPEC.replace("performance: {min_labels: 50}",
+                                                        "performance: {min_labels: 50, horizon: 3d}"))
+    for day in (1, 2, 3, 5):
+        deps.telemetry.frames[T0 + day * DAY] = traffic(np.random.default_rng(day), 300, start=T0 + day * DAY)
+    record = run_check(requested(5), deps)
+    # window [day 5, day 6), labels 2 days late: [day 3, day 4); a 3-day horizon: [day 1, day 4)
+    assert record["performance_window"] == Window(T0 + DAY, T0 + 4 * DAY).to_json()
+    assert (EndpointRef("flights", "blue"), Window(T0 + DAY, T0 + 4 * DAY)) in deps.telemetry.fetched
