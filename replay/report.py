@@ -132,7 +132,9 @@ def _html(summary: dict[str, Any], timeline: Timeline, png: Path, evidently: Pat
 text-align:left}}pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>{title}</h1>
 <p>{html.escape(verdict(summary['strategies'], summary['metric'], _difference(summary)))}</p>
-<img alt="timeline" style="width:100%" src="data:image/png;base64,{image}">
+{timeline.interactive(summary['strategies'], summary['metric']['name'])}
+<details><summary>the same as a picture</summary><img alt="timeline" style="width:100%"
+src="data:image/png;base64,{image}"></details>
 <h2>Summary</h2><pre>{html.escape(table(summary))}</pre>{link}
 <h2>Timeline</h2><table><tr><th>time</th><th>event</th><th>detail</th></tr>{rows}</table>
 <h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=2))}</pre></body></html>"""

@@ -52,6 +52,34 @@ class Timeline:
         plt.close(fig)
         return path
 
+    def interactive(self, strategies: dict[str, Any], metric: str = "auc") -> str:
+        """The same story as the PNG, zoomable (plotly, bundled with evidently): per-feature effect over its
+        bar by day, incidents as spans, and each strategy's monthly metric. An HTML fragment, plotly.js inline."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        checks = [c for c in self.checks if c.get("summary", {}).get("features")]
+        names = [f["name"] for f in checks[0]["summary"]["features"]] if checks else []
+        days = [c["window"]["start"][:10] for c in checks]
+        grid = [[next((_ratio(f) for f in c["summary"]["features"] if f["name"] == n), None) for c in checks]
+                for n in names]
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=False, row_heights=[0.6, 0.4], vertical_spacing=0.1,
+                            subplot_titles=("effect / floor per feature and day (> 1: over the floor); "
+                                            "shaded: incidents", f"monthly {metric} of the three strategies"))
+        fig.add_trace(go.Heatmap(z=grid, x=days, y=names, zmin=0, zmax=4, colorscale="Magma", reversescale=True,
+                                 hovertemplate="%{y} %{x}: %{z:.2f}<extra></extra>"), row=1, col=1)
+        for start, stop in _incident_spans(self.events):
+            fig.add_vrect(x0=start.date().isoformat(), x1=stop.date().isoformat(), fillcolor="red", opacity=0.12,
+                          line_width=0, row=1, col=1)
+        for name in ("never", "scheduled", "managed"):
+            if name in strategies:
+                monthly = strategies[name]["monthly_metric"]
+                fig.add_trace(go.Scatter(x=sorted(monthly), y=[monthly[m] for m in sorted(monthly)],
+                                         mode="lines+markers", name=f"{name} ({strategies[name]['retrains']} "
+                                                                    "retrains)"), row=2, col=1)
+        fig.update_layout(height=760, margin={"l": 60, "r": 20, "t": 40, "b": 30})
+        return fig.to_html(full_html=False, include_plotlyjs=True)
+
     def _heatmap(self, fig: Any, ax: Any) -> None:
         import numpy as np
 
@@ -72,19 +100,28 @@ class Timeline:
         fig.colorbar(image, ax=ax, fraction=0.02)
 
     def _events(self, ax: Any) -> None:
+        """One row per kind of event (markers never sit on each other); incidents as spans on their row;
+        the model version in production on the right-hand axis."""
         import matplotlib.dates as mdates
 
+        rows = list(MARKERS)
+        for row, kind in enumerate(rows):
+            label, color, marker = MARKERS[kind]
+            if kind == "mlops.incident.changed.v1":
+                for start, stop in _incident_spans(self.events):
+                    ax.plot([start, stop], [row, row], color=color, linewidth=6, solid_capstyle="butt")
+                continue
+            times = [parse_time(e.time) for e in self.events if e.type == kind]
+            ax.scatter(times, [row] * len(times), color=color, marker=marker, s=50, zorder=3)
+        ax.set_yticks(range(len(rows)), [MARKERS[k][0] for k in rows])
+        ax.set_ylim(-0.7, len(rows) - 0.3)
         version_times, versions = _production_versions(self.events)
         if version_times:
-            ax.step(version_times, versions, where="post", color="black", label="model version in production")
-        for kind, (label, color, marker) in MARKERS.items():
-            times = [parse_time(e.time) for e in self.events if e.type == kind]
-            if times:
-                ax.scatter(times, [0.5] * len(times), color=color, marker=marker, s=60, label=label, zorder=3)
+            twin = ax.twinx()
+            twin.step(version_times, versions, where="post", color="black", alpha=0.5)
+            twin.set_ylabel("model version in production")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%b"))
-        ax.set_ylabel("version")
-        ax.legend(loc="upper left", fontsize=8, ncol=4)
-        ax.set_title("incidents, retrains, gate decisions and deployments")
+        ax.set_title("incidents (open spans), retrains, gate decisions and deployments")
 
 
 def collect(box: Any, events: list[Any]) -> Timeline:
@@ -109,14 +146,47 @@ def _ratio(feature: dict[str, Any]) -> float | None:
 
 
 def _describe(event: Any) -> str:
+    """A readable sentence with the numbers: the message a person was sent, or what the step did."""
+    from monitors.messages import message_for
+
     d = event.data
+    message = message_for(event)
+    if message is not None:
+        return f"{message['title']}. {message['text']}".replace("\n", " ")
     if event.type == "mlops.incident.changed.v1":
-        return f"{d['signal']} incident {d['status']} ({d.get('severity', '')})"
-    candidate = d.get("candidate")
-    model = f"{candidate['name']}:{candidate['version']}" if isinstance(candidate, dict) else ""
-    gate = d.get("gate") or {}
-    numbers = ", ".join(f"{k} {v:.3f}" for k, v in gate.items() if isinstance(v, float))
-    return " ".join(x for x in (model, numbers, str(d.get("traffic") or ""), d.get("reason") or "") if x)
+        return (f"incident updated on {d.get('monitor')}: {', '.join(d.get('signals') or [d.get('signal')])} "
+                f"({d.get('severity')}). " + " ".join(d.get("highlights") or []))
+    candidate = d.get("candidate") or {}
+    model = f"{candidate.get('name')}:{candidate.get('version')}" if isinstance(candidate, dict) else str(candidate)
+    if event.type == "mlops.challenger.accepted.v1":
+        gate = d.get("gate") or {}
+        numbers = gate.get("numbers") or {}
+        return (f"challenger {model} accepted: {'; '.join(gate.get('reasons') or [])} (challenger "
+                f"{_n(numbers.get('challenger'))}, champion {_n(numbers.get('champion'))} on "
+                f"{numbers.get('holdout_rows', '?')} recent labelled rows)")
+    if event.type == "mlops.canary.started.v1":
+        traffic = ", ".join(f"{k} {v}%" for k, v in (d.get("traffic") or {}).items())
+        return f"canary {model} took its share of traffic ({traffic}) until {d.get('bake_until', '?')}"
+    return event.type
+
+
+def _n(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "?"
+
+
+def _incident_spans(events: list[Any]) -> list[tuple[Any, Any]]:
+    """(opened, resolved) times of each incident from its events; one still open runs to the last event."""
+    opened: dict[str, Any] = {}
+    spans = []
+    for e in events:
+        if e.type != "mlops.incident.changed.v1":
+            continue
+        if e.data.get("status") == "opened":
+            opened[e.data["incident_id"]] = parse_time(e.time)
+        elif e.data.get("status") == "resolved" and e.data["incident_id"] in opened:
+            spans.append((opened.pop(e.data["incident_id"]), parse_time(e.time)))
+    last = parse_time(events[-1].time) if events else None
+    return spans + [(start, last) for start in opened.values()]
 
 
 def _production_versions(events: list[Any]) -> tuple[list[Any], list[int]]:

@@ -139,7 +139,7 @@ def test_telemetry_tables_have_the_columns_scoring_scripts_send():
         "MLRequests_CL": [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Endpoint", "string"),
                           ("Deployment", "string"), ("ModelVersion", "string"), ("Inputs", "dynamic"),
                           ("Prediction", "dynamic"), ("Score", "real"), ("LatencyMs", "real"),
-                          ("StatusCode", "int")],
+                          ("StatusCode", "int"), ("Generation", "dynamic")],
         "MLLabels_CL": [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Label", "dynamic")],
     }
     streams = {name.removeprefix("Custom-"): [(c["name"], c["type"]) for c in decl["columns"]]

@@ -55,3 +55,37 @@ def test_the_difference_between_strategies_carries_an_interval_that_covers_it():
     assert clear["low"] > 0 and clear["low"] <= clear["difference"] <= clear["high"]
     same = auc_difference(frame, "noisy", "score", replicates=60)
     assert same["low"] < 0.005 and same["high"] > -0.005 and same["high"] - same["low"] < 0.02
+
+
+def test_the_timeline_tells_what_happened_in_sentences_with_numbers_and_zooms():
+    from datetime import UTC, datetime, timedelta
+
+    from core.events import new_event
+    from replay.timeline import Timeline
+
+    t0 = datetime(2013, 4, 9, tzinfo=UTC)
+    incident = {"monitor": "flights-delay", "endpoint": "flights", "incident_id": "i-1", "signal": "performance",
+                "signals": ["data_drift", "performance"], "severity": "critical", "windows": 2,
+                "window_end": "2013-04-09T00:00:00Z",
+                "highlights": ["data_drift (warning, 2 window(s)): temp: 0.31 (effect 0.31 >= floor 0.1, p 0.005)"]}
+    gate = {"accepted": True, "reasons": ["auc improves by +0.0060 and no slice regresses beyond 0.03"],
+            "numbers": {"challenger": 0.7112, "champion": 0.7051, "holdout_rows": 5180}}
+    candidate = {"name": "flights-delay", "version": "2"}
+    events = [new_event("mlops.incident.changed.v1", {**incident, "status": "opened"}, id="e1", time=t0),
+              new_event("mlops.challenger.accepted.v1", {"run_id": "r", "endpoint": "flights", "candidate": candidate,
+                                                         "gate": gate}, id="e2", time=t0 + timedelta(days=1)),
+              new_event("mlops.canary.started.v1", {"run_id": "r", "endpoint": "flights", "candidate": candidate,
+                                                    "traffic": {"blue": 80, "green": 20},
+                                                    "bake_until": "2013-04-11T00:00:00Z"}, id="e3",
+                        time=t0 + timedelta(days=1)),
+              new_event("mlops.incident.changed.v1", {**incident, "status": "resolved"}, id="e4",
+                        time=t0 + timedelta(days=5))]
+    timeline = Timeline("flights-delay", [], events)
+    text = [detail for _, _, detail in timeline.entries()]
+    assert "temp: 0.31 (effect 0.31 >= floor 0.1" in text[0] and text[0].startswith("[critical] incident opened")
+    assert "accepted: auc improves by +0.0060" in text[1] and "challenger 0.711, champion 0.705 on 5180" in text[1]
+    assert text[2] == ("canary flights-delay:2 took its share of traffic (blue 80%, green 20%) until "
+                       "2013-04-11T00:00:00Z")
+    assert text[3].startswith("incident resolved on flights-delay")
+    page = timeline.interactive({"managed": {"monthly_metric": {"2013-04": 0.64}, "retrains": 1}})
+    assert "plotly" in page.lower() and "managed (1 retrains)" in page
