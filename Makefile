@@ -53,7 +53,7 @@ demo-text: $(TEXT)
 test: $(STAMP) $(TEXT) $(SERVE) node_modules/.bin/azurite
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(SERVE)
 	$(PY) -m benchmarks
 
 lint: $(STAMP)
