@@ -18,9 +18,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 # The text stack (issue 13) is an extra: the tabular path never needs it; `make test` and `make demo-text` do.
+# NLTK data for BLEU/GLEU/METEOR, never downloaded at run time: WordNet from Debian (wordnet-base,
+# wordnet-sense-index; .ci/run installs them), Punkt tables from the llama-index-core wheel (read, not installed),
+# Perl Unicode tables from sacremoses. Missing sources leave those metrics "not evaluated", saying why.
+NLTK_WHEEL := llama-index-core==0.14.25
+
 $(TEXT): $(STAMP) requirements-text.txt
 	$(PY) -m pip install -q -r requirements-text.txt
 	$(PY) -m monitors.text export
+	$(PY) -m pip download -q --no-deps -d $(VENV)/wheels $(NLTK_WHEEL)
+	$(PY) -m monitors.text nltk-data
 	@touch $(TEXT)
 
 $(SERVE): requirements-serve.txt pyproject.toml
@@ -46,7 +53,7 @@ demo-text: $(TEXT)
 test: $(STAMP) $(TEXT) $(SERVE) node_modules/.bin/azurite
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(SERVE)
 	$(PY) -m benchmarks
 
 lint: $(STAMP)

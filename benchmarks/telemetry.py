@@ -139,7 +139,8 @@ def run_local(rows: int, numeric: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteTelemetryStore(Path(folder) / "telemetry.sqlite")
         with closing(sqlite3.connect(store.path)) as db, db:
-            db.executemany("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?)",
+            db.executemany("INSERT INTO requests (time_us, request_id, endpoint, deployment, model_version, inputs, "
+                           "prediction, score, latency_ms, status_code) VALUES (?,?,?,?,?,?,?,?,?,?)",
                            ((t, r[1], "flights", r[2], r[3], r[4], r[5], r[6], r[7], r[8])
                             for t, r in zip(micros, table, strict=True)))
         del table

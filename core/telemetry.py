@@ -29,11 +29,57 @@ log = logging.getLogger(__name__)
 REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("TimeGenerated", "datetime"), ("RequestId", "string"), ("Endpoint", "string"), ("Deployment", "string"),
     ("ModelVersion", "string"), ("Inputs", "dynamic"), ("Prediction", "dynamic"), ("Score", "real"),
-    ("LatencyMs", "real"), ("StatusCode", "int"),
+    ("LatencyMs", "real"), ("StatusCode", "int"), ("Generation", "dynamic"),
 )
 LABEL_COLUMNS: tuple[tuple[str, str], ...] = (("TimeGenerated", "datetime"), ("RequestId", "string"),
                                               ("Label", "dynamic"))
 REQUESTS_STREAM, LABELS_STREAM = "Custom-MLRequests_CL", "Custom-MLLabels_CL"
+
+
+# What a generative endpoint adds to a request, each optional: the texts in and out, what the model was given to
+# ground its answer, the expected answer when known, token counts, the model deployment and why it stopped.
+GENERATION_TEXTS = ("prompt", "response", "context", "ground_truth")
+GENERATION_FIELDS = (*GENERATION_TEXTS, "tokens_in", "tokens_out", "model", "finish_reason")
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt: str | None = None
+    response: str | None = None
+    context: str | None = None
+    ground_truth: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    model: str | None = None  # the model (deployment) that answered, e.g. "gpt-4o-mini-2024-07-18"
+    finish_reason: str | None = None  # stop | length | content_filter | tool_calls | ...
+
+    def __post_init__(self) -> None:
+        for name in (*GENERATION_TEXTS, "model", "finish_reason"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValidationFailed(f"generation.{name} must be text, got {type(value).__name__}",
+                                       field=f"generation.{name}")
+        for name in ("tokens_in", "tokens_out"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValidationFailed(f"generation.{name} must be a non-negative integer, got {value!r}",
+                                       field=f"generation.{name}")
+
+    @classmethod
+    def of(cls, value: "Generation | Mapping[str, Any] | None") -> "Generation | None":
+        if value is None or isinstance(value, Generation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValidationFailed("generation must be a mapping of its fields", field="generation")
+        unknown = sorted(set(value) - set(GENERATION_FIELDS))
+        if unknown:
+            raise ValidationFailed(f"generation has unknown fields {unknown}; known: {list(GENERATION_FIELDS)}",
+                                   field="generation")
+        return cls(**value)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are set (a classifier's request logs none of them)."""
+        return {name: getattr(self, name) for name in GENERATION_FIELDS if getattr(self, name) is not None}
 
 
 @dataclass(frozen=True)
@@ -48,9 +94,11 @@ class RequestRecord:
     score: float | None
     latency_ms: float
     status_code: int
+    generation: Generation | None = None  # generative endpoints only
 
     def __post_init__(self) -> None:
         _aware(self.time, "time")
+        object.__setattr__(self, "generation", Generation.of(self.generation))
         for name in ("request_id", "endpoint"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValidationFailed(f"{name} must be a non-empty string", field=name)
@@ -87,12 +135,15 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=lambda v: plain(v, no
 
 
 def request_row(record: RequestRecord) -> dict[str, Any]:
-    """One row of MLRequests_CL, as sent to the Logs Ingestion API."""
-    return {"TimeGenerated": iso(record.time), "RequestId": record.request_id, "Endpoint": record.endpoint,
+    """One row of MLRequests_CL, as sent to the Logs Ingestion API (Generation only for generative requests)."""
+    row = {"TimeGenerated": iso(record.time), "RequestId": record.request_id, "Endpoint": record.endpoint,
             "Deployment": record.deployment, "ModelVersion": record.model_version,
             "Inputs": json.loads(to_json_text(dict(record.inputs))), "Prediction": json.loads(
                 to_json_text(record.prediction)), "Score": None if record.score is None else float(record.score),
             "LatencyMs": float(record.latency_ms), "StatusCode": int(record.status_code)}
+    if record.generation is not None:
+        row["Generation"] = record.generation.to_json()
+    return row
 
 
 def label_row(label: LabelRecord) -> dict[str, Any]:
@@ -206,11 +257,14 @@ class RequestLogger:
                    model_version=env.get("MLOPS_MODEL_VERSION", "unknown"), **kwargs)
 
     def log(self, *, inputs: Mapping[str, Any], prediction: Any, latency_ms: float, score: float | None = None,
-            status_code: int = 200, request_id: str | None = None, time: datetime | None = None) -> RequestRecord:
+            status_code: int = 200, request_id: str | None = None, time: datetime | None = None,
+            generation: Generation | Mapping[str, Any] | None = None) -> RequestRecord:
+        """One request. A generative endpoint passes `generation` (prompt, response, context, ground_truth,
+        tokens_in, tokens_out, model, finish_reason: any of them) beside its inputs."""
         record = RequestRecord(time=time or datetime.now(timezone.utc), request_id=request_id or str(uuid.uuid4()),
                                endpoint=self.endpoint, deployment=self.deployment, model_version=self.model_version,
                                inputs=inputs, prediction=prediction, score=score, latency_ms=latency_ms,
-                               status_code=status_code)
+                               status_code=status_code, generation=generation)
         with self._lock:
             self._push(self._buffer, record)
             due = len(self._buffer) >= self.batch_size or _time.monotonic() - self._last_flush >= self.flush_interval_s

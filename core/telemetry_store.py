@@ -25,16 +25,17 @@ if TYPE_CHECKING:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     time_us INTEGER NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL, deployment TEXT,
-    model_version TEXT, inputs TEXT, prediction TEXT, score REAL, latency_ms REAL, status_code INTEGER);
+    model_version TEXT, inputs TEXT, prediction TEXT, score REAL, latency_ms REAL, status_code INTEGER,
+    generation TEXT);
 CREATE INDEX IF NOT EXISTS requests_endpoint_time ON requests (endpoint, time_us);
 CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 CREATE TABLE IF NOT EXISTS labels (request_id TEXT PRIMARY KEY, label TEXT, time_us INTEGER NOT NULL);
 """
 WINDOW_COLUMNS = ("time_us", "request_id", "deployment", "model_version", "inputs", "prediction", "score",
-                  "latency_ms", "status_code", "label")
+                  "latency_ms", "status_code", "generation", "label")
 _WINDOW_SQL = """
 SELECT r.time_us, r.request_id, r.deployment, r.model_version, r.inputs, r.prediction, r.score, r.latency_ms,
-       r.status_code, l.label
+       r.status_code, r.generation, l.label
 FROM requests r LEFT JOIN labels l ON l.request_id = r.request_id
 WHERE r.endpoint = ? AND r.time_us >= ? AND r.time_us < ? AND (? IS NULL OR r.deployment = ?) ORDER BY r.time_us"""
 
@@ -65,6 +66,7 @@ class SqliteTelemetryStore:
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            _add_generation_column(db)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
@@ -73,8 +75,9 @@ class SqliteTelemetryStore:
 
     def write(self, records: Sequence[RequestRecord]) -> None:
         rows = [(micros(r.time), r.request_id, r.endpoint, r.deployment, r.model_version, to_json_text(dict(r.inputs)),
-                 to_json_text(r.prediction), r.score, float(r.latency_ms), int(r.status_code)) for r in records]
-        self._write("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                 to_json_text(r.prediction), r.score, float(r.latency_ms), int(r.status_code),
+                 to_json_text(r.generation.to_json()) if r.generation else None) for r in records]
+        self._write("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def write_labels(self, labels: Sequence[LabelRecord]) -> None:
         rows = [(x.request_id, to_json_text(x.label), micros(x.time)) for x in labels]
@@ -140,6 +143,17 @@ class SqliteTelemetryStore:
                 return db.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
+
+
+def _add_generation_column(db: sqlite3.Connection) -> None:
+    """Stores made before generation fields existed get the column (empty for their rows)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    if "generation" not in columns:
+        try:
+            db.execute("ALTER TABLE requests ADD COLUMN generation TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _typed(table: "pa.Table") -> "pa.Table":

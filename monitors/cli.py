@@ -164,6 +164,8 @@ def compare_frames(reference, current, spec=None, *, cache=None) -> tuple[dict[s
     fitted = drift.fit(reference)
     checked = quality.fit(frame_of(reference))  # calibrated rates are judged against the reference's own rows
     findings = fitted.evaluate(batch) + checked.evaluate(batch)
+    for evaluator in _generative(spec):  # language-model endpoints: silent on frames without generation columns
+        findings += evaluator.fit(frame_of(reference)).evaluate(batch)
     return result_document(findings, rows=len(current), reference_rows=fitted.profile.rows), kinds, findings
 
 
@@ -191,6 +193,16 @@ def _freed_memory_goes_back() -> None:
             ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, from the C library the process runs on
         except (OSError, AttributeError):  # not glibc (musl): nothing to tune
             return
+
+
+def _generative(spec) -> list[Any]:
+    if spec is not None:
+        from monitors.signals.suite import generative_evaluators
+
+        return generative_evaluators(spec)
+    from monitors.signals.generative import GenerationHealthEvaluator
+
+    return [GenerationHealthEvaluator()]
 
 
 def _text_kinds(reference) -> dict[str, str]:
@@ -236,6 +248,12 @@ def table(result: dict[str, Any]) -> str:
                      + (f"; topics {moved}" if moved else "") + (f"; {text['note']}" if text.get("note") else ""))
     quality = result["quality"]
     lines.append(f"quality: {quality['rows']} rows; breached: {', '.join(quality['breached']) or 'none'}")
+    for signal in ("generation_health", "answer_quality"):
+        for f in result.get(signal, []):
+            d = f.get("details") or {}
+            moved = f", reference {_fmt(d.get('reference'))}, p {_fmt(f.get('p_value'))}" if d.get("tested") else ""
+            lines.append(f"{signal} {f['name']}: {_fmt(f.get('statistic'))}{moved}"
+                         + (" BREACHED" if f.get("breached") else "") + (f"; {d['note']}" if d.get("note") else ""))
     return "\n".join(lines)
 
 

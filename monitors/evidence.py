@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from monitors.spec import MonitorSpec
 
 DRIFT_SIGNALS = ("data_drift", "prediction_drift")
-ACTIONABLE_SIGNALS = (*DRIFT_SIGNALS, "performance", "estimated_performance")
+ACTIONABLE_SIGNALS = (*DRIFT_SIGNALS, "performance", "estimated_performance", "answer_quality")
 
 
 def actionable(findings: list[Finding]) -> bool:
@@ -58,6 +58,12 @@ def performance_evidence(findings: list[Finding]) -> dict[str, Any]:
                         "standard_error": found.details.get("standard_error"), "margin": found.details.get("margin"),
                         "higher_is_better": HIGHER_IS_BETTER.get(found.name, True),
                         "window": found.details.get("window")}
+    answers = [f for f in findings if f.signal == "answer_quality" and f.details.get("tested")]
+    if answers:  # a language model's answers: the worst-moved metric, decided against the reference's runs
+        worst = max(answers, key=lambda f: (f.breached, f.details.get("effect") or 0.0))
+        out["answers"] = {"metric": worst.name, "value": worst.statistic, "baseline": worst.details.get("reference"),
+                          "threshold": worst.threshold, "breached": worst.breached,
+                          "p_value": worst.details.get("p_value"), "higher_is_better": True}
     return out
 
 

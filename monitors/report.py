@@ -38,7 +38,7 @@ def result_document(findings: list[Finding], *, rows: int, reference_rows: int |
     prediction = drift_summary(findings, "prediction_drift")["features"]
     if prediction:
         doc["prediction_drift"] = prediction
-    for signal in ("performance", "health"):
+    for signal in ("performance", "health", "generation_health", "answer_quality"):
         found = [finding_json(f) for f in findings if f.signal == signal]
         if found:
             doc[signal] = found

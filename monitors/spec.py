@@ -26,7 +26,8 @@ from core.errors import NotFound, ValidationFailed
 from core.types import Severity, format_duration, parse_duration  # noqa: F401 - re-exported
 
 log = logging.getLogger("mlops.monitors")
-SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "estimated_performance", "health")
+SIGNALS = ("data_drift", "prediction_drift", "data_quality", "performance", "estimated_performance", "health",
+           "generation_health", "answer_quality")
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -173,6 +174,63 @@ class HealthSignal(_Strict):
     max_p95_latency_ms: float = Field(1000.0, gt=0)
 
 
+class GenerationHealthSignal(_Strict):
+    """A generative endpoint's tokens, latency, errors, refusals, truncations and cost (monitors.signals.generative):
+    each against its own runs in the reference, plus the optional limits. Silent for windows without generation."""
+
+    enabled: bool = True
+    alpha: float = Field(0.001, gt=0, lt=1)
+    min_increase: float = Field(0.25, ge=0)  # tokens, latency, cost: relative increase over the reference
+    min_rate_increase: float = Field(0.02, ge=0, le=1)  # refusal, truncation, error rates: absolute increase
+    price_per_1k_tokens_in: float | None = Field(None, ge=0)  # the deployment's prices: cost per 1,000 requests
+    price_per_1k_tokens_out: float | None = Field(None, ge=0)
+    max_cost_per_1k_requests: float | None = Field(None, gt=0)  # a budget: breaches on its own
+    max_tokens_per_request: float | None = Field(None, gt=0)  # output tokens
+    max_refusal_rate: float | None = Field(None, ge=0, le=1)
+    max_p95_latency_ms: float | None = Field(None, gt=0)
+
+
+class JudgeSpec(_Strict):
+    """An Azure OpenAI deployment that judges answers (Microsoft Entra ID: the app's identity, no key in config)."""
+
+    endpoint: str = Field(pattern=r"^https?://")
+    deployment: str = Field(min_length=1)
+    api_version: str = "2024-10-21"
+    sample: float = Field(0.1, gt=0, le=1)  # share of answers judged
+    calls_per_minute: float = Field(60.0, gt=0)
+    max_calls: int = Field(200, ge=1)  # per check and metric
+    max_tokens: int = Field(400_000, ge=1)  # per check: the cost cap
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class AnswerQualitySignal(_Strict):
+    """Scores of generated answers (azure-ai-evaluation), each window's mean against the reference's runs."""
+
+    enabled: bool = False  # on for a generative endpoint whose reference holds responses (and ground truth)
+    metrics: list[str] = ["f1", "similarity"]  # f1 rouge bleu gleu meteor similarity; judges: groundedness
+    # relevance coherence fluency (need `judge`)
+    min_drop: float = Field(0.05, ge=0, le=1)  # share of the metric's scale (0-1 scores, 1-5 judges)
+    alpha: float = Field(0.001, gt=0, lt=1)
+    judge: JudgeSpec | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, metrics: list[str]) -> list[str]:
+        known = {"f1", "rouge", "bleu", "gleu", "meteor", "similarity", "groundedness", "relevance", "coherence",
+                 "fluency"}
+        unknown = [m for m in metrics if m not in known]
+        if unknown:
+            raise ValueError(f"unknown answer metrics {unknown}; known: {sorted(known)}")
+        return metrics
+
+    @model_validator(mode="after")
+    def _judge_needed(self) -> "AnswerQualitySignal":
+        judged = [m for m in self.metrics if m in ("groundedness", "relevance", "coherence", "fluency")]
+        if judged and self.judge is None:
+            raise ValueError(f"metrics {judged} need a judge deployment (signals.answer_quality.judge)")
+        return self
+
+
 class Signals(_Strict):
     data_drift: DataDriftSignal = DataDriftSignal()
     prediction_drift: PredictionDriftSignal = PredictionDriftSignal()
@@ -180,6 +238,8 @@ class Signals(_Strict):
     performance: PerformanceSignal = PerformanceSignal()
     estimated_performance: EstimatedPerformanceSignal = EstimatedPerformanceSignal()
     health: HealthSignal = HealthSignal()
+    generation_health: GenerationHealthSignal = GenerationHealthSignal()
+    answer_quality: AnswerQualitySignal = AnswerQualitySignal()
 
 
 class AlertSpec(_Strict):
@@ -191,7 +251,8 @@ class AlertSpec(_Strict):
     cooldown: Duration = timedelta(0)  # after a resolution, no new incident for this long
     digest: bool = False  # a daily digest of incident updates (signals joining, severity rising)
     severity: dict[Literal["data_drift", "prediction_drift", "data_quality", "performance", "estimated_performance",
-                           "health", "check_failed"], Severity] = Field(default_factory=dict)
+                           "health", "generation_health", "answer_quality", "check_failed"], Severity] = Field(
+        default_factory=dict)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "AlertSpec":

@@ -86,7 +86,8 @@ def performance_at_risk(evidence: Mapping[str, Any] | None, policy: RetrainPolic
     """Is the drifting window's performance, realized or estimated, below the reference's beyond noise?
 
     `evidence`: the `performance` object of mlops.drift.detected.v1, {"realized": {...}, "estimated": {...}},
-    each with metric, value, baseline, margin (the window's noise allowance) and higher_is_better.
+    each with metric, value, baseline, margin (the window's noise allowance) and higher_is_better; for a
+    language model also "answers" (answer quality, already decided against the reference's runs).
     """
     if not policy.require_performance_at_risk:
         return PolicyDecision(True, ["the retrain policy does not require performance at risk"])
@@ -102,6 +103,13 @@ def performance_at_risk(evidence: Mapping[str, Any] | None, policy: RetrainPolic
                 f"noise {margin:.3f} + margin {policy.min_performance_drop}")
         if drop > margin + policy.min_performance_drop:
             return PolicyDecision(True, [f"performance at risk: {line}"])
+        seen.append(line)
+    answers = (evidence or {}).get("answers") or {}
+    if answers.get("value") is not None and answers.get("baseline") is not None:
+        line = (f"answer quality {answers.get('metric')} {answers['value']:.3f} vs reference "
+                f"{answers['baseline']:.3f}")
+        if answers.get("breached"):  # already decided beyond the reference's runs and the effect floor
+            return PolicyDecision(True, [f"performance at risk: {line}, below the reference's own variation"])
         seen.append(line)
     if not seen:
         return PolicyDecision(False, ["drift alone does not retrain: no performance evidence in the window "

@@ -58,6 +58,7 @@ def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str =
         h = sig.health
         evaluators.append(HealthEvaluator(h.max_error_rate, h.max_p95_latency_ms, severity=sev("health"),
                                           policy=h.policy, alpha=h.alpha, min_rows=spec.window.min_rows))
+    evaluators.extend(generative_evaluators(spec))
     performance = None
     if sig.performance.enabled and spec.prediction and spec.label:
         p = sig.performance
@@ -89,6 +90,29 @@ def quality_evaluator(spec: "MonitorSpec", known: frozenset[str] = TELEMETRY_COL
         spec.kinds, q.max_missing_rate, q.max_type_error_rate, q.max_out_of_range_rate, q.max_unseen_rate,
         q.max_rejected_rate, q.allow_extra_columns, frozenset(known), severity=spec.alert.severity_of("data_quality"),
         policy=q.policy, fwer=q.fwer, effect_floor=q.effect_floor, min_rows=spec.window.min_rows)
+
+
+def generative_evaluators(spec: "MonitorSpec") -> list[Evaluator]:
+    """Health of a language-model endpoint (silent on other endpoints) and, when asked for, answer quality."""
+    from monitors.signals.generative import AnswerQualityEvaluator, GenerationHealthEvaluator
+
+    sig, out = spec.signals, []
+    g = sig.generation_health
+    if g.enabled:
+        out.append(GenerationHealthEvaluator(
+            g.price_per_1k_tokens_in, g.price_per_1k_tokens_out, g.max_cost_per_1k_requests, g.max_tokens_per_request,
+            g.max_refusal_rate, g.max_p95_latency_ms, g.min_increase, g.min_rate_increase, g.alpha,
+            spec.window.min_rows, severity=spec.alert.severity_of("generation_health")))
+    a = sig.answer_quality
+    if a.enabled:
+        judge = None
+        if a.judge is not None:
+            from monitors.text.answers import JudgeSettings
+
+            judge = JudgeSettings(**a.judge.model_dump())
+        out.append(AnswerQualityEvaluator(tuple(a.metrics), a.min_drop, a.alpha, spec.window.min_rows, judge,
+                                          severity=spec.alert.severity_of("answer_quality")))
+    return out
 
 
 def text_options(spec: "MonitorSpec") -> dict[str, Any]:

@@ -18,10 +18,11 @@ import pyarrow as pa
 from core.errors import ValidationFailed
 from core.telemetry_store import gc_paused
 from core.types import EndpointRef, TelemetryBatch, Window
+from monitors.telemetry import generation as gen
 from monitors.telemetry.inputs import decode_inputs, decode_untyped
 
 RESERVED = ("request_id", "time", "deployment", "model_version", "latency_ms", "status_code", "prediction",
-            "score", "label")
+            "score", "label", "finish_reason", "generation_model")
 KINDS = ("numeric", "categorical", "text")  # text decodes as strings, like categorical
 MAX_EXAMPLES = 5
 
@@ -58,7 +59,8 @@ class Rejections:
 
 def build_batch(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
                 features: Mapping[str, str] | None) -> TelemetryBatch:
-    """`raw` holds the RESERVED columns plus `inputs` (JSON text per row), as lists or pyarrow arrays."""
+    """`raw` holds the RESERVED columns plus `inputs` (JSON text per row), as lists or pyarrow arrays, and
+    optionally `generation` (JSON text per row, None for requests that are not generative)."""
     with gc_paused():
         return _build(endpoint, window, raw, features)
 
@@ -78,6 +80,12 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
     _check_column(rej, "status_code", np.isnan(status))
     for i in np.flatnonzero(np.isinf(latency)):
         rej.reject(int(i), "non_finite", "latency_ms is not finite", float(latency[i]))
+    column = raw.get("generation")
+    empty = column is None or (isinstance(column, (pa.Array, pa.ChunkedArray)) and column.null_count == len(column))
+    cells = [] if empty else _pylist(column)  # a classifier's window: no Python object per row
+    generated = gen.has_generation(cells)
+    features, _ = gen.split_features(features, generated)
+    generation = gen.decode(cells, rej.reject) if generated else {}
     if features is None:
         fast = decode_untyped(raw["inputs"])
         inputs = _untyped_inputs(_pylist(raw["inputs"]), rej) if fast is None else \
@@ -87,6 +95,7 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
     frame = pd.DataFrame({"request_id": _objects(ids), "time": times, "deployment": _objects(raw["deployment"]),
                           "model_version": _objects(raw["model_version"]), "latency_ms": latency,
                           "status_code": status, **inputs,
+                          **{name: column for name, column in generation.items() if name not in inputs},
                           "prediction": json_column(_pylist(raw["prediction"])), "score": _floats(raw["score"]),
                           "label": json_column(_pylist(raw["label"]))})
     if rej.bad.any():

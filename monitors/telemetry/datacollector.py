@@ -29,6 +29,7 @@ import pyarrow.json as pj
 
 from core.errors import ValidationFailed
 from core.types import EndpointRef, TelemetryBatch, Window
+from monitors.telemetry import generation
 from monitors.telemetry.blobfiles import Files
 from monitors.telemetry.convert import RESERVED, Rejections, check_features
 from monitors.telemetry.inputs import decode_inputs
@@ -175,7 +176,13 @@ class DataCollectorTelemetrySource:
                predicted: list[msgspec.Raw | None], rejected: dict[str, int]) -> TelemetryBatch:
         rej = Rejections(ids)
         typed = self.features is not None
-        columns = decode_inputs(texts, self.features, rej.reject) if typed else _untyped(texts, rej)
+        # A generative deployment collects its prompt with the inputs and its response with the outputs: a spec's
+        # generation-field features (prompt, response, tokens_out, ...) are taken from whichever holds them.
+        plain, own = generation.split_features(self.features, typed)
+        columns = decode_inputs(texts, plain, rej.reject) if typed else _untyped(texts, rej)
+        if own:
+            found = _untyped(texts, rej)
+            columns.update({name: found[name] for name in own if name in found})
         outputs = _output_columns(predicted, set(columns))
         frame = pd.DataFrame({"request_id": np.array(ids, dtype=object),
                               "time": pd.DatetimeIndex(times, tz="UTC") if times else pd.DatetimeIndex([], tz="UTC"),

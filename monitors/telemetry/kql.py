@@ -10,7 +10,7 @@ from core.types import EndpointRef, utc
 
 # Projected in this order; `convert` and the response decoder rely on it.
 RESULT_COLUMNS = ("TimeGenerated", "RequestId", "Deployment", "ModelVersion", "Inputs", "Prediction", "Score",
-                  "LatencyMs", "StatusCode", "Label")
+                  "LatencyMs", "StatusCode", "Generation", "Label")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -57,7 +57,8 @@ def rows_query(table: str, labels_table: str, endpoint: EndpointRef, start: date
         "| summarize arg_max(TimeGenerated, Label) by RequestId\n| project RequestId, Label;\n"
         "requests\n| join kind=leftouter labels on RequestId\n"
         "| project TimeGenerated, RequestId, Deployment, ModelVersion, Inputs = tostring(Inputs),\n"
-        "    Prediction = tostring(Prediction), Score, LatencyMs, StatusCode, Label = tostring(Label)\n"
+        "    Prediction = tostring(Prediction), Score, LatencyMs, StatusCode, Generation = tostring(Generation),\n"
+        "    Label = tostring(Label)\n"
         "| order by TimeGenerated asc"
     )
 

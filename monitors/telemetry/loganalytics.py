@@ -29,10 +29,10 @@ from monitors.telemetry.convert import build_batch, check_features
 
 _RAW_NAMES = {"TimeGenerated": "time", "RequestId": "request_id", "Deployment": "deployment",
               "ModelVersion": "model_version", "Inputs": "inputs", "Prediction": "prediction", "Score": "score",
-              "LatencyMs": "latency_ms", "StatusCode": "status_code", "Label": "label"}
+              "LatencyMs": "latency_ms", "StatusCode": "status_code", "Generation": "generation", "Label": "label"}
 _Text = str | None
 _Number = float | str | None  # Kusto writes NaN and infinities of real columns as strings
-_DYNAMIC = ("inputs", "prediction", "label")  # tostring(dynamic): JSON text, "" for null
+_DYNAMIC = ("inputs", "prediction", "generation", "label")  # tostring(dynamic): JSON text, "" for null
 
 
 class _Row(msgspec.Struct, array_like=True, gc=False):
@@ -47,6 +47,7 @@ class _Row(msgspec.Struct, array_like=True, gc=False):
     score: _Number
     latency_ms: _Number
     status_code: int | None
+    generation: _Text
     label: _Text
 
 

@@ -130,7 +130,8 @@ def _lexical(metric: str, rows: list[dict], scored: Scored, evaluator: Callable[
 
         absent = missing()
         if absent:
-            reasons[f"NLTK data missing: {', '.join(absent)} (set NLTK_DATA; never downloaded)"] += len(rows)
+            reasons[f"NLTK data missing: {', '.join(absent)} (python -m monitors.text nltk-data, or set NLTK_DATA; "
+                    "never downloaded)"] += len(rows)
             return
     evaluator = evaluator or _build(metric)
     key = LEXICAL[metric][1]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # imported where used: the register step needs neither
     import numpy as np
     import pandas as pd
 
-KINDS = ("numeric", "categorical")
+KINDS = ("numeric", "categorical", "text")  # text: strings, like categorical (free text, not a code)
 TASKS = ("binary", "multiclass", "regression")
 TRAIN_FILE, HOLDOUT_FILE, SCHEMA_FILE, SUMMARY_FILE = "train.parquet", "holdout.parquet", "schema.json", "summary.json"
 REFERENCE_FILE = "reference.parquet"  # evaluate's monitoring reference, recorded by register
@@ -36,7 +36,7 @@ def parse_features(text: str) -> dict[str, str]:
     except json.JSONDecodeError as exc:
         raise InputError(f"--features is not JSON: {exc}") from exc
     if not isinstance(features, dict) or not features:
-        raise InputError("--features must be a non-empty JSON object name -> numeric|categorical")
+        raise InputError("--features must be a non-empty JSON object name -> numeric|categorical|text")
     for name, kind in features.items():
         if kind not in KINDS:
             raise InputError(f"--features: feature {name!r} has kind {kind!r}, expected one of {KINDS}")
@@ -100,7 +100,7 @@ def targets(frame: pd.DataFrame, target: str, task: str, what: str) -> np.ndarra
 
 
 def feature_frame(frame: pd.DataFrame, features: dict[str, str]) -> pd.DataFrame:
-    """Categoricals as strings (missing stays missing), numerics as floats, in the declared order.
+    """Categoricals and texts as strings (missing stays missing), numerics as floats, in the declared order.
 
     The training command gets its features in exactly these types, and so does the model when it is
     evaluated and served: what it learned on is what it is asked about.
@@ -110,7 +110,7 @@ def feature_frame(frame: pd.DataFrame, features: dict[str, str]) -> pd.DataFrame
     out = {}
     for name, kind in features.items():
         column = frame[name]
-        if kind == "categorical":
+        if kind in ("categorical", "text"):
             out[name] = column.astype("object").where(column.notna(), None).map(
                 lambda v: None if v is None else str(v))
         else:

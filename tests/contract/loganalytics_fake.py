@@ -27,7 +27,7 @@ _DEPLOYMENT = re.compile(r'Deployment == "((?:[^"\\]|\\.)*)"')
 _PATH = re.compile(r"^https://api\.loganalytics\.io/v1/workspaces/([^/]+)/query$")
 COLUMNS = [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Deployment", "string"),
            ("ModelVersion", "string"), ("Inputs", "string"), ("Prediction", "string"), ("Score", "real"),
-           ("LatencyMs", "real"), ("StatusCode", "int"), ("Label", "string")]
+           ("LatencyMs", "real"), ("StatusCode", "int"), ("Generation", "string"), ("Label", "string")]
 PARTIAL_ERROR = {"code": "PartialError", "message": "There were some errors when processing your query.",
                  "details": [{"code": "EngineError", "message": "Something went wrong processing your query on "
                               "the server.", "innererror": {"code": "-2133196797", "message": "Shard unavailable"}}]}
@@ -205,7 +205,8 @@ def _row(r: dict[str, Any], label: Any) -> list[Any]:
     moment = parse_time(r["TimeGenerated"])
     inputs = r["Inputs"] if isinstance(r["Inputs"], str) else json.dumps(r["Inputs"], separators=(",", ":"))
     return [f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}0Z", r["RequestId"], r["Deployment"],
-            r["ModelVersion"], inputs, _dyn(r["Prediction"]), r["Score"], r["LatencyMs"], r["StatusCode"], _dyn(label)]
+            r["ModelVersion"], inputs, _dyn(r["Prediction"]), r["Score"], r["LatencyMs"], r["StatusCode"],
+            _dyn(r.get("Generation")), _dyn(label)]
 
 
 def _dyn(value: Any) -> str:

@@ -221,6 +221,25 @@ def test_a_check_reads_collector_files_named_by_the_spec(files_of, tmp_path, req
     shutil.rmtree(tmp_path / "reports")
 
 
+@pytest.mark.parametrize("files_of", ["folder"], indirect=True)
+def test_a_generative_deployment_collects_its_prompt_with_the_inputs_and_response_with_the_outputs(files_of):
+    writer = Writer()
+    at = DAY + timedelta(hours=9)
+    asked = [("c1", "Where is my parcel?", "It left the depot today.", 14), ("c2", "Cancel my order", "Done.", 3)]
+    writer.add(blob_name("model_inputs", at), [line("model_inputs", pd.DataFrame({"prompt": [q], "channel": ["app"]}),
+                                                    cid, at) for cid, q, _, _ in asked])
+    writer.add(blob_name("model_outputs", at), [line("model_outputs", pd.DataFrame(
+        {"response": [a], "tokens_out": [n], "finish_reason": ["stop"]}), cid, at) for cid, _, a, n in asked])
+    source = DataCollectorTelemetrySource(files_of(writer), features={
+        "prompt": "text", "response": "text", "tokens_out": "numeric", "channel": "categorical"})
+    batch = source.fetch(EndpointRef("flights"), WINDOW)
+    frame = batch.frame.set_index("request_id")
+    assert batch.rejected == {}
+    assert frame.loc["c1", "prompt"] == "Where is my parcel?" and frame.loc["c2", "response"] == "Done."
+    assert frame.loc["c1", "tokens_out"] == 14 and frame.loc["c2", "finish_reason"] == "stop"
+    assert list(frame["channel"]) == ["app", "app"]
+
+
 def test_what_the_local_agent_files_from_collector_posts_reads_back(tmp_path):
     """The serving side's agent (retrain.datacollector) receives what azureml-ai-monitoring's Collector POSTs
     (its MdcSender's ce-* headers, the DataFrame as JSON records) and files it; this source reads that folder."""

@@ -46,7 +46,8 @@ class LocalHarness:
     def add_raw_inputs(self, request_id: str, at: datetime, inputs_text: str) -> None:
         """A row written by a foreign or buggy writer: inputs text is whatever it is."""
         with closing(sqlite3.connect(self.store.path)) as db, db:
-            db.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO requests (time_us, request_id, endpoint, deployment, model_version, inputs, "
+                       "prediction, score, latency_ms, status_code) VALUES (?,?,?,?,?,?,?,?,?,?)",
                        (micros(at), request_id, EP.name, "blue", "3", inputs_text, "1", 0.5, 10.0, 200))
 
     def source(self, max_rows: int = 500_000, features=FEATURES):
@@ -292,3 +293,48 @@ def test_a_deployment_of_the_endpoint_can_be_read_alone(harness):
     batch = harness.source().fetch(EndpointRef(EP.name, "green"), HOUR)
     assert batch.rows == 6 and set(batch.frame.deployment) == {"green"}
     assert harness.source().fetch(EP, HOUR).rows == 12
+
+
+def chat(i: int, at: datetime, **generation) -> RequestRecord:
+    fields = {"prompt": f"question {i}?", "response": f"answer {i}.", "tokens_in": 10 + i, "tokens_out": 20 + i,
+              "model": "gpt-4o-mini", "finish_reason": "stop", **generation}
+    return RequestRecord(time=at, request_id=f"chat-{i}", endpoint=EP.name, deployment="blue", model_version="3",
+                         inputs={"channel": "web"}, prediction=None, score=None, latency_ms=800.0, status_code=200,
+                         generation=fields)
+
+
+def test_generation_fields_come_back_as_columns_and_can_be_text_features(harness):
+    harness.add([chat(i, T0 + timedelta(minutes=i)) for i in range(4)])
+    harness.add([chat(9, T0 + timedelta(minutes=9), context="the manual, page 3", ground_truth="answer nine.",
+                      finish_reason="content_filter", response=None)])
+    batch = harness.source(features={"channel": "categorical", "prompt": "text", "tokens_out": "numeric"}).fetch(
+        EP, HOUR)
+    frame = batch.frame.set_index("request_id")
+    assert batch.rejected == {} and batch.rows == 5
+    assert frame.prompt["chat-2"] == "question 2?" and frame.response["chat-2"] == "answer 2."
+    assert frame.tokens_in["chat-3"] == 13.0 and frame.tokens_out["chat-0"] == 20.0
+    assert frame.generation_model["chat-1"] == "gpt-4o-mini" and frame.finish_reason["chat-9"] == "content_filter"
+    assert frame.response["chat-9"] is None and frame.context["chat-9"] == "the manual, page 3"
+    assert frame.ground_truth["chat-9"] == "answer nine." and frame.ground_truth["chat-0"] is None
+    assert list(frame.channel) == ["web"] * 5
+
+
+def test_a_classifier_window_gets_no_generation_columns(harness):
+    harness.add([record(i, T0 + timedelta(minutes=i)) for i in range(3)])
+    frame = harness.source().fetch(EP, HOUR).frame
+    assert "prompt" not in frame and "tokens_in" not in frame and frame.shape[0] == 3
+
+
+def test_a_malformed_generation_record_rejects_its_row_with_a_reason():
+    from monitors.telemetry.convert import build_batch
+
+    cells = ['{"prompt": "fine", "tokens_in": 3}', '"just text"', '{"tokens_out": -2}', '{"response": 7}', None]
+    raw = {"request_id": [f"r{i}" for i in range(5)], "time": [T0.isoformat()] * 5, "deployment": ["blue"] * 5,
+           "model_version": ["3"] * 5, "latency_ms": [1.0] * 5, "status_code": [200] * 5, "inputs": ["{}"] * 5,
+           "prediction": [None] * 5, "score": [None] * 5, "label": [None] * 5, "generation": cells}
+    batch = build_batch(EP, HOUR, raw, {"prompt": "text"})
+    assert batch.rejected == {"wrong_type": 3}
+    assert list(batch.frame.request_id) == ["r0", "r4"] and list(batch.frame.prompt) == ["fine", None]
+    details = sorted(e["detail"] for e in batch.rejected_examples)
+    assert details == ["generation is not a JSON object", "generation.response must be text",
+                       "generation.tokens_out must be a non-negative number"]

@@ -28,7 +28,7 @@ def test_lexical_and_semantic_scores_on_recorded_answers(embedder):
     assert scored.not_evaluated["f1"] == {"no response or ground truth": 1}
     summary = scored.summary()["metrics"]
     assert summary["f1"]["rows"] == 3 and summary["similarity"]["mean"] > 0.5
-    # BLEU needs NLTK data that is never downloaded here: every row is counted as not evaluated, with why
+    # BLEU needs NLTK data (built by make, never downloaded): each row is scored or counted as not evaluated
     bleu = scored.summary()["metrics"]["bleu"]
     assert bleu["rows"] + sum(bleu["not_evaluated"].values()) == len(RECORDED)
 

@@ -71,8 +71,10 @@ def test_cli_check_on_parquet_reports_text_drift_and_topics(embedder, tweets, tm
 
 def test_bad_window_text_is_counted_and_a_tiny_window_is_insufficient(embedder, tweets, text_cache):
     reference = _period(tweets, "2015-07-01", "2015-09-01")
-    # 30 rows: enough for the window to be judged (min_rows 30), but only 6 usable texts (text needs 10)
-    current = pd.DataFrame({"text": ["ok then", None, 5, b"\xff", ""] * 3 + [None] * 15})
+    # 40 rows (the window's min_rows is 30), 9 usable texts (a text test needs 10); bytes decode with replacements
+    current = pd.DataFrame({"text": ["ok then", None, 5, ""] * 8 + [b"\xff"] + [None] * 7})
     found = _check(embedder, reference, current, text_cache)
     assert found["text"].details["insufficient"] is True and not found["text"].breached
-    assert found["text"].details["text_problems"] == {"empty": 3, "missing": 18, "non_string": 3, "non_utf8": 3}
+    assert found["text"].details["text_problems"] == {"empty": 8, "missing": 15, "non_string": 8, "non_utf8": 1}
+    tiny = _check(embedder, reference, current.head(10), text_cache)  # under the window's min_rows: no verdict
+    assert not any(f.breached for f in tiny.values()) and all(f.details.get("insufficient") for f in tiny.values())

@@ -152,3 +152,42 @@ def test_numpy_values_from_a_model_are_stored_as_numbers(tmp_path):
     row = store.read_window("flights", T0, T0 + timedelta(seconds=1)).to_pylist()[0]
     assert json.loads(row["inputs"]) == {"distance": 2.5, "hour": 7, "origin": "JFK"}
     assert json.loads(row["prediction"]) == [0.1, 0.9]
+
+
+def test_generation_fields_are_validated_and_stored_with_the_request(tmp_path):
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    logger = logger_for(store, batch_size=100)
+    with pytest.raises(ValidationFailed, match="tokens_in"):
+        logger.log(inputs={}, prediction=None, latency_ms=1.0, generation={"tokens_in": -1})
+    with pytest.raises(ValidationFailed, match="unknown fields"):
+        logger.log(inputs={}, prediction=None, latency_ms=1.0, generation={"completion": "hi"})
+    with pytest.raises(ValidationFailed, match="response must be text"):
+        logger.log(inputs={}, prediction=None, latency_ms=1.0, generation={"response": 42})
+    logger.log(inputs={"channel": "web"}, prediction=None, latency_ms=900.0, request_id="c1", time=T0,
+               generation={"prompt": "Where is my order?", "response": "It ships today.", "tokens_in": 7,
+                           "tokens_out": 5, "model": "gpt-4o-mini", "finish_reason": "stop"})
+    logger.close()
+    row = store.read_window("flights", T0, T0 + timedelta(hours=1)).to_pylist()[0]
+    assert json.loads(row["generation"]) == {"prompt": "Where is my order?", "response": "It ships today.",
+                                             "tokens_in": 7, "tokens_out": 5, "model": "gpt-4o-mini",
+                                             "finish_reason": "stop"}
+
+
+def test_a_store_made_before_generation_fields_gains_the_column(tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    path = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE requests (time_us INTEGER NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT "
+                   "NULL, deployment TEXT, model_version TEXT, inputs TEXT, prediction TEXT, score REAL, latency_ms "
+                   "REAL, status_code INTEGER)")
+        db.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?)",
+                   (1709251200000000, "old", "flights", "blue", "3", "{}", "1", 0.5, 3.0, 200))
+    store = SqliteTelemetryStore(path)
+    logger = logger_for(store)
+    logger.log(inputs={}, prediction=None, latency_ms=1.0, request_id="new", time=T0 + timedelta(minutes=1),
+               generation={"prompt": "hi"})
+    logger.close()
+    rows = store.read_window("flights", T0, T0 + timedelta(hours=1)).to_pylist()
+    assert [(r["request_id"], r["generation"]) for r in rows] == [("old", None), ("new", '{"prompt":"hi"}')]
