@@ -227,8 +227,8 @@ class LocalEndpoint:
 
 
 def conform(columns: list[str], rows: list[list[Any]], kinds: dict[str, str]) -> list[list[Any]]:
-    """Values as the model was trained on them (retrain/components/_lib.feature_frame): categoricals as text,
-    numerics as numbers; missing stays missing, and a value that is no number is sent as it came."""
+    """Values as the model was trained on them (retrain/components/_lib.feature_frame): categoricals and texts as
+    strings, numerics as numbers; missing stays missing, and a value that is no number is sent as it came."""
     casts = [(i, kinds[c]) for i, c in enumerate(columns) if c in kinds]
     if not casts:
         return rows
@@ -239,7 +239,7 @@ def conform(columns: list[str], rows: list[list[Any]], kinds: dict[str, str]) ->
             value = row[i]
             if value is None or isinstance(value, bool):
                 continue
-            if kind == "categorical":
+            if kind in ("categorical", "text"):
                 row[i] = str(value)
             elif isinstance(value, (int, str)):
                 with contextlib.suppress(ValueError):  # not a number: the model's answer says so

@@ -89,3 +89,5 @@ def test_rows_are_sent_as_the_model_was_trained_on_them():
     assert conform(["carrier", "flight", "hour", "other"], rows, kinds) == [
         ["UA", "1545", 5.0, "extra"], [None, None, None, None], ["AA", "12", 7.5, 1], ["B6", "9", "late", 2]]
     assert conform(["a"], [[1]], {}) == [[1]]
+    assert conform(["text", "n"], [["1234", "8"], [42, None]], {"text": "text", "n": "numeric"}) == [
+        ["1234", 8.0], ["42", None]]  # a text that reads as a number stays text
