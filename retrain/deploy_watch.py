@@ -6,10 +6,11 @@ A crash between any two steps leaves a state the next delivery or timer tick fin
 """
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from core.errors import NotFound, RetryableError, ValidationFailed, WorkHeld
+from core.errors import NotFound, PermanentError, RetryableError, ValidationFailed, WorkHeld
 from core.events import Envelope, event_id, new_event
 from core.types import EndpointRef, ModelVersion, iso, parse_time
 from retrain.deploy import parse_model
@@ -133,6 +134,23 @@ def watch_canary(record: RunRecord, deps: "RetrainDeps") -> str | None:
     if record.state is P.ROLLING_BACK:
         return _roll_back(record, deps)
     return None
+
+
+def judge_or_reap(record: RunRecord, deps: "RetrainDeps") -> str | None:
+    """A canary is judged even past its deadline (then it decides, saying why). If judging it fails there for a
+    reason the product does not know (a bug, an untranslated error), the reaper rolls its traffic back and fails
+    it: a canary never keeps its share of traffic past its deadline because its health could not be read."""
+    if record.deadline is None or deps.clock.now() <= record.deadline:
+        return watch_canary(record, deps)
+    try:
+        return watch_canary(record, deps)
+    except (RetryableError, PermanentError):
+        raise  # the tracking tick knows these: retried, or failed with the canary rolled back
+    except Exception as exc:
+        logging.getLogger("mlops.retrain").exception("run %s: judging the canary at its deadline failed",
+                                                     record.run_id)
+        return reap(record, deps, f"past its deadline {iso(record.deadline)} and its canary could not be judged: "
+                                  f"{type(exc).__name__}: {exc}")
 
 
 def _judge(record: RunRecord, deps: "RetrainDeps") -> RunRecord | None:

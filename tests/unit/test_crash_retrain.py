@@ -91,10 +91,12 @@ def canary(deps, run_id):  # noqa: F811
     assert deps.deployer.current(EP) == TrafficSplit({"blue": 90, "green": 10})
 
 
-def test_a_canary_past_its_deadline_is_rolled_back_then_failed(deps):  # noqa: F811
+def test_a_canary_that_cannot_be_judged_at_its_deadline_is_rolled_back_then_failed(deps):  # noqa: F811
+    """At its deadline a canary is judged one last time; if that breaks (here: no health source at all, as a
+    bug would), the reaper still takes its traffic back and fails the run."""
     run_id = start(deps)
     canary(deps, run_id)
-    deps.health = None  # never asked: the deadline comes first
+    deps.health = None
     deps.clock.advance(4 * deps.config.bake + timedelta(minutes=1))
     track_runs(deps)
     record = get_run(run_id, deps)
