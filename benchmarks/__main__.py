@@ -10,6 +10,7 @@ COMMANDS: list[list[str]] = [
     [sys.executable, "-m", "benchmarks.drift", "--rows", "1000000"],
     [sys.executable, "-m", "benchmarks.telemetry", "--rows", "1000000"],
     [sys.executable, "-m", "benchmarks.datacollector", "--rows", "200000"],  # needs Azurite (npm ci)
+    [sys.executable, "-m", "benchmarks.serving", "--rows", "200", "--requests", "40"],  # needs .venv-serve
 ]
 
 

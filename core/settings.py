@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     retrain_config: Path | None = Field(None, alias="MLOPS_RETRAIN_CONFIG",
                                         description="Optional YAML of retrain policy, gate and canary settings.")
     environment: str = Field("local", alias="MLOPS_ENVIRONMENT")
+    local_deployment: Path | None = Field(None, alias="MLOPS_LOCAL_DEPLOYMENT",
+                                          description="Optional YAML of the local endpoint's first deployment "
+                                                      "(scoring script, environment variables, data collector).")
 
     # Azure adapters: each is used when its setting is present.
     servicebus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")
@@ -72,13 +75,14 @@ class Settings(BaseSettings):
                                       description="Catch-up bound: windows one monitor requests per timer tick.")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")
 
-    @field_validator("retrain_config", "evidently_workspace", mode="before")
+    @field_validator("retrain_config", "evidently_workspace", "local_deployment", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """App settings cannot be absent in Bicep or local.settings.json, only empty: empty means unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("data_dir", "monitors_dir", "retrain_config", "evidently_workspace", mode="after")
+    @field_validator("data_dir", "monitors_dir", "retrain_config", "evidently_workspace", "local_deployment",
+                     mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """Relative folders are resolved once, against the directory the app starts in: code that later runs

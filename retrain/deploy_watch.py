@@ -6,10 +6,11 @@ A crash between any two steps leaves a state the next delivery or timer tick fin
 """
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from core.errors import NotFound, ValidationFailed, WorkHeld
+from core.errors import NotFound, PermanentError, RetryableError, ValidationFailed, WorkHeld
 from core.events import Envelope, event_id, new_event
 from core.types import EndpointRef, ModelVersion, iso, parse_time
 from retrain.deploy import parse_model
@@ -25,7 +26,8 @@ PROMOTED, ROLLED_BACK = "mlops.model.promoted.v1", "mlops.model.rolled_back.v1"
 
 def deadline(deps: "RetrainDeps", phase: Phase) -> timedelta:
     """How long a run may stay in `phase`: the configuration's, else the request timeout for a request,
-    four bake periods for a canary (starvation rolls it back at three), else retrain.runs.DEADLINES."""
+    four bake periods for a canary (one with too little traffic to judge bakes until then), else
+    retrain.runs.DEADLINES."""
     configured = getattr(deps.config, "deadlines", None) or {}
     if phase.value in configured:
         return configured[phase.value]
@@ -134,26 +136,60 @@ def watch_canary(record: RunRecord, deps: "RetrainDeps") -> str | None:
     return None
 
 
+def judge_or_reap(record: RunRecord, deps: "RetrainDeps") -> str | None:
+    """A canary is judged even past its deadline (then it decides, saying why). If judging it fails there for a
+    reason the product does not know (a bug, an untranslated error), the reaper rolls its traffic back and fails
+    it: a canary never keeps its share of traffic past its deadline because its health could not be read."""
+    if record.deadline is None or deps.clock.now() <= record.deadline:
+        return watch_canary(record, deps)
+    try:
+        return watch_canary(record, deps)
+    except (RetryableError, PermanentError):
+        raise  # the tracking tick knows these: retried, or failed with the canary rolled back
+    except Exception as exc:
+        logging.getLogger("mlops.retrain").exception("run %s: judging the canary at its deadline failed",
+                                                     record.run_id)
+        return reap(record, deps, f"past its deadline {iso(record.deadline)} and its canary could not be judged: "
+                                  f"{type(exc).__name__}: {exc}")
+
+
 def _judge(record: RunRecord, deps: "RetrainDeps") -> RunRecord | None:
-    """canary -> promoting | rolling_back (the decision and its health numbers saved before acting), or None."""
+    """canary -> promoting | rolling_back (the decision and its health numbers saved before acting), or None.
+
+    A canary with too few requests to judge keeps baking (a low-traffic endpoint's canary gets there, later);
+    at its deadline it is judged one last time, and what still cannot be judged is rolled back, saying why."""
     canary, now = record["canary"], deps.clock.now()
     started = parse_time(canary["started_at"])
-    health = deps.health.deployment_health(record.endpoint, canary["deployment"], started, now)
+    due = record.deadline is not None and now >= record.deadline
+    try:
+        health = deps.health.deployment_health(record.endpoint, canary["deployment"], started, now)
+    except RetryableError as exc:
+        if not due:
+            raise  # the next tick asks again
+        return _decide(record, deps, P.ROLLING_BACK, [f"no health numbers by its deadline: {exc}"], None)
     numbers = {"requests": health.requests, "errors": health.errors, "error_rate": health.error_rate,
                "p95_latency_ms": health.p95_latency_ms, "since": iso(started), "until": iso(now)}
     reasons = breaches(health, deps)
-    baked = now - started >= deps.config.bake
-    if now - started >= 3 * deps.config.bake and health.requests < deps.config.min_canary_requests:
-        reasons = [f"only {health.requests} canary requests in {now - started}; cannot judge its health"]
+    enough, baked = health.requests >= deps.config.min_canary_requests, now - started >= deps.config.bake
     if reasons:
-        return transition(deps.store, record.run_id, P.ROLLING_BACK, now, "; ".join(reasons), expect=[P.CANARY],
-                          deadline=deadline(deps, P.ROLLING_BACK), decision={"reasons": reasons, "health": numbers,
-                                                                             "then": P.ROLLED_BACK.value})
-    if baked and health.requests >= deps.config.min_canary_requests:
-        reasons = [f"healthy for {now - started}"]
-        return transition(deps.store, record.run_id, P.PROMOTING, now, reasons[0], expect=[P.CANARY],
-                          deadline=deadline(deps, P.PROMOTING), decision={"reasons": reasons, "health": numbers})
+        return _decide(record, deps, P.ROLLING_BACK, reasons, numbers)
+    if baked and enough:
+        return _decide(record, deps, P.PROMOTING, [f"healthy for {now - started}"], numbers)
+    if due:
+        reason = (f"only {health.requests} canary requests in {now - started}, fewer than the "
+                  f"{deps.config.min_canary_requests} needed to judge its health" if not enough
+                  else f"its deadline came {now - started} in, before a bake period of {deps.config.bake}")
+        return _decide(record, deps, P.ROLLING_BACK, [reason], numbers)
     return None
+
+
+def _decide(record: RunRecord, deps: "RetrainDeps", to: Phase, reasons: list[str],
+            numbers: dict[str, Any] | None) -> RunRecord | None:
+    decision = {"reasons": reasons, "health": numbers}
+    if to is P.ROLLING_BACK:
+        decision["then"] = P.ROLLED_BACK.value
+    return transition(deps.store, record.run_id, to, deps.clock.now(), "; ".join(reasons), expect=[P.CANARY],
+                      deadline=deadline(deps, to), decision=decision)
 
 
 def _promote(record: RunRecord, deps: "RetrainDeps") -> str | None:
@@ -198,7 +234,7 @@ def reap(record: RunRecord, deps: "RetrainDeps", reason: str) -> str | None:
     """Fail a run that cannot go on (past its deadline, or a permanent error): a run that may hold canary
     traffic is rolled back first; the others fail at once. Every step is a recorded transition."""
     now = deps.clock.now()
-    if record.state in (P.ACCEPTED, P.CANARY):
+    if record.state in (P.ACCEPTED, P.CANARY, P.PROMOTING):
         record = transition(deps.store, record.run_id, P.ROLLING_BACK, now, reason, expect=[record.state],
                             deadline=deadline(deps, P.ROLLING_BACK), by="reaper",
                             decision={"reasons": [reason], "then": P.FAILED.value, "step": record.state.value})

@@ -1,17 +1,20 @@
-"""The local endpoint: an HTTP scoring server on loopback with Azure ML online endpoint semantics.
+"""The local endpoint: the traffic-splitting front of an Azure ML online endpoint, on loopback.
 
 POST /score  {"input_data": {"columns": [...], "data": [[...], ...]}, "request_ids": [...]}
   -> {"predictions": [...], "scores": [...], "deployments": [...], "model_versions": [...], "status_codes": [...]}
-GET /health  -> {"status": "ok", "traffic": {...}}
+GET /health  -> {"status": "ok", "traffic": {...}, "models": {...}, "servers": {...}}
 
 Each row is routed to a deployment by the traffic split, deterministically from a hash of its request id
-(so a replay routes the same way), scored by that deployment's model, and logged as a RequestRecord
-with the injected clock's time. The header `azureml-model-deployment` pins a deployment, as in Azure.
+(so a replay routes the same way). Each deployment is Azure ML's own inference server in a process of its own
+(`retrain.serving`), running the deployment's scoring script; the front sends it its rows in the body Azure ML
+deployments take, reads the predictions back, and logs every row as a RequestRecord with the injected clock's
+time and the round trip as latency. The header `azureml-model-deployment` pins a deployment, as in Azure.
 Faults (error rate, extra latency) configured on a deployment, or on a model for every deployment
 serving it, make the local endpoint misbehave on purpose (tests, the demo's bad canary).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,7 +27,9 @@ from typing import Any, Sequence
 from core.clock import Clock
 from core.errors import MlopsError, RetryableError, ValidationFailed
 from core.telemetry import RequestRecord, TelemetrySink
-from retrain.deploy import EndpointStateFile, parse_model
+from retrain.deploy import EndpointStateFile
+from retrain.predictions import read_predictions
+from retrain.serving import DeploymentSpec, DeploymentUnavailable, ServerPool
 
 MAX_BODY = 16 * 1024 * 1024
 MAX_UNSENT = 100_000
@@ -66,12 +71,18 @@ def parse_body(body: bytes) -> tuple[list[str], list[list[Any]], list[str]]:
 
 
 class LocalEndpoint:
+    """`python` is the serving environment (default: the repository's .venv-serve); deployments' logs, data
+    collector configs and collected data go under the state file's folder."""
+
     def __init__(self, name: str, state_path: str | Path, registry: Any, sink: TelemetrySink, clock: Clock,
-                 *, host: str = "127.0.0.1", port: int = 0) -> None:
+                 *, host: str = "127.0.0.1", port: int = 0, python: str | None = None,
+                 start_timeout_s: float = 180.0) -> None:
         self.name, self.registry, self.sink, self.clock = name, registry, sink, clock
         self.state = EndpointStateFile(state_path)
-        self._models: dict[str, tuple[Any, dict[str, str], str]] = {}
+        self.servers = ServerPool(name, registry, clock, work_dir=Path(state_path).parent / "serving",
+                                  python=python, start_timeout_s=start_timeout_s)
         self._unsent: list[RequestRecord] = []
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
@@ -83,14 +94,37 @@ class LocalEndpoint:
         return f"http://{host}:{port}"
 
     def start(self) -> "LocalEndpoint":
+        self.traffic()  # deployments already there start now, not on the first request
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"endpoint {self.name}",
                                         daemon=True)
         self._thread.start()
+        threading.Thread(target=self._follow, name=f"endpoint {self.name} deployments", daemon=True).start()
         return self
 
+    def _follow(self, every_s: float = 0.2) -> None:
+        """A deployment the deployer creates starts at once, as in Azure, not when traffic first reaches it."""
+        seen = None
+        while not self._stopping.wait(every_s):
+            try:
+                stamp = self.state.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if stamp != seen:
+                seen = stamp
+                self.traffic()
+
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
+        if self._unsent:
+            self._log([])  # what telemetry could not take yet gets one more try
+        self.servers.close()
+
+    def sync(self) -> dict[str, str]:
+        """Start the servers of deployments that appeared, stop those of removed ones; returns their states."""
+        self.traffic()
+        return self.servers.status()
 
     def __enter__(self) -> "LocalEndpoint":
         return self.start()
@@ -99,10 +133,12 @@ class LocalEndpoint:
         self.stop()
 
     def traffic(self) -> tuple[dict[str, int], dict[str, str], dict[str, dict]]:
+        """The split, each deployment's model and the faults; keeps the deployments' servers in step."""
         state = self.state.read()
         ep = state["endpoints"].get(self.name, {})
-        models = {name: d["model"] for name, d in ep.get("deployments", {}).items()}
-        return dict(ep.get("traffic", {})), models, state.get("faults", {})
+        specs = {name: DeploymentSpec.from_state(d) for name, d in ep.get("deployments", {}).items()}
+        self.servers.sync(specs)
+        return dict(ep.get("traffic", {})), {n: s.model for n, s in specs.items()}, state.get("faults", {})
 
     def score(self, columns: list[str], rows: list[list[Any]], ids: list[str],
               pinned: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -137,29 +173,29 @@ class LocalEndpoint:
 
     def _score_group(self, deployment: str, model_ref: str, fault: dict, columns: list[str], rows: list[list[Any]],
                      ids: list[str], index: list[int], out: dict[str, list]) -> list[RequestRecord]:
-        import pandas as pd
-
-        model, features, task = self._model(model_ref)
-        started = time.perf_counter()  # after loading: a cold start is not the deployment's scoring latency
         failing = [bucket(rid, "fault:") < fault.get("error_rate", 0.0) for rid in ids]
-        frame = pd.DataFrame(rows, columns=columns)
-        missing = [f for f in features if f not in frame.columns]
-        if missing:
-            raise ValidationFailed(f"input_data.columns lacks feature(s) {', '.join(missing)}",
-                                   field="input_data.columns")
-        from retrain.components._models import answer
-
-        answers = answer(model, frame, features, task) if rows else None
-        scores = answers.score(task) if answers is not None else []
+        results: list[tuple[int, Any, float | None]] = [(500, None, None)] * len(ids)
+        sent = [k for k, fails in enumerate(failing) if not fails]
+        try:
+            server = self.servers.server(deployment)  # waits for a starting server: not its scoring latency
+            missing = [c for c in server.columns if c not in columns]
+            if missing:
+                raise ValidationFailed(f"input_data.columns lacks feature(s) {', '.join(missing)}",
+                                       field="input_data.columns")
+            started = time.perf_counter()
+            if sent:
+                results = self._forward(server, columns, [rows[k] for k in sent], [ids[k] for k in sent],
+                                        results, sent)
+        except DeploymentUnavailable as exc:
+            log.warning("%s", exc)
+            started, results = time.perf_counter(), [(503, None, None)] * len(ids)
         if fault.get("extra_latency_ms"):
             time.sleep(fault["extra_latency_ms"] / 1000.0)
         latency = (time.perf_counter() - started) * 1000.0
         now = self.clock.now()
         records = []
         for k, i in enumerate(index):
-            code = 500 if failing[k] else 200
-            score = None if failing[k] or scores[k] != scores[k] else float(scores[k])
-            prediction = None if failing[k] else _plain(answers.labels[k])
+            code, prediction, score = results[k]
             for key, value in (("predictions", prediction), ("scores", score), ("deployments", deployment),
                                ("model_versions", model_ref), ("status_codes", code)):
                 out[key][i] = value
@@ -168,19 +204,48 @@ class LocalEndpoint:
                                          prediction=prediction, score=score, latency_ms=latency, status_code=code))
         return records
 
-    def _model(self, model_ref: str) -> tuple[Any, dict[str, str], str]:
-        """The MLflow model, its features and task (from the registry's lineage), loaded once per version."""
-        with self._lock:
-            if model_ref not in self._models:
-                version = parse_model(model_ref)
-                lineage = self.registry.get(version.name, version.version).get("lineage") or {}
-                self._models[model_ref] = (self.registry.load_model(version), lineage["features"],
-                                           lineage.get("task") or "binary")
-            return self._models[model_ref]
+    def _forward(self, server: Any, columns: list[str], rows: list[list[Any]], ids: list[str],
+                 results: list[tuple[int, Any, float | None]], positions: list[int]) -> list:
+        """The rows to the deployment's server, in the body Azure ML deployments take; answers per row."""
+        rows = conform(columns, rows, server.features)
+        body = json.dumps({"input_data": {"columns": columns, "data": rows}, "request_ids": ids}).encode()
+        status, answer = server.score(body)
+        results = list(results)
+        if status != 200:
+            log.warning("deployment %s answered %s: %s", server.name, status, str(answer)[:300])
+            for k in positions:
+                results[k] = (status if status >= 400 else 500, None, None)
+            return results
+        try:
+            answers = read_predictions(answer, len(rows), server.classes, server.task)
+        except ValueError as exc:
+            log.warning("deployment %s: %s", server.name, exc)
+            answers = [None] * len(rows)
+        for k, one in zip(positions, answers, strict=True):
+            results[k] = (500, None, None) if one is None else (200, one[0], one[1])
+        return results
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def conform(columns: list[str], rows: list[list[Any]], kinds: dict[str, str]) -> list[list[Any]]:
+    """Values as the model was trained on them (retrain/components/_lib.feature_frame): categoricals and texts as
+    strings, numerics as numbers; missing stays missing, and a value that is no number is sent as it came."""
+    casts = [(i, kinds[c]) for i, c in enumerate(columns) if c in kinds]
+    if not casts:
+        return rows
+    out = []
+    for row in rows:
+        row = list(row)
+        for i, kind in casts:
+            value = row[i]
+            if value is None or isinstance(value, bool):
+                continue
+            if kind in ("categorical", "text"):
+                row[i] = str(value)
+            elif isinstance(value, (int, str)):
+                with contextlib.suppress(ValueError):  # not a number: the model's answer says so
+                    row[i] = float(value)
+        out.append(row)
+    return out
 
 
 def _handler_for(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
@@ -191,7 +256,8 @@ def _handler_for(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
             if self.path != "/health":
                 return self._send(404, {"error": f"no route GET {self.path}"})
             traffic, models, _ = endpoint.traffic()
-            self._send(200, {"status": "ok", "endpoint": endpoint.name, "traffic": traffic, "models": models})
+            self._send(200, {"status": "ok", "endpoint": endpoint.name, "traffic": traffic, "models": models,
+                             "servers": endpoint.servers.status()})
 
         def do_POST(self) -> None:
             if self.path != "/score":

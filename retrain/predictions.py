@@ -2,9 +2,10 @@
 
 A scoring script answers a list with one item per row, as Azure ML's MLflow deployments do: class probabilities
 (a list per row: binary -> the positive class's probability is the score and the prediction is the class it
-crosses 0.5 for; multiclass -> the most probable class and its probability), a label or a value (the prediction;
-no score), or a record with "prediction" (and "score"). {"predictions": [...], "scores": [...]} is read too.
-Class names come from the MLflow model's metadata ("classes"), else 0..k-1.
+crosses 0.5 for; multiclass -> the most probable class and its probability), a number (regression: the value is
+both; binary: a probability of class 1 unless it is a 0/1 label), a label (the prediction, no score), or a record
+with "prediction" (and "score"). {"predictions": [...], "scores": [...]} is read too. Class names come from the
+MLflow model's metadata ("classes"), else 0..k-1. The same reading as retrain.components._models, over JSON.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any, Sequence
 Answer = tuple[Any, float | None]
 
 
-def read_predictions(answer: Any, rows: int, classes: Sequence[Any] | None = None) -> list[Answer | None]:
+def read_predictions(answer: Any, rows: int, classes: Sequence[Any] | None = None,
+                     task: str | None = None) -> list[Answer | None]:
     """One (prediction, score) per row, None for a row whose item cannot be read; ValueError when the answer
     as a whole does not fit the rows."""
     scores = None
@@ -25,21 +27,27 @@ def read_predictions(answer: Any, rows: int, classes: Sequence[Any] | None = Non
     if not isinstance(answer, list) or len(answer) != rows:
         size = len(answer) if isinstance(answer, list) else type(answer).__name__
         raise ValueError(f"the deployment answered {size} predictions for {rows} rows")
-    out = [_item(item, classes) for item in answer]
+    out = [_item(item, classes, task) for item in answer]
     if isinstance(scores, list) and len(scores) == rows:
         out = [None if one is None else (one[0], _number(s)) for one, s in zip(out, scores, strict=True)]
     return out
 
 
-def _item(item: Any, classes: Sequence[Any] | None) -> Answer | None:
+def _item(item: Any, classes: Sequence[Any] | None, task: str | None) -> Answer | None:
     if isinstance(item, dict):
         if "prediction" in item:
             return item["prediction"], _number(item.get("score"))
         if len(item) == 1:
-            return _item(next(iter(item.values())), classes)
+            return _item(next(iter(item.values())), classes, task)
         return None
     if isinstance(item, list):
-        return _probabilities(item, classes)
+        return _item(item[0], classes, task) if len(item) == 1 and task == "regression" else _probabilities(
+            item, classes)
+    if task == "regression":
+        value = _number(item)
+        return None if value is None else (value, value)
+    if task == "binary" and isinstance(item, float) and item not in (0.0, 1.0):
+        return int(item >= 0.5), _number(item)  # P(class 1)
     if isinstance(item, (str, int, float, bool)) or item is None:
         return item, None
     return None

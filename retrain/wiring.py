@@ -44,7 +44,10 @@ def build_deps(container: Any, config: RetrainConfig | None = None) -> RetrainDe
 
         registry = LocalModelRegistry(data_dir / "registry")
         runner = LocalPipelineRunner(data_dir / "retrain", registry_root=registry.root)
-        deployer = LocalDeployer(data_dir / "endpoints.json", registry)
+        from retrain.serving import DeploymentSpec
+
+        template = DeploymentSpec.from_file(settings.local_deployment) if settings.local_deployment else None
+        deployer = LocalDeployer(data_dir / "endpoints.json", registry, template=template)
     return RetrainDeps(store=container.store, publisher=container.publisher, runner=runner, registry=registry,
                        deployer=deployer, health=container.health, labelled=container.telemetry,
                        clock=container.clock, targets=targets, config=config)

@@ -61,16 +61,23 @@ def run(raw_data: str) -> Any:
 
 
 def _conform(frame: Any) -> Any:
-    """JSON numbers as the signature's floating-point columns (JSON gives 5 for 5.0, and MLflow will not cast
-    int64 to float64 on its own); Azure ML's script does this by deserializing with the signature's sample."""
+    """Columns as the signature types them: JSON numbers as floats (JSON gives 5 for 5.0, and MLflow will not
+    cast int64 to float64 on its own), values of string columns as text (missing stays missing). Azure ML's
+    script does the same by deserializing with the signature's sample."""
     import pandas as pd
 
     schema = model.metadata.get_input_schema() if model.metadata else None
     if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
         return frame
     for spec in schema.inputs:
-        if spec.name in frame.columns and getattr(spec.type, "name", "") in ("double", "float"):
+        kind = getattr(spec.type, "name", "")
+        if spec.name not in frame.columns:
+            continue
+        if kind in ("double", "float"):
             frame[spec.name] = pd.to_numeric(frame[spec.name], errors="coerce").astype("float64")
+        elif kind == "string":
+            column = frame[spec.name].astype("object")
+            frame[spec.name] = column.where(column.isna(), column.map(str)).where(column.notna(), None)
     return frame
 
 

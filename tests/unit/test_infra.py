@@ -25,6 +25,7 @@ MAIN = INFRA / "main.bicep"
 MODULES = INFRA / "modules"
 PLATFORM_SETTINGS = {"WEBSITE_INSTANCE_ID"}  # set by App Service on every instance; an app setting would clash
 HOST_ONLY_SETTINGS = {"AzureWebJobsStorage__accountName"}  # read by the Functions host, not by core.settings
+LOCAL_ONLY_SETTINGS = {"MLOPS_LOCAL_DEPLOYMENT"}  # the local endpoint's deployment: Azure ML's are the team's own
 # set by modules/functionapp.bicep from the Application Insights resource it is given
 APP_INSIGHTS_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
 
@@ -169,7 +170,7 @@ def test_every_key_the_bicep_reads_from_a_generated_file_exists():
 # --- app settings and triggers ------------------------------------------------------------------------
 def test_bicep_sets_every_setting_core_settings_reads():
     settings = app_settings()
-    missing = aliases() - PLATFORM_SETTINGS - APP_INSIGHTS_SETTINGS - set(settings)
+    missing = aliases() - PLATFORM_SETTINGS - APP_INSIGHTS_SETTINGS - LOCAL_ONLY_SETTINGS - set(settings)
     function_app = (MODULES / "functionapp.bicep").read_text()
     assert all(f"{name}:" in function_app for name in APP_INSIGHTS_SETTINGS)
     assert not missing, f"main.bicep appSettings lacks {sorted(missing)}"

@@ -22,6 +22,12 @@ def test_multiclass_probabilities_give_the_most_probable_class():
     assert read_predictions(answer, 2, ["a", "b", "c"]) == [("b", 0.5), ("a", 0.6)]
 
 
+def test_the_task_says_what_a_number_is():
+    assert read_predictions([12.5, -3.0], 2, task="regression") == [(12.5, 12.5), (-3.0, -3.0)]
+    assert read_predictions([[12.5]], 1, task="regression") == [(12.5, 12.5)]
+    assert read_predictions([0.7, 0.2, 1], 3, task="binary") == [(1, 0.7), (0, 0.2), (1, None)]  # 1: a label
+
+
 def test_labels_and_values_are_predictions_without_a_score():
     assert read_predictions([12.5, -3.0], 2) == [(12.5, None), (-3.0, None)]
     assert read_predictions(["cat", "dog"], 2) == [("cat", None), ("dog", None)]
@@ -73,3 +79,15 @@ def test_the_local_data_collector_files_payloads_as_azure_ml_does_and_refuses_ba
     assert config_json({"model_inputs": {"enabled": "True", "sampling_rate": 0.25}, "response": {"enabled": False}}) \
         == {"collections": {"model_inputs": {"enabled": True, "sampleRatePercentage": 25},
                             "response": {"enabled": False, "sampleRatePercentage": 100}}, "runMode": "cloud"}
+
+
+def test_rows_are_sent_as_the_model_was_trained_on_them():
+    from retrain.endpoint import conform
+
+    kinds = {"carrier": "categorical", "flight": "categorical", "hour": "numeric"}
+    rows = [["UA", 1545, 5, "extra"], [None, None, None, None], ["AA", "12", "7.5", 1], ["B6", 9, "late", 2]]
+    assert conform(["carrier", "flight", "hour", "other"], rows, kinds) == [
+        ["UA", "1545", 5.0, "extra"], [None, None, None, None], ["AA", "12", 7.5, 1], ["B6", "9", "late", 2]]
+    assert conform(["a"], [[1]], {}) == [[1]]
+    assert conform(["text", "n"], [["1234", "8"], [42, None]], {"text": "text", "n": "numeric"}) == [
+        ["1234", 8.0], ["42", None]]  # a text that reads as a number stays text

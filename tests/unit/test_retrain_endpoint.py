@@ -1,4 +1,5 @@
-"""The local endpoint over real HTTP on loopback: routing by traffic, scoring, telemetry, faults."""
+"""The local endpoint over real HTTP on loopback: routing by traffic, scoring by Azure ML's inference server
+(one process per deployment, MLflow models without a scoring script), telemetry, faults."""
 from __future__ import annotations
 
 import http.client
@@ -22,8 +23,8 @@ START = datetime(2013, 4, 1, tzinfo=timezone.utc)
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     registry = LocalModelRegistry(tmp_path_factory.mktemp("registry"))
-    return registry, register_model(registry, 1, 3, seed=0, run_id="a"), register_model(registry, 4, 5, seed=1,
-                                                                                         run_id="b")
+    v1 = register_model(registry, 1, 3, seed=0, run_id="a")
+    return registry, v1, register_model(registry, 4, 5, seed=1, run_id="b")
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_routes_by_traffic_scores_and_logs_every_row(served):
     table = store.read_window(EP.name, START, START + timedelta(days=1)).to_pylist()
     assert len(table) == 1000  # the replayed request ids are stored once
     first = next(r for r in table if r["request_id"] == "req-0")
-    assert json.loads(first["inputs"])["origin"] == rows.iloc[0]["origin"]
+    assert first["s:origin"] == rows.iloc[0]["origin"]
     assert first["score"] == pytest.approx(out["scores"][0])
 
 
@@ -93,13 +94,14 @@ def test_a_faulty_canary_fails_its_share_and_health_shows_it(served):
     assert health.requests == len(green) and health.error_rate == pytest.approx(green.count(500) / len(green))
     assert store.deployment_health(EP.name, "blue", START, START + timedelta(minutes=1)).errors == 0
     deployer.inject_fault(v2)  # cleared
-    deployer.inject_fault("blue", extra_latency_ms=600)  # by deployment name
+    # by deployment name; far above a real round trip, which on a loaded 2-core machine can take most of a second
+    deployer.inject_fault("blue", extra_latency_ms=2500)
     clock.advance(timedelta(hours=1))
     code, out = post(connect(endpoint), rows.iloc[:50], [f"late{i}" for i in range(50)])
     assert set(out["status_codes"]) == {200}
     later = (START + timedelta(hours=1), START + timedelta(hours=2))
-    assert store.deployment_health(EP.name, "blue", *later).p95_latency_ms >= 600
-    assert store.deployment_health(EP.name, "green", *later).p95_latency_ms < 600
+    assert store.deployment_health(EP.name, "blue", *later).p95_latency_ms >= 2500
+    assert store.deployment_health(EP.name, "green", *later).p95_latency_ms < 2500
 
 
 def test_bad_requests_are_refused_with_the_field_and_nothing_is_logged(served):

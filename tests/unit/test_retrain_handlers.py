@@ -306,7 +306,8 @@ class FixedHealth:
 
 @pytest.mark.parametrize(("health", "hours", "outcome", "reason"), [
     (DeploymentHealth(200, 0, 0.0, 12_000.0), 1, "rolled_back", "p95 latency"),
-    (DeploymentHealth(5, 0, 0.0, 10.0), 19, "rolled_back", "cannot judge"),
+    (DeploymentHealth(5, 0, 0.0, 10.0), 19, None, None),  # too little traffic to judge: it keeps baking
+    (DeploymentHealth(5, 0, 0.0, 10.0), 25, "rolled_back", "fewer than the 30 needed"),  # its deadline came
     (DeploymentHealth(5, 0, 0.0, 10.0), 7, None, None),  # baked, but too little traffic yet: wait
 ])
 def test_canary_latency_and_starvation(deps, health, hours, outcome, reason):
@@ -323,6 +324,52 @@ def test_canary_latency_and_starvation(deps, health, hours, outcome, reason):
     else:
         assert record["state"] == outcome and reason in record["outcome"]["reasons"][0]
         assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
+
+
+class TrickleHealth:
+    """A low-traffic endpoint: the canary gets `per_hour` requests an hour, none failing."""
+
+    def __init__(self, per_hour):
+        self.per_hour = per_hour
+
+    def deployment_health(self, endpoint, deployment, since, until):
+        requests = int((until - since) / timedelta(hours=1) * self.per_hour)
+        return DeploymentHealth(requests, 0, 0.0, 10.0 if requests else None)
+
+
+def test_a_canary_on_a_low_traffic_endpoint_bakes_until_it_can_be_judged(deps):
+    run = request_retrain(EP.name, "x", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    accept_and_start_canary(deps, run["run_id"])
+    deps.health = TrickleHealth(per_hour=2)  # 30 requests needed: 15 hours, past the 6 h bake and 18 h
+    for _ in range(14):
+        deps.clock.advance(timedelta(hours=1))
+        assert track_runs(deps)["promoted"] == 0
+    assert get_run(run["run_id"], deps)["state"] == "canary"
+    deps.clock.advance(timedelta(hours=1))
+    assert track_runs(deps)["promoted"] == 1
+    record = get_run(run["run_id"], deps)
+    assert record["state"] == "promoted" and record["outcome"]["reasons"] == ["healthy for 15:00:00"]
+    assert deps.deployer.current(EP) == TrafficSplit({"green": 100})
+
+
+def test_a_canary_that_never_gets_enough_traffic_is_rolled_back_at_its_deadline_saying_why(deps):
+    run = request_retrain(EP.name, "x", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    accept_and_start_canary(deps, run["run_id"])
+    deps.health = TrickleHealth(per_hour=1)  # 24 requests by the deadline (four 6 h bakes), 30 needed
+    deps.clock.advance(timedelta(hours=23, minutes=59))
+    track_runs(deps)
+    assert get_run(run["run_id"], deps)["state"] == "canary"
+    deps.clock.advance(timedelta(hours=2))  # a tick late: judged all the same, not reaped as stuck
+    assert track_runs(deps)["rolled_back"] == 1
+    record = get_run(run["run_id"], deps)
+    assert record["state"] == "rolled_back"
+    assert record["outcome"]["reasons"] == ["only 25 canary requests in 1 day, 1:59:00, fewer than the 30 needed "
+                                            "to judge its health"]
+    (event,) = deps.publisher.of("mlops.model.rolled_back.v1")
+    assert event.data["health"]["requests"] == 25 and "fewer than the 30 needed" in event.data["reason"]
+    assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
 
 
 class RefusingRunner(FakeRunner):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -13,8 +13,7 @@ from core.types import ModelVersion
 from retrain.predictions import read_predictions
 from retrain.registry import LocalModelRegistry
 from retrain.serving import DeploymentSpec, DeploymentUnavailable, ServerPool, default_environment
-from tests.unit._mlflow_models import register_flights_model
-from tests.unit._retrain_data import FEATURES, months
+from tests.unit._retrain_data import FEATURES, months, register_model
 
 START = datetime(2013, 6, 1, 12, tzinfo=timezone.utc)
 pytestmark = pytest.mark.slow
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     registry = LocalModelRegistry(tmp_path_factory.mktemp("registry"))
-    register_flights_model(registry, 1, 3, seed=0, run_id="a")
+    register_model(registry, 1, 3, seed=0, run_id="a")
     return registry
 
 
@@ -36,7 +35,7 @@ def body(rows, ids):
 def test_an_mlflow_model_without_a_scoring_script_is_served_on_loopback(registry, tmp_path):
     import psutil
 
-    from tests.unit._mlflow_models import features
+    from retrain.components._lib import feature_frame
 
     pool = ServerPool("flights-ep", registry, ManualClock(START), work_dir=tmp_path / "serving")
     try:
@@ -45,10 +44,10 @@ def test_an_mlflow_model_without_a_scoring_script_is_served_on_loopback(registry
         rows = months(6, 6, 40, seed=3)
         status, answer = server.score(body(rows, [f"r{i}" for i in range(len(rows))]))
         assert status == 200
-        expected = _local_probabilities(registry, features(rows))
+        expected = _local_probabilities(registry, feature_frame(rows, FEATURES))
         assert [round(p[1], 9) for p in answer] == [round(p, 9) for p in expected]
         assert [x[0] for x in read_predictions(answer, len(rows), server.classes)] == [int(p >= 0.5) for p in expected]
-        assert server.columns == list(FEATURES)[:5]  # the signature's required columns (weather may be missing)
+        assert server.columns and set(server.columns) <= set(FEATURES)  # the signature's, else the lineage's
         listening = {c.laddr.ip for p in psutil.Process(server._proc.pid).children(recursive=True) + [
             psutil.Process(server._proc.pid)] for c in p.net_connections() if c.status == "LISTEN"}
         assert listening == {"127.0.0.1"}
@@ -132,6 +131,17 @@ def test_a_team_score_py_logs_with_the_product_logger_and_azure_mls_data_collect
         assert inputs["time"] == "2013-06-01T12:00:00Z"  # filed by the endpoint's clock
         assert inputs["collectdatatype"] == "pandas.core.frame.DataFrame"
         assert by_type["azureml.inference.model_outputs"]["correlationid"] == inputs["correlationid"]
+        # ...and the product's data collector source reads them back, as it reads Azure's blob store
+        from core.types import EndpointRef, Window
+        from monitors.telemetry.blobfiles import FolderFiles
+        from monitors.telemetry.datacollector import DataCollectorTelemetrySource, Layout
+
+        source = DataCollectorTelemetrySource(FolderFiles(data_dir), Layout(id_column="correlationid"),
+                                              features=FEATURES)
+        batch = source.fetch(EndpointRef("flights-ep"), Window(START, START + timedelta(hours=1)))
+        assert sorted(batch.frame["request_id"]) == sorted(ids)
+        assert list(batch.frame.sort_values("request_id")["carrier"]) == list(
+            rows.assign(request_id=ids).sort_values("request_id")["carrier"])
     finally:
         pool.close()
 
@@ -177,9 +187,46 @@ def test_the_serving_environment_is_pinned_like_the_app():
         lines = (Path(__file__).resolve().parents[2] / name).read_text().splitlines()
         return dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
 
-    app, serve = pins("requirements.txt"), pins("requirements-serve.txt")
+    # The app's environment is requirements.txt plus the text stack (the text classifier's onnxruntime/tokenizers).
+    app, serve = pins("requirements.txt") | pins("requirements-text.txt"), pins("requirements-serve.txt")
     model_libraries = set(serve) - {"azureml-inference-server-http", "azureml-ai-monitoring",
                                     "azure-monitor-opentelemetry-exporter", "pydantic"}  # the server's own
     assert {"numpy", "pandas", "scikit-learn"} <= model_libraries
     assert {name: serve[name] for name in model_libraries} == {name: app.get(name) for name in model_libraries}
     assert default_environment().endswith((".venv-serve/bin/python", "python3", "python"))
+
+
+def test_a_teams_local_deployment_file_is_the_first_deployment_and_canaries_clone_it(tmp_path):
+    from core.errors import ValidationFailed
+    from core.types import EndpointRef
+    from retrain.deploy import LocalDeployer
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "score.py").write_text("def init():\n    pass\n\ndef run(raw_data):\n    return []\n")
+    (tmp_path / "deployment.yaml").write_text(
+        "code: app\nscoring_script: score.py\nenvironment_variables: {FEATURE_STORE: off}\n"
+        "data_collector: {collections: {model_inputs: {enabled: 'true'}}}\nrequest_timeout_ms: 2000\n")
+    template = DeploymentSpec.from_file(tmp_path / "deployment.yaml")
+    assert template.code == str((tmp_path / "app").resolve()) and template.request_timeout_ms == 2000
+    deployer = LocalDeployer(tmp_path / "endpoints.json", template=template)
+    deployer.start_canary(EndpointRef("ep"), ModelVersion("m", "1"), 10)
+    deployer.start_canary(EndpointRef("ep"), ModelVersion("m", "2"), 10)
+    assert deployer.deployments(EndpointRef("ep")) == {"blue": template.with_model("m:1"),
+                                                       "green": template.with_model("m:2")}
+    (tmp_path / "bad.yaml").write_text("code: app\nscoring_script: missing.py\n")
+    with pytest.raises(ValidationFailed, match="no scoring script"):
+        DeploymentSpec.from_file(tmp_path / "bad.yaml")
+    (tmp_path / "typo.yaml").write_text("scoring_scrpt: score.py\n")
+    with pytest.raises(ValidationFailed, match="scoring_scrpt"):
+        DeploymentSpec.from_file(tmp_path / "typo.yaml")
+
+
+def test_a_deployment_whose_environment_does_not_exist_fails_alone(registry, tmp_path):
+    pool = ServerPool("flights-ep", registry, ManualClock(START), work_dir=tmp_path / "serving")
+    try:
+        pool.sync({"blue": DeploymentSpec(model="flights:1", environment=str(tmp_path / "no-such-python"))})
+        with pytest.raises(DeploymentUnavailable, match="cannot start"):
+            pool.server("blue")
+        assert pool.status() == {"blue": "failed"}
+    finally:
+        pool.close()
