@@ -26,8 +26,9 @@ def test_fast_text_demo_detects_prompt_drift_and_fine_tunes(tmp_path):
     assert summary["drifted_windows"]["text"] >= 1  # the prompts' embeddings moved
     assert summary["incidents"] >= 1 and summary["alerts"] >= 1
     assert summary["retrains"] >= 1 and summary["strategies"]["managed"]["retrains"] >= 1
-    assert summary["promoted"] + summary["rejected"] >= 1  # a fine-tuned challenger went through the gate
-    assert summary["canaries"] >= 1
+    assert summary["canaries"] >= 1  # a fine-tuned challenger passed the gate and went to a canary
+    # which ended: promoted, or rolled back (on a machine this busy, maybe for its p95 latency)
+    assert summary["promoted"] + summary["rolled_back"] >= 1
     for name in ("never", "scheduled", "managed"):
         strategy = summary["strategies"][name]
         assert len(strategy["monthly_metric"]) >= 2
