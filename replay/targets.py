@@ -171,7 +171,7 @@ def measure(world: Any, box: Any, messages: list[Mapping[str, Any]], scored: pd.
     recall = weekly_recall(served, performance_baseline(checks), incidents, start=world.start, end=world.end)
     out["lost_weeks"] = {k: v for k, v in recall.items() if k != "by_week"}
     reference = pd.read_parquet(world.ws.reference_path)  # the champion's own: training rows + scored holdout
-    estimator = EstimatedPerformanceEvaluator("score", "score", "label", "classification")
+    estimator = EstimatedPerformanceEvaluator("score", "score", "label", "binary")
     estimated = label_free_by_month(estimator, reference, scored, "never", months(world.start, world.end))
     realized = {f"{m:%Y-%m}": _monthly(scored, "never", m) for m in months(world.start, world.end)}
     out["label_free"] = label_free_error(estimated, realized)

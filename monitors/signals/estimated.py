@@ -26,6 +26,7 @@ SIGNAL = "estimated_performance"
 METRICS = ("auc", "accuracy")
 NOISE_Z = 2.0  # as for realized performance: one-sided, about 2.3% of no-drop windows would cross by noise
 _DRAWS, _MAX_ROWS = 60, 20_000
+BINARY_TASKS = ("binary", "classification")  # the spec says binary; "classification" is its older name
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class EstimatedPerformanceEvaluator:
     prediction_column: str
     prediction_kind: str  # score | class | value
     label_column: str
-    task: str  # classification | regression
+    task: str  # the spec's label task: binary | multiclass | regression ("classification": the older name)
     metric: str | None = None
     max_drop: float = 0.05  # relative drop from the reference's realized metric that breaches
     min_rows: int = 100
@@ -66,7 +67,7 @@ class EstimatedPerformanceEvaluator:
         return FittedEstimate(self, calibrator, baseline, None)
 
     def _unsupported(self) -> str | None:
-        if self.task != "classification" or self.prediction_kind != "score":
+        if self.task not in BINARY_TASKS or self.prediction_kind != "score":
             return (f"label-free estimation needs a binary classifier's score; this monitor's prediction is "
                     f"a {self.prediction_kind} of a {self.task} task")
         return None

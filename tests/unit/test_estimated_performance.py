@@ -34,7 +34,7 @@ def test_the_expected_auc_of_perfectly_separated_scores_is_one_and_of_coin_flips
 
 
 def test_the_estimate_tracks_realized_auc_when_the_input_mix_shifts_without_labels():
-    evaluator = EstimatedPerformanceEvaluator("score", "score", "label", "classification")
+    evaluator = EstimatedPerformanceEvaluator("score", "score", "label", "binary")
     fitted = evaluator.fit(population(5000, 2.0, 0))
     assert fitted.baseline == pytest.approx(realized("auc", *population(5000, 2.0, 0).to_numpy(float).T), abs=1e-12)
     for spread, seed in ((2.0, 1), (0.8, 2)):  # the same world, then harder cases: AUC falls
@@ -49,7 +49,7 @@ def test_the_estimate_tracks_realized_auc_when_the_input_mix_shifts_without_labe
 
 
 def test_without_a_scored_labelled_reference_or_a_score_the_estimate_says_why():
-    evaluator = EstimatedPerformanceEvaluator("score", "score", "label", "classification")
+    evaluator = EstimatedPerformanceEvaluator("score", "score", "label", "binary")
     unlabelled = evaluator.fit(population(5000, 2.0, 0).drop(columns="label"))
     found = estimate(unlabelled, population(500, 2.0, 1))
     assert found.details["insufficient"] and "no scored and labelled rows" in found.details["note"]
@@ -58,3 +58,16 @@ def test_without_a_scored_labelled_reference_or_a_score_the_estimate_says_why():
     assert found.details["insufficient"] and "binary classifier" in found.details["note"]
     few = estimate(evaluator.fit(population(5000, 2.0, 0)), population(20, 2.0, 1))
     assert few.details["insufficient"] and "insufficient data" in few.details["note"]
+
+
+def test_a_binary_monitor_spec_gets_a_label_free_estimate_not_an_insufficient_finding():
+    """The shipped flights spec (label task `binary`) wires the estimate through build_suite: every check of
+    a binary classifier carries it, before its labels arrive."""
+    from monitors.signals.suite import build_suite
+    from monitors.spec import load_spec
+
+    spec = load_spec("monitors/examples/flights-delay.yaml")
+    (evaluator,) = [e for e in build_suite(spec).current if isinstance(e, EstimatedPerformanceEvaluator)]
+    found = estimate(evaluator.fit(population(5000, 2.0, 0)), population(3000, 0.8, 4))
+    assert not found.details.get("insufficient"), found.details.get("note")
+    assert found.statistic < found.details["baseline"] and found.details["method"] == "cbpe"
