@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # app's: the inference server's pins (pydantic~=2.12, opentelemetry-sdk==1.33) do not fit azure-ai-ml's.
 SERVE  := .venv-serve/.installed
 
-.PHONY: demo demo-fast demo-text test bench lint devhost clean
+.PHONY: demo demo-fast demo-text test bench lint devhost chaos clean
 TEXT   := $(VENV)/.installed-text
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -61,6 +61,10 @@ lint: $(STAMP)
 
 # make devhost [WORKSPACE=out/demo/work] [PORT=7071] [ARGS=...]: with WORKSPACE, the demo's monitors and data on
 # the demo's simulated clock (checks, labels and retrains line up with its 2013 traffic).
+# SIGKILL the service at seeded random moments while it works, restart it, drain, check the invariants: one JSON line.
+chaos: $(STAMP)
+	$(PY) -m chaos --kills $(or $(KILLS),30) --seed $(or $(SEED),7)
+
 devhost: $(STAMP)
 	$(if $(WORKSPACE),MLOPS_MONITORS_DIR=$(WORKSPACE)/monitors MLOPS_DATA_DIR=$(WORKSPACE)/data )$(PY) -m devhost \
 	  --settings $(if $(wildcard local.settings.json),local.settings.json,local.settings.example.json) \

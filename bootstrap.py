@@ -310,6 +310,11 @@ class Container:
             raise NotFound(f"check {envelope.data['check_id']} is not recorded")
         return sum(sink.publish(found.data) for sink in self.result_sinks)
 
+    def audit(self, envelope) -> None:
+        from core.records import record_event
+
+        record_event(self.store, envelope)
+
     def notify(self, envelope) -> None:
         from monitors.notify import handle_event
 

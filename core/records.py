@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from core.errors import ConcurrencyConflict, NotFound
+from core.events import Envelope
 from core.ports import Doc, StateStore
 from core.retry import retry_on_conflict
 from core.types import iso, parse_time
 
 INBOX, WATERMARK, CLAIM, CHECK, INCIDENT, RUN = "inbox", "watermark", "claim", "check", "incident", "run"
+AUDIT = "audit"
 
 
 def already_processed(store: StateStore, consumer: str, message_id: str) -> bool:
@@ -48,6 +50,25 @@ def advance_watermark(store: StateStore, monitor: str, to: datetime) -> datetime
         return to
 
     return retry_on_conflict(attempt, what=f"watermark of {monitor}")
+
+
+def record_event(store: StateStore, envelope: Envelope) -> str:
+    """The audit trail: one record per event, keyed by its time then id so a listing reads in order; a
+    redelivery writes the same record again. Events carry aggregates and ids, never raw rows."""
+    key = f"{envelope.time}/{envelope.id}"
+    put(store, AUDIT, key, {"id": envelope.id, "type": envelope.type, "subject": envelope.subject,
+                            "time": envelope.time, "source": envelope.source, "correlationid": envelope.correlationid,
+                            "causationid": envelope.causationid, "data": dict(envelope.data),
+                            "extensions": dict(envelope.extensions)})
+    return key
+
+
+def audited_events(store: StateStore) -> list[Envelope]:
+    """The audit trail as events, oldest first (by event time, then id)."""
+    return [Envelope(id=d.data["id"], type=d.data["type"], source=d.data["source"], subject=d.data["subject"],
+                     time=d.data["time"], data=d.data["data"], correlationid=d.data.get("correlationid"),
+                     causationid=d.data.get("causationid"), extensions=d.data.get("extensions") or {})
+            for _, d in store.list(AUDIT)]
 
 
 def put(store: StateStore, kind: str, key: str, data: Mapping[str, Any]) -> str:

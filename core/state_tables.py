@@ -19,12 +19,9 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from core.errors import (
-    ConcurrencyConflict,
     ConfigurationError,
     MlopsError,
     NotFound,
-    PermanentError,
-    RetryableError,
     ValidationFailed,
 )
 from core.ports import Doc
@@ -49,25 +46,10 @@ def decode_key(text: str) -> str:
 
 
 def translate_azure_error(exc: Exception, what: str) -> MlopsError:
-    """Map an azure-core exception onto our retry/never-retry tree; `what` names the operation."""
-    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+    """Storage's errors through the one translation (core.azure_errors), with the role hint a 403 needs."""
+    from core.azure_errors import azure_error
 
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, ServiceRequestError) or status in (408, 429) or (status or 0) >= 500:
-        return RetryableError(f"{what}: storage unavailable ({status or type(exc).__name__}): {exc}")
-    if status == 412:
-        return ConcurrencyConflict(f"{what}: changed since it was read (412)")
-    if status == 409:
-        return ConcurrencyConflict(f"{what}: already exists (409)")
-    if status == 404:
-        return NotFound(f"{what}: not found (404)")
-    if isinstance(exc, ClientAuthenticationError) and status is None:
-        return RetryableError(f"{what}: could not get a token (identity may be starting): {exc}")
-    if status == 403:
-        return PermanentError(f"{what}: forbidden (403); does the identity have a Storage Data role? {exc}")
-    if isinstance(exc, HttpResponseError):
-        return PermanentError(f"{what}: rejected by storage ({status}): {exc}")
-    return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
+    return azure_error(exc, what, service="storage", hint_403="; does the identity have a Storage Data role?")
 
 
 def _entity(kind: str, key: str, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -289,3 +289,17 @@ def check_failed(store: StateStore, monitor: str, window: Window, *, check_id: s
         put(store, INCIDENT, incident_id, incident)
     return IncidentChange(incident_id, monitor, CHECK_FAILED, OPENED, Severity.WARNING, window, check_id, incident,
                           tuple(incident["evidence"]))
+
+
+def check_recovered(store: StateStore, monitor: str, window: Window, *, check_id: str) -> IncidentChange | None:
+    """A window given up on was checked after all (an operator re-ran it): its check_failed incident resolves."""
+    incident_id = event_id("incident", monitor, CHECK_FAILED, window.key())
+    found = store.get(INCIDENT, incident_id)
+    if found is None or found.data.get("status") != "open":
+        return None
+    incident = {**found.data, "status": "resolved", "resolved_window": window.to_json(), "last_check": check_id,
+                "history": [*found.data.get("history", []),
+                            {"status": RESOLVED, "window": window.to_json(), "check_id": check_id}]}
+    put(store, INCIDENT, incident_id, incident)
+    return IncidentChange(incident_id, monitor, CHECK_FAILED, RESOLVED, Severity.WARNING, window, check_id, incident,
+                          ())

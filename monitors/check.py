@@ -28,7 +28,7 @@ from core.ports import Publisher, ReportStore, StateStore, TelemetrySource
 from core.records import CHECK, put, require
 from core.types import EndpointRef, TelemetryBatch, Window, iso, parse_time
 from monitors import windows
-from monitors.alerts import AlertPolicy, check_failed, open_incident
+from monitors.alerts import AlertPolicy, check_failed, check_recovered, open_incident
 from monitors.check_events import check_events, incident_ref
 from monitors.late import LATE_RECHECK, late_telemetry
 from monitors.rebaseline import active_reference, not_ready
@@ -183,6 +183,8 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
     on_grid = window == window_at(window.start, size=spec.window.size, origin=spec.window.origin)
     changes = AlertPolicy(spec.alert).apply(deps.store, spec.name, window, findings, check_id=check_id,
                                             model_version=model_version) if on_grid else []
+    recovered = check_recovered(deps.store, spec.name, window, check_id=check_id)  # a re-run of a given-up window
+    changes += [recovered] if recovered else []
     status = "empty" if batch.rows == 0 else ("breached" if any(f.breached for f in findings) else "ok")
     late = late_telemetry(deps.store, spec, window, batch.rows, now, recheck=recheck)
     doc = check_document(check_id=check_id, spec=spec, window=window, findings=findings, rows=batch.rows,

@@ -1,20 +1,23 @@
-"""`python -m monitors check|init|backfill`: drift checks for people and CI pipelines.
+"""`python -m monitors check|init|backfill|retry`: drift checks for people and CI pipelines.
 
-Exit codes: 0 ok, 1 drift found with --fail-on-drift, 2 bad usage or unreadable input (stderr says why).
+Exit codes: 0 ok, 1 drift found with --fail-on-drift, 2 bad usage or unreadable input (stderr says why, never
+a traceback): an unreadable file, no rows to judge, a report that cannot be written, a bad time or window.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.errors import ValidationFailed
+from core.errors import MlopsError
 from core.types import EndpointRef, TelemetryBatch, Window
 
 USAGE_ERROR, DRIFT = 2, 1
+MIN_REFERENCE_ROWS, FEW_REFERENCE_ROWS = 2, 30
 # The CLI has no telemetry window; findings still need one to describe where they came from.
 _NOMINAL = Window(datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC))
 
@@ -70,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--endpoint", help="Azure ML online endpoint name (default: the monitor name)")
     init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     sub.add_parser("backfill", help="request checks for past windows (see: backfill --help)", add_help=False)
+    retry = sub.add_parser("retry", help="ask the service to check one window again (a failed one, or --force)")
+    retry.add_argument("--monitor", required=True)
+    retry.add_argument("--window", required=True, help="START/END, ISO 8601 UTC (2013-04-01T00:00:00Z/2013-04-02...)")
+    retry.add_argument("--force", action="store_true", help="also re-check a window that was checked")
     return top
 
 
@@ -88,9 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = write_spec(args.reference, args.out, name=args.name, endpoint=args.endpoint, force=args.force)
             print(f"wrote {path}: review the features, prediction and label before use", file=sys.stderr)
             return 0
+        if args.command == "retry":
+            return retry_command(args)
         return run_check_command(args)
-    except (UsageError, ValidationFailed) as exc:
+    except (UsageError, MlopsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # what bad input makes pandas, pyarrow or a file do
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return USAGE_ERROR
 
 
@@ -107,12 +119,64 @@ def run_check_command(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else CheckCache(args.cache_dir or default_cache_dir())
     reference = LazyReference(Path(args.reference), read_table) if cache else read_table(args.reference)
     current = read_table(args.current)
-    result, kinds, findings = compare_frames(reference, current, spec, cache=cache)
+    if len(current) == 0:
+        raise UsageError(f"{args.current}: no rows; there is nothing to judge (not 'no drift')")
+    reference_rows = _rows(reference)
+    if reference_rows < MIN_REFERENCE_ROWS:
+        raise UsageError(f"{args.reference}: {reference_rows} row(s); a reference needs at least {MIN_REFERENCE_ROWS}")
     if args.report:
+        _writable(Path(args.report))
+    result, kinds, findings = compare_frames(reference, current, spec, cache=cache)
+    if reference_rows < FEW_REFERENCE_ROWS:
+        warning = f"the reference has only {reference_rows} rows: drift statistics against so few rows are unreliable"
+        result["warnings"] = [warning]
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.report:
+        from core.files import write_atomic
+
         frame = reference.frame() if cache else reference
-        Path(args.report).write_bytes(html_report(frame, current, spec, kinds, result, findings, args))
+        try:
+            write_atomic(args.report, html_report(frame, current, spec, kinds, result, findings, args))
+        except OSError as exc:
+            raise UsageError(f"--report {args.report}: cannot write it: {exc.strerror or exc}") from exc
     print(json.dumps(result, allow_nan=False) if args.format == "json" else table(result))
     return DRIFT if args.fail_on_drift and result["dataset_drift"] else 0
+
+
+def _rows(reference: Any) -> int:
+    """A reference's row count; a Parquet file's from its footer, without reading the rows."""
+    if hasattr(reference, "frame"):
+        if reference.path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return int(pq.read_metadata(reference.path).num_rows)
+        return len(reference.frame())
+    return len(reference)
+
+
+def _writable(path: Path) -> None:
+    """Fail before the work, not after it: the report's folder must exist and take a file."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"--report {path}: cannot write there (no such folder, not writable, or a folder)")
+
+
+def retry_command(args: argparse.Namespace) -> int:
+    """Ask the configured service (its state and bus, from the same settings as the app) to check one window
+    again: a failed window is re-run, a pending one asked for, a done one only with --force."""
+    import bootstrap  # the command is an entry point of the service, like a function: it uses its composition root
+    from core.types import Window, parse_time
+
+    start, sep, end = args.window.partition("/")
+    try:
+        if not sep:
+            raise ValueError("expected START/END")
+        window = Window(parse_time(start), parse_time(end))
+    except ValueError as exc:
+        raise UsageError(f"--window {args.window!r}: {exc} (e.g. 2013-04-01T00:00:00Z/2013-04-02T00:00:00Z)") from exc
+    answer = bootstrap.container().request_check(args.monitor, window, force=args.force)
+    print(json.dumps(answer, sort_keys=True))
+    return 0
 
 
 def html_report(reference, current, spec, kinds: dict[str, str], result: dict[str, Any], findings: list[Any],

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from core.azure_errors import translated
 from core.errors import ConfigurationError, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class AzureMLDataReference:
         self._account_url = blob_account_url  # default: from the datastore (an emulator or private link: given)
         self._frame: tuple[str, Any] | None = None
 
+    @translated("Azure ML")
     def asset(self) -> Any:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -116,6 +118,7 @@ class AzureMLDataReference:
     def fingerprint(self) -> str:
         return _asset_fingerprint(self.asset())
 
+    @translated("Azure ML")
     def frame(self) -> "pd.DataFrame":
         asset = self.asset()
         fingerprint = _asset_fingerprint(asset)

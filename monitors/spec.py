@@ -398,6 +398,8 @@ def load_spec(path: str | Path) -> MonitorSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValidationFailed(f"{path}: cannot read spec: {exc.strerror}", field=None) from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(f"{path}: a spec is UTF-8 YAML text; byte {exc.start} is not UTF-8", field=None) from exc
     return parse_spec(text, path)
 
 

@@ -46,6 +46,7 @@ class WindowRecord:
     outbox: tuple[Mapping[str, Any], ...] = ()  # {"event": encoded envelope, "at": ISO time or None}
     then: str = DONE  # the state after the outbox is relayed
     recheck: str | None = None  # late telemetry: "pending" until the re-check ran, then "done"
+    completions: int = 0  # times a computed check of this window was announced and finished (audit: 1 per run)
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -61,7 +62,8 @@ class WindowRecord:
                 "generation": self.generation, "requested_at": _iso(self.requested_at),
                 "request_dead": self.request_dead, "owner": self.owner, "until": _iso(self.until),
                 "attempts": self.attempts, "errors": list(self.errors), "result": self.result,
-                "outbox": [dict(e) for e in self.outbox], "then": self.then, "recheck": self.recheck}
+                "outbox": [dict(e) for e in self.outbox], "then": self.then, "recheck": self.recheck,
+                "completions": self.completions}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], etag: str | None, monitor: str, window: Window) -> "WindowRecord":
@@ -71,7 +73,7 @@ class WindowRecord:
                    owner=doc.get("owner"), until=_time(doc.get("until")), attempts=int(doc.get("attempts", 0)),
                    errors=tuple(doc.get("errors", ())), result=doc.get("result"),
                    outbox=tuple(doc.get("outbox", ())), then=doc.get("then", DONE), recheck=doc.get("recheck"),
-                   etag=etag)
+                   completions=int(doc.get("completions", 0)), etag=etag)
 
 
 def record_key(monitor: str, window: Window) -> str:
@@ -196,7 +198,8 @@ def relay(store: StateStore, publisher: Publisher, rec: WindowRecord) -> WindowR
     def change(current: WindowRecord) -> WindowRecord | None:
         if current.state != PUBLISHING:
             return None
-        return replace(current, state=current.then, outbox=(), owner=None, until=None)
+        return replace(current, state=current.then, outbox=(), owner=None, until=None,
+                       completions=current.completions + 1)
 
     return update(store, rec.monitor, rec.window, change)
 

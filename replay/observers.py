@@ -6,9 +6,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from core.routing import TOPIC
-from core.servicebus import from_received
-
 
 class WebhookReceiver:
     """A loopback HTTP server standing in for a team's alert channel."""
@@ -44,22 +41,20 @@ class WebhookReceiver:
 
 
 class AuditFeed:
-    """Reads the bus's catch-all `audit` subscription: every event the app published, in order."""
+    """Reads the app's audit trail (every event it published, kept by its `audit` consumer), in order."""
 
-    def __init__(self, bus: Any) -> None:
-        self.bus, self.entity = bus, f"{TOPIC}/subscriptions/audit"
+    def __init__(self, store: Any) -> None:
+        self.store = store
         self.events: list[Any] = []
+        self._seen: set[str] = set()
 
     def poll(self) -> list[Any]:
-        fresh = []
-        while True:
-            batch = self.bus.receive(self.entity, max_messages=100)
-            if not batch:
-                return fresh
-            for received in batch:
-                fresh.append(from_received(received))
-                self.bus.complete(received.lock_token)
-            self.events += fresh[-len(batch):]
+        from core.records import audited_events
+
+        fresh = [e for e in audited_events(self.store) if e.id not in self._seen]
+        self._seen.update(e.id for e in fresh)
+        self.events += fresh
+        return fresh
 
     def of(self, *types: str) -> list[Any]:
         return [e for e in self.events if e.type in types]

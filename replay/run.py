@@ -156,7 +156,7 @@ def _loop(world: World, box: Any, clock: Any) -> dict[str, Any]:
     from retrain.endpoint import LocalEndpoint
 
     deps = box.retrain_deps
-    feed = AuditFeed(box.bus)
+    feed = AuditFeed(box.store)
     endpoint = LocalEndpoint(world.endpoint, box.data_dir / "endpoints.json", deps.registry, box.telemetry_store,
                              clock)
     host = DevHost(function_app.app, bus=box.bus, clock=clock)

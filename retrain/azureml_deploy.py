@@ -15,6 +15,7 @@ import copy
 import re
 from typing import Any
 
+from core.azure_errors import translated
 from core.errors import NotFound, PermanentError
 from core.types import EndpointRef, ModelVersion, TrafficSplit
 from retrain.deploy import canary_name, champion_of, check_percent, parse_model
@@ -33,13 +34,16 @@ class AzureMLDeployer:
         self.environment, self.code_path, self.scoring_script = environment, code_path, scoring_script
         self.environment_variables = environment_variables or {}
 
+    @translated("Azure ML")
     def current(self, endpoint: EndpointRef) -> TrafficSplit:
         return TrafficSplit(self._traffic(self._endpoint(endpoint)))
 
+    @translated("Azure ML")
     def models(self, endpoint: EndpointRef) -> dict[str, ModelVersion]:
         deployments = self.ml_client.online_deployments.list(endpoint_name=endpoint.name)
         return {d.name: parse_model(str(d.model)) for d in deployments if d.model}
 
+    @translated("Azure ML")
     def start_canary(self, endpoint: EndpointRef, candidate: ModelVersion, percent: int) -> TrafficSplit:
         check_percent(percent)
         ep = self._endpoint(endpoint)
@@ -61,6 +65,7 @@ class AzureMLDeployer:
         self.ml_client.online_endpoints.begin_create_or_update(ep).result()
         return TrafficSplit(dict(ep.traffic))
 
+    @translated("Azure ML")
     def promote(self, endpoint: EndpointRef, candidate: ModelVersion) -> TrafficSplit:
         ep = self._endpoint(endpoint)
         serving = self.models(endpoint)
@@ -74,6 +79,7 @@ class AzureMLDeployer:
             self._delete(endpoint, other)
         return self._clear_tag(endpoint, {target[0]: 100})
 
+    @translated("Azure ML")
     def rollback(self, endpoint: EndpointRef) -> TrafficSplit:
         ep = self._endpoint(endpoint)
         canary = (ep.tags or {}).get(CANARY_TAG)

@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from core.errors import PermanentError, RunnerUnavailable
+from core.azure_errors import azure_error, translated
+from core.errors import ConcurrencyConflict, PermanentError, RetryableError, RunnerUnavailable
 from core.types import ModelVersion, RunRef, RunState, RunStatus
 from retrain.data_assets import AzureMLDataAssets
 from retrain.local_runner import step_arguments
@@ -36,10 +37,11 @@ def azureml_job_name(idempotency_key: str) -> str:
 
 
 def _http_error(exc: Exception, what: str) -> Exception:
-    code = getattr(exc, "status_code", None)
-    if code is None or code == 429 or code >= 500:
-        return RunnerUnavailable(f"{what}: {exc}")
-    return PermanentError(f"{what}: {exc}")
+    """The one translation of SDK errors (core.azure_errors); an outage is RunnerUnavailable (retryable)."""
+    error = azure_error(exc, what, service="Azure ML")
+    if isinstance(error, RetryableError) and not isinstance(error, ConcurrencyConflict):
+        return RunnerUnavailable(str(error))
+    return error
 
 
 class AzureMLPipelineRunner:
@@ -52,6 +54,7 @@ class AzureMLPipelineRunner:
         self.registry = registry or AzureMLModelRegistry(ml_client)
         self._finished: dict[str, RunStatus] = {}
 
+    @translated("Azure ML")
     def submit(self, request: Mapping[str, Any], *, idempotency_key: str) -> RunRef:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -76,6 +79,7 @@ class AzureMLPipelineRunner:
             raise _http_error(exc, f"cannot submit job {name}") from exc
         return RunRef(run_id, BACKEND, created.name or name)
 
+    @translated("Azure ML")
     def status(self, run: RunRef) -> RunStatus:
         from azure.core.exceptions import HttpResponseError
 

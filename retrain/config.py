@@ -5,6 +5,7 @@
     gate:     {primary_metric: auc, min_improvement: 0.005, max_slice_regression: 0.02,
                min_holdout_rows: 200, min_slice_rows: 500}
     canary:   {percent: 10, bake: 6h, max_error_rate: 0.02, max_p95_latency_ms: 500, min_requests: 50}
+    deadlines: {requested: 1d, running: 2d, trained: 6h, accepted: 6h, canary: 1d, promoting: 6h, rolling_back: 6h}
     endpoints:
       flights: {rule: "sliding:90", holdout_days: 7, lookback: 60d, slices: [origin],
                 train: "python train.py", code: ../examples/flights}
@@ -58,7 +59,7 @@ def _section(doc: Mapping[str, Any], name: str, allowed: Any) -> dict[str, Any]:
 def parse_config(doc: Mapping[str, Any], base: RetrainConfig, base_dir: Path = Path(".")
                  ) -> tuple[RetrainConfig, dict[str, dict[str, Any]]]:
     """(config, per-endpoint target overrides) from the parsed YAML document; paths relative to base_dir."""
-    unknown = sorted(set(doc) - {"policy", "gate", "canary", "endpoints"})
+    unknown = sorted(set(doc) - {"policy", "gate", "canary", "deadlines", "endpoints"})
     if unknown:
         raise ValidationFailed(f"unknown section(s) {', '.join(unknown)}", field=unknown[0])
     policy = _section(doc, "policy", ("cooldown", "max_per_day", "min_new_labelled_rows",
@@ -69,10 +70,15 @@ def parse_config(doc: Mapping[str, Any], base: RetrainConfig, base_dir: Path = P
     canary = _section(doc, "canary", _CANARY)
     if "bake" in canary:
         canary["bake"] = duration(canary["bake"], "canary.bake")
+    from retrain.runs import ACTIVE  # a deadline per state a run can wait in (retrain.runs)
+
+    deadlines = {state: duration(value, f"deadlines.{state}")
+                 for state, value in _section(doc, "deadlines", sorted(ACTIVE)).items()}
     try:
         config = dataclasses.replace(base, retrain=dataclasses.replace(base.retrain, **policy),
                                      gate=dataclasses.replace(base.gate, **gate),
-                                     **{_CANARY[k]: v for k, v in canary.items()})
+                                     **{_CANARY[k]: v for k, v in canary.items()},
+                                     **({"deadlines": {**base.deadlines, **deadlines}} if deadlines else {}))
     except (TypeError, ValueError) as exc:
         raise ValidationFailed(f"retrain config: {exc}", field="gate") from exc
     overrides = {}

@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from core.azure_errors import translated
+
 FINGERPRINT_TAG = "mlops-fingerprint"
 
 
@@ -34,6 +36,7 @@ class AzureMLDataAssets:
     def __init__(self, ml_client: Any) -> None:
         self.ml_client = ml_client
 
+    @translated("Azure ML")
     def register(self, name: str, path: str, *, fingerprint: str, kind: str, description: str = "",
                  tags: Mapping[str, str] | None = None, asset_type: str = "uri_folder") -> DataAssetRef:
         """The version of `name` holding `fingerprint`, made if there is none (versions count up from 1)."""
@@ -53,6 +56,7 @@ class AzureMLDataAssets:
             tags={**dict(tags or {}), FINGERPRINT_TAG: fingerprint, "mlops-kind": kind}))
         return DataAssetRef(name, str(created.version))
 
+    @translated("Azure ML")
     def register_run_data(self, job_name: str, model: str, outputs: Mapping[str, str]) -> dict[str, str]:
         """A completed pipeline job's data outputs (kind -> output name, e.g. {"training": "train",
         "reference": "reference_out"}) as `<model>-<kind>` assets; returns kind -> azureml: URI."""

@@ -6,10 +6,11 @@ A crash between any two steps leaves a state the next delivery or timer tick fin
 """
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from core.errors import NotFound, RetryableError, ValidationFailed, WorkHeld
+from core.errors import NotFound, PermanentError, RetryableError, ValidationFailed, WorkHeld
 from core.events import Envelope, event_id, new_event
 from core.types import EndpointRef, ModelVersion, iso, parse_time
 from retrain.deploy import parse_model
@@ -135,6 +136,23 @@ def watch_canary(record: RunRecord, deps: "RetrainDeps") -> str | None:
     return None
 
 
+def judge_or_reap(record: RunRecord, deps: "RetrainDeps") -> str | None:
+    """A canary is judged even past its deadline (then it decides, saying why). If judging it fails there for a
+    reason the product does not know (a bug, an untranslated error), the reaper rolls its traffic back and fails
+    it: a canary never keeps its share of traffic past its deadline because its health could not be read."""
+    if record.deadline is None or deps.clock.now() <= record.deadline:
+        return watch_canary(record, deps)
+    try:
+        return watch_canary(record, deps)
+    except (RetryableError, PermanentError):
+        raise  # the tracking tick knows these: retried, or failed with the canary rolled back
+    except Exception as exc:
+        logging.getLogger("mlops.retrain").exception("run %s: judging the canary at its deadline failed",
+                                                     record.run_id)
+        return reap(record, deps, f"past its deadline {iso(record.deadline)} and its canary could not be judged: "
+                                  f"{type(exc).__name__}: {exc}")
+
+
 def _judge(record: RunRecord, deps: "RetrainDeps") -> RunRecord | None:
     """canary -> promoting | rolling_back (the decision and its health numbers saved before acting), or None.
 
@@ -216,7 +234,7 @@ def reap(record: RunRecord, deps: "RetrainDeps", reason: str) -> str | None:
     """Fail a run that cannot go on (past its deadline, or a permanent error): a run that may hold canary
     traffic is rolled back first; the others fail at once. Every step is a recorded transition."""
     now = deps.clock.now()
-    if record.state in (P.ACCEPTED, P.CANARY):
+    if record.state in (P.ACCEPTED, P.CANARY, P.PROMOTING):
         record = transition(deps.store, record.run_id, P.ROLLING_BACK, now, reason, expect=[record.state],
                             deadline=deadline(deps, P.ROLLING_BACK), by="reaper",
                             decision={"reasons": [reason], "then": P.FAILED.value, "step": record.state.value})

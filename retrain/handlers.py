@@ -21,7 +21,7 @@ from core.errors import ConcurrencyConflict, PermanentError, RetryableError, Val
 from core.events import Envelope, event_id, new_event
 from core.records import already_processed, mark_processed
 from core.types import EndpointRef, ModelVersion, RunRef, RunState, Window, iso, parse_time
-from retrain.deploy_watch import deadline, on_deploy_event, reap, watch_canary
+from retrain.deploy_watch import deadline, judge_or_reap, on_deploy_event, reap, watch_canary
 from retrain.deps import RetrainDeps, RetrainTarget
 from retrain.export import export_labelled
 from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start, performance_at_risk
@@ -231,7 +231,7 @@ def _track(record: RunRecord, deps: RetrainDeps) -> str | None:
     if record.state.terminal:
         return None
     if record.state is P.CANARY:  # judged even past its deadline: then it decides, with the reason
-        return watch_canary(record, deps)
+        return judge_or_reap(record, deps)
     if record.deadline is not None and deps.clock.now() > record.deadline:
         return reap(record, deps, f"no progress in state {record.state.value} before its deadline "
                                   f"{iso(record.deadline)}")

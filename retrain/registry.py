@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.azure_errors import translated
 from core.errors import NotFound, ValidationFailed
 from core.files import write_json
 from core.types import ModelVersion, iso
@@ -98,6 +99,7 @@ class AzureMLModelRegistry:
     def __init__(self, ml_client: Any) -> None:
         self.ml_client = ml_client
 
+    @translated("Azure ML")
     def register(self, name: str, path: str, *, metrics: Mapping[str, float], lineage: Mapping[str, Any],
                  description: str = "") -> ModelVersion:
         from azure.ai.ml.entities import Model
@@ -115,6 +117,7 @@ class AzureMLModelRegistry:
         created = self.ml_client.models.create_or_update(model)
         return ModelVersion(name, str(created.version))
 
+    @translated("Azure ML")
     def get(self, name: str, version: str) -> dict[str, Any]:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -127,11 +130,13 @@ class AzureMLModelRegistry:
                 "run_id": (model.tags or {}).get("run_id"), "lineage": json.loads(props.get("lineage", "{}")),
                 "metrics": json.loads(props.get("metrics", "{}"))}
 
+    @translated("Azure ML")
     def latest(self, name: str) -> ModelVersion | None:
         versions = [str(m.version) for m in self.ml_client.models.list(name=name)]
         if not versions:
             return None
         return ModelVersion(name, max(versions, key=lambda v: (len(v), v)))
 
+    @translated("Azure ML")
     def model_path(self, version: ModelVersion) -> str:
         return f"azureml:{version.name}:{version.version}"

@@ -3,14 +3,16 @@ core.records.RUN, key = run id). It is the audit trail of one retrain.
 
     requested -> running -> trained -> accepted -> canary -> promoting -> promoted
         |           |          |           |   \\-> promoted (an endpoint with no model yet)
-        |           |          |           |          \\-> rolling_back -> rolled_back | failed
+        |           |          |           |          \\-> rolling_back -> rolled_back | failed (also from
+        |           |          |           |               promoting: a promotion refused for good)
         skipped     failed     rejected    rolling_back (a canary half made when its deadline passed)
 
 Every move is `transition`: allowed only along TRANSITIONS, it appends a history entry (at, from, to, by, note),
 sets the new state's deadline, and saves the events that announce it in the same write (the outbox);
 `relay` publishes them afterwards, and the tracking timer relays what a crash left behind. So no event runs
 ahead of the state it describes, and a repeated transition (a redelivery) is refused, not applied twice.
-A run in `canary` never goes straight to failed: its traffic is rolled back first (rolling_back).
+A run that may hold traffic (accepted, canary, promoting) never goes straight to failed: its traffic is rolled
+back first (rolling_back).
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     P.TRAINED: frozenset({P.ACCEPTED, P.REJECTED, P.FAILED}),
     P.ACCEPTED: frozenset({P.CANARY, P.PROMOTED, P.ROLLING_BACK}),
     P.CANARY: frozenset({P.PROMOTING, P.ROLLING_BACK}),
-    P.PROMOTING: frozenset({P.PROMOTED, P.FAILED}),
+    P.PROMOTING: frozenset({P.PROMOTED, P.ROLLING_BACK}),
     P.ROLLING_BACK: frozenset({P.ROLLED_BACK, P.FAILED}),
 }
 TERMINAL = frozenset(p.value for p in Phase if p.terminal)

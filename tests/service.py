@@ -77,7 +77,8 @@ class World:
             rows = frame(rng, per_hour, shift).to_dict("records")
             for i, row in enumerate(rows):
                 records.append(RequestRecord(
-                    time=start + h * HOUR + timedelta(seconds=3600 * i / per_hour), request_id=f"{endpoint}-{h}-{i}",
+                    time=start + h * HOUR + timedelta(seconds=3600 * i / per_hour),
+                    request_id=f"{endpoint}-{start:%Y%m%d%H%M}-{h}-{i}",
                     endpoint=endpoint, deployment="blue", model_version="1", inputs={k: row[k] for k in
                                                                                      ("distance", "carrier")},
                     prediction=row["score"], score=row["score"], latency_ms=5.0, status_code=200))

@@ -31,7 +31,7 @@ def test_timers_use_app_settings_for_their_schedules(functions):
 @pytest.mark.parametrize("name, subscription", [
     ("run_check", "run-check"), ("send_alerts", "alerts"), ("start_retrain", "retrain"), ("gate_and_deploy", "deploy"),
     ("rebaseline_monitors", "rebaseline"),
-    ("publish_results", "results"),
+    ("publish_results", "results"), ("audit_events", "audit"),
 ])
 def test_service_bus_consumers_listen_on_their_subscription(functions, name, subscription):
     binding = trigger(functions[name])

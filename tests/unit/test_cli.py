@@ -122,6 +122,47 @@ def test_init_infers_a_spec_that_loads(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+def test_every_bad_input_exits_2_with_a_message_never_a_traceback(data, tmp_path, capsys):
+    ref, same = str(data / "ref.parquet"), str(data / "same.parquet")
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    unwritable = tmp_path / "no-such-folder" / "report.html"
+    rng = np.random.default_rng(5)
+    frame(rng, 0).to_parquet(tmp_path / "empty.parquet")
+    frame(rng, 1).to_parquet(tmp_path / "one.parquet")
+    cases = {
+        "is not UTF-8": ["--spec", str(tmp_path / "latin1.yaml")],
+        "cannot write there": ["--report", str(unwritable)],
+        "no rows; there is nothing to judge": ["--current", str(tmp_path / "empty.parquet"), "--fail-on-drift"],
+        "a reference needs at least 2": ["--reference", str(tmp_path / "one.parquet")],
+    }
+    for expected, override in cases.items():
+        args = {"--reference": ref, "--current": same}
+        extra = []
+        for flag, value in zip(override[::2], override[1::2], strict=False):
+            args[flag] = value
+        extra += [a for a in override if a == "--fail-on-drift"]
+        argv = ["check", *[x for kv in args.items() for x in kv], *extra]
+        assert main(argv) == 2, expected
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, (expected, err)
+    assert not unwritable.parent.exists()  # failed before any work, and left nothing behind
+
+
+def test_a_tiny_reference_is_judged_with_a_warning(data, tmp_path, capsys):
+    frame(np.random.default_rng(6), 12).to_parquet(tmp_path / "tiny.parquet")
+    assert main(["check", "--reference", str(tmp_path / "tiny.parquet"), "--current", str(data / "same.parquet")]) in (
+        0, 1)
+    captured = capsys.readouterr()
+    assert "only 12 rows" in captured.err and "unreliable" in json.loads(captured.out)["warnings"][0]
+
+
+def test_retry_refuses_a_bad_window_with_exit_2(capsys):
+    assert main(["retry", "--monitor", "m", "--window", "2013-04-01"]) == 2
+    assert "expected START/END" in capsys.readouterr().err
+    assert main(["retry", "--monitor", "m", "--window", "0001-01-01T00:00:00+01:00/2013-04-02T00:00:00Z"]) == 2
+    assert "outside the range of dates" in capsys.readouterr().err
+
+
 def test_profiles_nulls_and_kinds_are_cached_by_the_reference_content(data, tmp_path):
     cache = tmp_path / "cache"
     args = ("check", "--reference", data / "ref.parquet", "--current", data / "shifted.parquet",

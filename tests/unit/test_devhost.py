@@ -248,6 +248,11 @@ def http_app():
     def boom(req: func.HttpRequest) -> func.HttpResponse:
         raise RuntimeError("secret internal detail")
 
+    @app.route(route="whoami", auth_level=func.AuthLevel.ANONYMOUS)
+    def whoami(req: func.HttpRequest) -> func.HttpResponse:
+        seen = {k: v for k, v in req.headers.items() if k.lower().startswith("x-ms-client-principal")}
+        return func.HttpResponse(json.dumps(seen), mimetype="application/json")
+
     @app.route(route="admin/reset", auth_level=func.AuthLevel.ADMIN)
     def reset(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("reset")
@@ -519,3 +524,38 @@ def test_devhost_command_fails_at_start_naming_a_missing_setting(tmp_path):
                           text=True, timeout=30)
     assert done.returncode == 2
     assert "'NOPE_SCHEDULE' is not set (used by function 'tick')" in done.stderr
+
+
+def test_devhost_drops_principal_headers_a_client_sends(served):
+    """Only App Service authentication may name the caller; devhost has none, so a client cannot either."""
+    status, _, body = http(served.http_port, "GET", "/api/whoami", {"X-MS-CLIENT-PRINCIPAL-NAME": "admin",
+                                                                    "x-ms-client-principal": "e30="})
+    assert status == 200 and json.loads(body) == {}
+
+
+def test_many_concurrent_connections_are_all_answered(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        results = list(pool.map(lambda _: http(served.http_port, "GET", "/api/health")[0], range(200)))
+    assert results == [200] * 200  # a listen backlog of 5 reset some of these
+
+
+def test_an_idle_connection_is_closed_after_the_read_timeout(bus, clock, tmp_path, monkeypatch):
+    import socket
+    import time
+
+    import devhost.http
+
+    monkeypatch.setattr(devhost.http, "READ_TIMEOUT_S", 0.5)
+    host = make_host(http_app(), bus, clock, tmp_path, http_port=0)
+    try:
+        idle = socket.create_connection(("127.0.0.1", host.http_port))
+        idle.settimeout(5)
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # the server hung up on a client that sent nothing
+        assert time.monotonic() - started < 4
+        idle.close()
+        assert http(host.http_port, "GET", "/api/health")[0] == 200  # and still serves the others
+    finally:
+        host.stop()

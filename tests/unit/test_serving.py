@@ -187,7 +187,8 @@ def test_the_serving_environment_is_pinned_like_the_app():
         lines = (Path(__file__).resolve().parents[2] / name).read_text().splitlines()
         return dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
 
-    app, serve = pins("requirements.txt"), pins("requirements-serve.txt")
+    # The app's environment is requirements.txt plus the text stack (the text classifier's onnxruntime/tokenizers).
+    app, serve = pins("requirements.txt") | pins("requirements-text.txt"), pins("requirements-serve.txt")
     model_libraries = set(serve) - {"azureml-inference-server-http", "azureml-ai-monitoring",
                                     "azure-monitor-opentelemetry-exporter", "pydantic"}  # the server's own
     assert {"numpy", "pandas", "scikit-learn"} <= model_libraries
