@@ -1,12 +1,14 @@
 """Converting a Log Analytics answer: the SDK's row objects vs our columnar decoding, from the same payload.
 
     python -m benchmarks.telemetry --rows 1000000
+    python -m benchmarks.telemetry --local --rows 1000000
 
 Both sides go through a real LogsQueryClient whose transport serves one recorded-shape JSON payload:
 `sdk_rows_s` is `query_workspace` until its LogsTable rows exist (no frame yet), `sdk_frame_s` adds what a
 caller then needs for a frame (DataFrame from the rows, inputs JSON decoded); `columnar_s` is
 `LogAnalyticsTelemetrySource.fetch` until its TelemetryBatch exists (typed, validated feature columns).
-Prints one JSON line.
+With --local: the local store's fetch of a window (typed columns) beside pyarrow reading the same rows from
+one Parquet file (see run_local). Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -124,13 +126,18 @@ def _sdk_frame(table):
     return pd.concat([frame, inputs], axis=1)
 
 
-def run_local(rows: int, numeric: int) -> dict:
-    """LocalTelemetrySource.fetch of one window holding `rows` requests (the store is filled first, untimed)."""
-    import sqlite3
+def run_local(rows: int, numeric: int, batch: int = 1000, repeat: int = 3) -> dict:
+    """LocalTelemetrySource.fetch of one window of `rows` requests, beside pyarrow reading the same rows
+    from one Parquet file (the floor). The store is filled first, untimed, through its own write path in
+    batches of `batch` requests (what the local endpoint and the scoring-script logger do); a quarter of
+    the requests have a label. Medians of `repeat` reads, each side alternately."""
+    import statistics
     import tempfile
-    from contextlib import closing
     from pathlib import Path
 
+    import pyarrow.parquet as pq
+
+    from core.telemetry import LabelRecord, RequestRecord
     from core.telemetry_store import SqliteTelemetryStore
     from core.types import EndpointRef, Window
     from monitors.telemetry.local import LocalTelemetrySource
@@ -138,20 +145,38 @@ def run_local(rows: int, numeric: int) -> dict:
     micros, table = generate(rows, numeric)
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteTelemetryStore(Path(folder) / "telemetry.sqlite")
-        with closing(sqlite3.connect(store.path)) as db, db:
-            db.executemany("INSERT INTO requests (time_us, request_id, endpoint, deployment, model_version, inputs, "
-                           "prediction, score, latency_ms, status_code) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                           ((t, r[1], "flights", r[2], r[3], r[4], r[5], r[6], r[7], r[8])
-                            for t, r in zip(micros, table, strict=True)))
+        started = time.perf_counter()
+        for i in range(0, rows, batch):
+            store.write([RequestRecord(time=_at(micros[j]), request_id=table[j][1], endpoint="flights",
+                                       deployment=table[j][2], model_version=table[j][3],
+                                       inputs=json.loads(table[j][4]), prediction=float(table[j][5]),
+                                       score=table[j][6], latency_ms=table[j][7], status_code=table[j][8])
+                         for j in range(i, min(i + batch, rows))])
+        store.write_labels([LabelRecord(table[j][1], int(table[j][9]), _at(micros[j]) + timedelta(days=1))
+                            for j in range(rows) if table[j][9]])
+        write_s = time.perf_counter() - started
         del table
         features = {**{f"x{j}": "numeric" for j in range(numeric)}, "origin": "categorical"}
         source = LocalTelemetrySource(store, features)
         window = Window(T0, T0 + timedelta(days=1))
-        _, read_s = _timed(lambda: store.read_window("flights", window.start, window.end))
-        batch, fetch_s = _timed(lambda: source.fetch(EndpointRef("flights"), window))
-        assert batch.rows == rows, batch.rejected
-    return {"rows": rows, "features": numeric + 1, "local_read_window_s": round(read_s, 3),
-            "local_fetch_s": round(fetch_s, 3), "local_rows_per_s": int(rows / fetch_s)}
+        floor = Path(folder) / "window.parquet"
+        pq.write_table(store.read_window("flights", window.start, window.end), floor)  # the same rows, one file
+        fetch, read = [], []
+        for _ in range(repeat):
+            batch_, seconds = _timed(lambda: source.fetch(EndpointRef("flights"), window))
+            assert batch_.rows == rows, batch_.rejected
+            fetch.append(seconds)
+            del batch_
+            read.append(_timed(lambda: pq.read_table(floor))[1])
+        segments = len(list(store.segments.rglob("*.parquet")))
+    fetch_s, read_s = statistics.median(fetch), statistics.median(read)
+    return {"rows": rows, "features": numeric + 1, "write_batch": batch, "segments": segments,
+            "write_s": round(write_s, 1), "fetch_s": round(fetch_s, 3), "parquet_read_s": round(read_s, 3),
+            "fetch_over_parquet_read": round(fetch_s / read_s, 2), "rows_per_s": int(rows / fetch_s)}
+
+
+def _at(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
 
 
 def main(argv: list[str] | None = None) -> int:

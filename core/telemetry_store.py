@@ -1,20 +1,28 @@
-"""The local telemetry store: one SQLite file the local endpoint writes and the local source reads.
+"""The local telemetry store: what the local endpoint and scoring scripts log, read back a window at a time.
 
-Times are integer microseconds since the epoch (an index range scan, no text parsing); inputs, prediction and
-label are JSON text, so any feature set fits one table and reading stays a single indexed query per window.
+Requests are kept as typed columns (core.telemetry_columns) in Parquet segments: one per write and hour,
+merged into one file per hour as they accumulate, so a window of a million requests reads at close to the
+speed of one Parquet file. SQLite (WAL) holds what must be transactional: one row per request (its id is
+unique, so a retried write is stored once; latency and status answer health queries), the catalog of
+segments, and the labels, which arrive later and are joined when a window is read. A segment is written
+inside the transaction that catalogs it, so a reader sees it whole or not at all; rows written by older
+versions (inputs as JSON text in SQLite) are still read.
 """
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
+import re
 import sqlite3
 import threading
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from core.errors import TelemetryUnavailable
+from core.files import write_atomic
 from core.retry import retry_transient
 from core.telemetry import DeploymentHealth, LabelRecord, RequestRecord, to_json_text
 from core.types import utc
@@ -30,16 +38,28 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_endpoint_time ON requests (endpoint, time_us);
 CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 CREATE TABLE IF NOT EXISTS labels (request_id TEXT PRIMARY KEY, label TEXT, time_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, hour INTEGER NOT NULL,
+    path TEXT NOT NULL, rows INTEGER NOT NULL, first_us INTEGER NOT NULL, last_us INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS segments_endpoint_hour ON segments (endpoint, hour);
 """
-WINDOW_COLUMNS = ("time_us", "request_id", "deployment", "model_version", "inputs", "prediction", "score",
-                  "latency_ms", "status_code", "generation", "label")
-_WINDOW_SQL = """
-SELECT r.time_us, r.request_id, r.deployment, r.model_version, r.inputs, r.prediction, r.score, r.latency_ms,
-       r.status_code, r.generation, l.label
-FROM requests r LEFT JOIN labels l ON l.request_id = r.request_id
-WHERE r.endpoint = ? AND r.time_us >= ? AND r.time_us < ? AND (? IS NULL OR r.deployment = ?) ORDER BY r.time_us"""
-
-
+# Rows in segments carry typed = 1; rows of older versions (typed NULL) keep their inputs in SQLite.
+_LEGACY_INDEX = "CREATE INDEX IF NOT EXISTS requests_legacy ON requests (endpoint, time_us) WHERE typed IS NULL"
+_LEGACY_SQL = """SELECT time_us, request_id, deployment, model_version, inputs, prediction AS prediction_json,
+    score, latency_ms, status_code, generation FROM requests
+WHERE typed IS NULL AND endpoint = ? AND time_us >= ? AND time_us < ? AND (? IS NULL OR deployment = ?)"""
+# Labels carry their request's endpoint and time (filled when the label or, if later, the request is written),
+# so a window's labels are one index range, not a join over every request of the window.
+_LABEL_COLUMNS = (("endpoint", "TEXT"), ("request_us", "INTEGER"))
+_LABELS_INDEX = "CREATE INDEX IF NOT EXISTS labels_request ON labels (endpoint, request_us)"
+_LABELS_ORPHANS = "CREATE INDEX IF NOT EXISTS labels_orphans ON labels (request_id) WHERE request_us IS NULL"
+_LABELS_SQL = "SELECT request_id, label, request_us FROM labels WHERE endpoint = ? AND request_us >= ? AND " \
+              "request_us < ? ORDER BY request_us"
+_LABELS_ADOPT = """UPDATE labels SET endpoint = r.endpoint, request_us = r.time_us FROM requests r
+WHERE labels.request_us IS NULL AND r.request_id = labels.request_id"""
+_SEGMENTS_SQL = "SELECT path FROM segments WHERE endpoint = ? AND hour >= ? AND hour <= ? AND last_us >= ? " \
+                "AND first_us < ? ORDER BY hour, id"
+HOUR_US = 3_600_000_000
+COMPACT_AT = 16  # segments of one hour merged into one file once there are this many
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -56,17 +76,27 @@ class SqliteTelemetryStore:
     one connection per thread and process, kept open: closing a WAL connection checkpoints, ~6 ms a write).
 
     A request logged twice (a retried flush) is stored once; a label written again replaces an older one.
+    Segments live in a folder beside the database file (telemetry.sqlite -> telemetry.segments/).
     """
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.segments = self.path.with_name(self.path.stem + ".segments")
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-            _add_generation_column(db)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+            for name, kind in (("typed", "INTEGER"), ("generation", "TEXT")):  # a store of an older version
+                if name not in columns:
+                    _add_column(db, "requests", name, kind)
+            if "request_us" not in {row[1] for row in db.execute("PRAGMA table_info(labels)")}:
+                for name, kind in _LABEL_COLUMNS:
+                    _add_column(db, "labels", name, kind)
+            for statement in (_LEGACY_INDEX, _LABELS_INDEX, _LABELS_ORPHANS, _LABELS_ADOPT):
+                db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
@@ -74,16 +104,81 @@ class SqliteTelemetryStore:
         return db
 
     def write(self, records: Sequence[RequestRecord]) -> None:
-        rows = [(micros(r.time), r.request_id, r.endpoint, r.deployment, r.model_version, to_json_text(dict(r.inputs)),
-                 to_json_text(r.prediction), r.score, float(r.latency_ms), int(r.status_code),
-                 to_json_text(r.generation.to_json()) if r.generation else None) for r in records]
-        self._write("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        """Stores the records not stored yet, one segment per endpoint and hour, atomically with their ids."""
+        written: dict[tuple[str, int], Path] = {}
+        with self._transaction("written") as db:
+            try:
+                for (endpoint, hour), part in _partitions(_fresh(db, records)):
+                    written[(endpoint, hour)] = self._add_segment(db, endpoint, hour, part)
+                db.execute(_LABELS_ADOPT)  # labels that arrived before their requests
+            except BaseException:
+                for path in written.values():  # never cataloged: nothing will read them
+                    path.unlink(missing_ok=True)
+                raise
+        for endpoint, hour in written:
+            self._compact_if_due(endpoint, hour)
+        for endpoint in {e for e, _ in written}:  # requests come in time order: earlier hours are done
+            self._seal(endpoint, min(h for e, h in written if e == endpoint))
 
     def write_labels(self, labels: Sequence[LabelRecord]) -> None:
         rows = [(x.request_id, to_json_text(x.label), micros(x.time)) for x in labels]
-        self._write("INSERT INTO labels VALUES (?,?,?) ON CONFLICT (request_id) DO UPDATE SET "
-                    "label = excluded.label, time_us = excluded.time_us WHERE excluded.time_us >= labels.time_us",
-                    rows)
+        with self._transaction("written") as db:
+            db.executemany("INSERT INTO labels (request_id, label, time_us) VALUES (?,?,?) ON CONFLICT (request_id) "
+                           "DO UPDATE SET label = excluded.label, time_us = excluded.time_us "
+                           "WHERE excluded.time_us >= labels.time_us", rows)
+            db.execute(_LABELS_ADOPT)  # the labels' requests, where already written
+
+    def _add_segment(self, db: sqlite3.Connection, endpoint: str, hour: int,
+                     part: list[tuple[int, RequestRecord]]) -> Path:
+        import pyarrow.parquet as pq
+
+        from core.telemetry_columns import records_table
+
+        part.sort(key=lambda item: item[0])
+        times = [t for t, _ in part]
+        records = [r for _, r in part]
+        segment = db.execute("INSERT INTO segments (endpoint, hour, path, rows, first_us, last_us) VALUES "
+                             "(?, ?, '', ?, ?, ?)", (endpoint, hour, len(part), times[0], times[-1])).lastrowid
+        relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+        db.execute("UPDATE segments SET path = ? WHERE id = ?", (relative, segment))
+        db.executemany("INSERT INTO requests (time_us, request_id, endpoint, deployment, model_version, score, "
+                       "latency_ms, status_code, typed) VALUES (?,?,?,?,?,?,?,?,1)",
+                       [(t, r.request_id, r.endpoint, r.deployment, r.model_version, r.score, float(r.latency_ms),
+                         int(r.status_code)) for t, r in part])
+        table = records_table(records, times)
+        return write_atomic(self.segments / relative, lambda out: pq.write_table(table, out, compression="lz4"))
+
+    def _seal(self, endpoint: str, before: int) -> None:
+        """Earlier hours of the endpoint still in several segments are merged, one file each."""
+        rows = self._query("SELECT hour FROM segments WHERE endpoint = ? AND hour < ? GROUP BY hour "
+                           "HAVING COUNT(*) > 1", (endpoint, before))
+        for (hour,) in rows:
+            self._compact_if_due(endpoint, hour, at=2)
+
+    def _compact_if_due(self, endpoint: str, hour: int, at: int = COMPACT_AT) -> None:
+        """One hour's segments merged into one file (in time order) once there are `at` of them."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        gone: list[str] = []
+        with self._transaction("compacted") as db:
+            rows = db.execute("SELECT id, path, rows FROM segments WHERE endpoint = ? AND hour = ?",
+                              (endpoint, hour)).fetchall()
+            if len(rows) < at:
+                return
+            table = pa.concat_tables([pq.read_table(self.segments / path) for _, path, _ in rows],
+                                     promote_options="permissive").sort_by("time_us")
+            times = table["time_us"]
+            segment = db.execute("INSERT INTO segments (endpoint, hour, path, rows, first_us, last_us) VALUES "
+                                 "(?, ?, '', ?, ?, ?)", (endpoint, hour, table.num_rows, times[0].as_py(),
+                                                          times[-1].as_py())).lastrowid
+            relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+            db.execute("UPDATE segments SET path = ? WHERE id = ?", (relative, segment))
+            write_atomic(self.segments / relative, lambda out: pq.write_table(table, out, compression="lz4"))
+            db.executemany("DELETE FROM segments WHERE id = ?", [(i,) for i, _, _ in rows])
+            gone = [path for _, path, _ in rows]
+        for path in gone:  # after the commit: a reader holding the old catalog retries (see read_window)
+            (self.segments / path).unlink(missing_ok=True)
 
     def _writer(self) -> sqlite3.Connection:
         cached = getattr(self._local, "db", None)
@@ -92,42 +187,93 @@ class SqliteTelemetryStore:
             self._local.db = cached
         return cached[1]
 
-    def _write(self, sql: str, rows: list[tuple]) -> None:
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         try:
             db = self._writer()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(sql, rows)
+                yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             self._local.db = None  # e.g. the file was moved away: reconnect on the next write
-            raise TelemetryUnavailable(f"telemetry store {self.path} cannot be written: {exc}") from exc
+            raise TelemetryUnavailable(f"telemetry store {self.path} cannot be {what}: {exc}") from exc
 
     def read_window(self, endpoint: str, start: datetime, end: datetime,
                     deployment: str | None = None) -> "pa.Table":
-        """Raw rows of [start, end) in time order with the latest label joined (null until it arrives).
+        """Rows of [start, end) in time order with the latest label joined (null until it arrives): the fixed
+        columns (time_us, request_id, deployment, model_version, score, latency_ms, status_code, prediction,
+        prediction_json, label), the typed input columns, and `inputs` (JSON text) for rows of older versions.
 
-        Read through ADBC straight into Arrow columns: no Python object per cell (3x faster than sqlite3 here).
-        A store that cannot be opened is retried for `busy_timeout_s`, then raises TelemetryUnavailable.
+        A store that cannot be opened, or a segment merged away while being read, is retried for
+        `busy_timeout_s`, then raises TelemetryUnavailable.
         """
-        import adbc_driver_manager
-        import adbc_driver_sqlite.dbapi as adbc
-
-        def read() -> "pa.Table":
-            with closing(adbc.connect(f"{self.path.resolve().as_uri()}?mode=ro")) as db, \
-                    closing(db.cursor()) as cursor:
-                cursor.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-                cursor.execute(_WINDOW_SQL, (endpoint, micros(start), micros(end), deployment, deployment))
-                return _typed(cursor.fetch_arrow_table())
-
+        span = (endpoint, micros(start), micros(end), deployment)
         try:
-            return retry_transient(read, on=(adbc_driver_manager.Error,), within=self.busy_timeout_s, base=0.05,
-                                   cap=0.05, what=f"reading {self.path}")
-        except adbc_driver_manager.Error as exc:
+            return retry_transient(lambda: self._read(*span), on=(sqlite3.OperationalError, FileNotFoundError),
+                                   within=self.busy_timeout_s, base=0.05, cap=0.05, what=f"reading {self.path}")
+        except (sqlite3.OperationalError, FileNotFoundError) as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
+
+    def _read(self, endpoint: str, start_us: int, end_us: int, deployment: str | None) -> "pa.Table":
+        import pyarrow as pa
+
+        paths, legacy, labels = self._catalog(endpoint, start_us, end_us, deployment, with_labels=True)
+        parts = [_read_segments([str(self.segments / path) for path in paths])] if paths else []
+        if legacy.num_rows:  # rows of an older version: plain text columns, so the segments' become plain too
+            fields = _fixed()
+            parts = [_plain_text(part) for part in parts]
+            parts.append(legacy.cast(pa.schema([fields.get(f.name, pa.field(f.name, pa.string()))
+                                                for f in legacy.schema])))
+        table = _in_window(pa.concat_tables(parts, promote_options="permissive") if parts else _empty(),
+                           start_us, end_us, deployment)
+        if len(parts) > 1 and not _ascending(table["time_us"]):
+            table = table.sort_by("time_us")
+        return _with_fixed_columns(table.append_column("label", _join_labels(table, labels)))
+
+    def iter_window(self, endpoint: str, start: datetime, end: datetime, deployment: str | None = None,
+                    batch_rows: int = 1 << 20) -> Iterator["pa.Table"]:
+        """The window's rows in chunks of at most `batch_rows` (in no particular order, labels not joined):
+        memory stays at one chunk whatever the window's size. Rows of older versions come as a last chunk."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        start_us, end_us = micros(start), micros(end)
+        paths, legacy, _ = self._catalog(endpoint, start_us, end_us, deployment, with_labels=False)
+        for path in paths:
+            for batch in pq.ParquetFile(self.segments / path).iter_batches(batch_size=batch_rows):
+                keep = pc.and_(pc.greater_equal(batch["time_us"], start_us), pc.less(batch["time_us"], end_us))
+                if deployment is not None:
+                    keep = pc.and_(keep, pc.equal(batch["deployment"], deployment))
+                yield pa.Table.from_batches([batch]).filter(keep)
+        if legacy.num_rows:
+            yield legacy
+
+    def _catalog(self, endpoint: str, start_us: int, end_us: int, deployment: str | None,
+                 with_labels: bool) -> tuple[list[str], "pa.Table", "pa.Table | None"]:
+        """The window's segment paths, rows of older versions and labels, from one snapshot of the database.
+
+        Read with the same SQLite library the writers use: a second copy of SQLite in the process (an ADBC
+        driver) drops the writers' POSIX locks when it closes the file, and readers then crash (SIGBUS) on a
+        WAL index being rebuilt under them."""
+        import pyarrow as pa
+
+        uri = f"{self.path.resolve().as_uri()}?mode=rw"  # never creates a missing store
+        with closing(sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s, isolation_level=None)) as db:
+            db.execute("BEGIN")  # one snapshot: a merge committed between two queries is not half seen
+            paths = [row[0] for row in db.execute(_SEGMENTS_SQL, (endpoint, start_us // HOUR_US,
+                                                                  (end_us - 1) // HOUR_US, start_us, end_us))]
+            legacy = _arrow(db.execute(_LEGACY_SQL, (endpoint, start_us, end_us, deployment, deployment)),
+                            {**dict.fromkeys(("time_us", "status_code"), pa.int64()),
+                             **dict.fromkeys(("score", "latency_ms"), pa.float64())})
+            labels = _arrow(db.execute(_LABELS_SQL, (endpoint, start_us, end_us)),
+                            {"request_us": pa.int64()}) if with_labels else None
+            db.execute("COMMIT")
+        return paths, legacy, labels
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
         rows = self._query("SELECT latency_ms, status_code FROM requests WHERE endpoint = ? AND deployment = ? "
@@ -145,24 +291,156 @@ class SqliteTelemetryStore:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
 
 
-def _add_generation_column(db: sqlite3.Connection) -> None:
-    """Stores made before generation fields existed get the column (empty for their rows)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
-    if "generation" not in columns:
-        try:
-            db.execute("ALTER TABLE requests ADD COLUMN generation TEXT")
-        except sqlite3.OperationalError as exc:  # another process added it first
-            if "duplicate column" not in str(exc):
-                raise
+def _add_column(db: sqlite3.Connection, table: str, name: str, kind: str) -> None:
+    try:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
 
 
-def _typed(table: "pa.Table") -> "pa.Table":
-    """An empty or all-null column comes back typed null: give every column its type."""
+def _arrow(cursor: sqlite3.Cursor, types: dict) -> "pa.Table":
+    """A query's rows as an Arrow table: the columns named in `types` so typed, the others text."""
     import pyarrow as pa
 
-    types = {"time_us": pa.int64(), "score": pa.float64(), "latency_ms": pa.float64(), "status_code": pa.int64()}
-    schema = pa.schema([(name, types.get(name, pa.string())) for name in WINDOW_COLUMNS])
-    return table.rename_columns(list(WINDOW_COLUMNS)).cast(schema)
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pa.table({name: pa.array(column, types.get(name, pa.string()))
+                     for name, column in zip(names, columns, strict=True)})
+
+
+def _in_window(table: "pa.Table", start_us: int, end_us: int, deployment: str | None) -> "pa.Table":
+    """The rows of [start, end) (and of the deployment): segments on the window's edges hold more."""
+    import pyarrow.compute as pc
+
+    times = table["time_us"]
+    bounds = pc.min_max(times)
+    if not table.num_rows or (bounds["min"].as_py() >= start_us and bounds["max"].as_py() < end_us
+                              and deployment is None):
+        return table
+    keep = pc.and_(pc.greater_equal(times, start_us), pc.less(times, end_us))
+    if deployment is not None:
+        keep = pc.and_(keep, pc.equal(table["deployment"], deployment))
+    return table.filter(keep)
+
+
+def _join_labels(table: "pa.Table", labels: "pa.Table") -> "pa.Array":
+    """Each row's label (null until it arrives). Rows are in time order and labels carry their request's
+    time, so a label finds its row by binary search; only ties in time compare more than one id."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not labels.num_rows or not table.num_rows:
+        return pa.nulls(table.num_rows, pa.string())
+    ids, label_ids = table["request_id"], labels.column(0).cast(pa.string())
+    times = table["time_us"].to_numpy()
+    at = np.minimum(np.searchsorted(times, labels.column(2).to_numpy(zero_copy_only=False)), times.size - 1)
+    found = pc.equal(ids.take(pa.array(at)), label_ids).fill_null(False).to_numpy(zero_copy_only=False)
+    which = np.full(times.size, -1, dtype=np.int64)
+    which[at[found]] = np.flatnonzero(found)
+    if not found.all():  # several requests at one instant, or a label of a row outside this deployment
+        rest = np.flatnonzero(~found)
+        rows = pc.index_in(ids, value_set=label_ids.take(pa.array(rest))).to_numpy(zero_copy_only=False)
+        hit = ~np.isnan(rows) if rows.dtype.kind == "f" else rows >= 0
+        which[np.flatnonzero(hit)] = rest[rows[hit].astype(np.int64)]
+    return labels.column(1).cast(pa.string()).take(pa.array(which, mask=which < 0))
+
+
+def _read_segments(paths: list[str]) -> "pa.Table":
+    """Every segment in one read on pyarrow's threads, schemas unified (a key can be typed differently in
+    different segments, and each segment holds only the keys it saw). Text columns of few values (deployment,
+    model version, text inputs) come dictionary-encoded: a categorical later, with no string per row."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    schema = pa.unify_schemas([pq.read_schema(path) for path in paths], promote_options="permissive")
+    text = [f.name for f in schema if pa.types.is_string(f.type) and f.name in _FEW_VALUES or f.name[:2] == "s:"]
+    if len(paths) == 1:
+        return pq.read_table(paths[0], read_dictionary=text)
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=text))
+    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in text else f
+                        for f in schema])
+    return ds.dataset(paths, schema=schema, format=fmt).to_table()
+
+
+_FEW_VALUES = frozenset({"deployment", "model_version"})
+
+
+def _plain_text(table: "pa.Table") -> "pa.Table":
+    import pyarrow as pa
+
+    return table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                                 for f in table.schema]))
+
+
+def _fresh(db: sqlite3.Connection, records: Sequence[RequestRecord]) -> list[tuple[int, RequestRecord]]:
+    """(time in microseconds, record) of the records whose id is not stored yet, first of any repeats."""
+    ids = list(dict.fromkeys(r.request_id for r in records))
+    stored: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        stored.update(row[0] for row in db.execute(
+            f"SELECT request_id FROM requests WHERE request_id IN ({','.join('?' * len(chunk))})", chunk))
+    fresh = []
+    for record in records:
+        if record.request_id not in stored:
+            stored.add(record.request_id)
+            fresh.append((micros(record.time), record))
+    return fresh
+
+
+def _partitions(rows: list[tuple[int, RequestRecord]]) -> list[tuple[tuple[str, int], list]]:
+    parts: dict[tuple[str, int], list] = {}
+    for t, record in rows:
+        parts.setdefault((record.endpoint, t // HOUR_US), []).append((t, record))
+    return list(parts.items())
+
+
+def _folder(endpoint: str) -> str:
+    """A folder name per endpoint: readable, and distinct even when two names clean up the same."""
+    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:12]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', endpoint)[:40]}-{digest}"
+
+
+def _ascending(times: "pa.ChunkedArray") -> bool:
+    values = times.to_numpy()
+    return bool((values[1:] >= values[:-1]).all())
+
+
+def _fixed() -> dict:
+    import pyarrow as pa
+
+    return {"time_us": pa.field("time_us", pa.int64()), "score": pa.field("score", pa.float64()),
+            "latency_ms": pa.field("latency_ms", pa.float64()), "status_code": pa.field("status_code", pa.int64()),
+            "prediction": pa.field("prediction", pa.float64())}
+
+
+FIXED_COLUMNS = ("time_us", "request_id", "deployment", "model_version", "score", "latency_ms", "status_code",
+                 "prediction", "prediction_json", "generation", "label")
+
+
+def _with_fixed_columns(table: "pa.Table") -> "pa.Table":
+    """Every fixed column present and typed (an empty window, or one with no number predictions, lacks some)."""
+    import pyarrow as pa
+
+    fields = {**{name: pa.field(name, pa.string()) for name in FIXED_COLUMNS}, **_fixed()}
+    for name in FIXED_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(fields[name], pa.nulls(table.num_rows, fields[name].type))
+        elif table.schema.field(name).type != fields[name].type and not (  # dictionary-encoded text is text
+                pa.types.is_dictionary(table.schema.field(name).type) and fields[name].type == pa.string()):
+            table = table.set_column(table.column_names.index(name), fields[name],
+                                     table[name].cast(fields[name].type))
+    return table
+
+
+def _empty() -> "pa.Table":
+    import pyarrow as pa
+
+    return pa.table({"time_us": pa.array([], pa.int64()), "request_id": pa.array([], pa.string())})
 
 
 @contextmanager

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import ValidationFailed
 from core.telemetry_store import gc_paused
@@ -57,21 +58,41 @@ class Rejections:
             self.examples.append({"reason": reason, "request_id": self.ids[i], "detail": detail, "value": shown})
 
 
-def build_batch(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
-                features: Mapping[str, str] | None) -> TelemetryBatch:
-    """`raw` holds the RESERVED columns plus `inputs` (JSON text per row), as lists or pyarrow arrays, and
-    optionally `generation` (JSON text per row, None for requests that are not generative)."""
+def build_batch(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], features: Mapping[str, str] | None,
+                *, inputs: Callable[[Rejections, Mapping[str, str] | None], dict[str, Any]] | None = None
+                ) -> TelemetryBatch:
+    """`raw` holds the RESERVED columns (lists or pyarrow arrays; `prediction` may be decoded already),
+    optionally `generation` (JSON text per row, None for requests that are not generative), and `inputs`
+    (JSON text per row), unless the `inputs` function decodes them for the features read from the inputs
+    (the local store's typed columns)."""
     with gc_paused():
-        return _build(endpoint, window, raw, features)
+        return _build(endpoint, window, raw, features, inputs)
 
 
-def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
-           features: Mapping[str, str] | None) -> TelemetryBatch:
-    ids = _pylist(raw["request_id"])
+class ArrowIds:
+    """Request ids left in Arrow: a Python string is made only for a rejected row's example."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.column[i].as_py()
+
+
+def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], features: Mapping[str, str] | None,
+           decode: Callable[[Rejections], dict[str, Any]] | None) -> TelemetryBatch:
+    column = raw["request_id"]
+    arrow = isinstance(column, (pa.Array, pa.ChunkedArray))
+    ids: Any = ArrowIds(pa.chunked_array([column]) if isinstance(column, pa.Array) else column) if arrow \
+        else _pylist(column)
     rej = Rejections(ids)
-    for i, rid in enumerate(ids):
-        if not rid:
-            rej.reject(i, "missing_field", "request_id is empty", rid)
+    empty = pc.or_(pc.is_null(column), pc.equal(column, "")).to_numpy(zero_copy_only=False) if arrow \
+        else np.array([not rid for rid in ids], dtype=bool)
+    for i in np.flatnonzero(empty):
+        rej.reject(int(i), "missing_field", "request_id is empty", ids[int(i)])
     times = _times(raw["time"])
     latency = _floats(raw["latency_ms"])
     status = _floats(raw["status_code"])
@@ -80,29 +101,39 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any],
     _check_column(rej, "status_code", np.isnan(status))
     for i in np.flatnonzero(np.isinf(latency)):
         rej.reject(int(i), "non_finite", "latency_ms is not finite", float(latency[i]))
-    column = raw.get("generation")
-    empty = column is None or (isinstance(column, (pa.Array, pa.ChunkedArray)) and column.null_count == len(column))
-    cells = [] if empty else _pylist(column)  # a classifier's window: no Python object per row
+    cells = _generation_cells(raw.get("generation"))
     generated = gen.has_generation(cells)
     features, _ = gen.split_features(features, generated)
     generation = gen.decode(cells, rej.reject) if generated else {}
-    if features is None:
+    if decode is not None:
+        inputs = decode(rej, features)
+    elif features is None:
         fast = decode_untyped(raw["inputs"])
         inputs = _untyped_inputs(_pylist(raw["inputs"]), rej) if fast is None else \
             {name: column for name, column in fast.items() if name not in RESERVED}
     else:
         inputs = decode_inputs(raw["inputs"], features, rej.reject)
-    frame = pd.DataFrame({"request_id": _objects(ids), "time": times, "deployment": _objects(raw["deployment"]),
-                          "model_version": _objects(raw["model_version"]), "latency_ms": latency,
+    prediction = raw["prediction"]
+    frame = pd.DataFrame({"request_id": _texts(column), "time": times, "deployment": _labels(raw["deployment"]),
+                          "model_version": _labels(raw["model_version"]), "latency_ms": latency,
                           "status_code": status, **inputs,
                           **{name: column for name, column in generation.items() if name not in inputs},
-                          "prediction": json_column(_pylist(raw["prediction"])), "score": _floats(raw["score"]),
-                          "label": json_column(_pylist(raw["label"]))})
+                          "prediction": prediction if isinstance(prediction, np.ndarray) else json_column(
+                              _pylist(prediction)), "score": _floats(raw["score"]),
+                          "label": json_column(raw["label"] if isinstance(raw["label"], (pa.Array, pa.ChunkedArray))
+                                               else _pylist(raw["label"]))}, copy=False)  # no block copy
     if rej.bad.any():
         frame = frame.loc[~rej.bad].reset_index(drop=True)
     frame["status_code"] = frame["status_code"].astype("int64")
     return TelemetryBatch(endpoint=endpoint, window=window, frame=frame, rejected=dict(rej.counts),
                           rejected_examples=tuple(rej.examples))
+
+
+def _generation_cells(column: Any) -> list[Any]:
+    """A classifier's window (no generation, or all null): no Python object per row."""
+    if column is None or (isinstance(column, (pa.Array, pa.ChunkedArray)) and column.null_count == len(column)):
+        return []
+    return _pylist(column)
 
 
 def _check_column(rej: Rejections, name: str, missing: np.ndarray) -> None:
@@ -130,11 +161,14 @@ def _untyped_inputs(values: list[Any], rej: Rejections) -> dict[str, Any]:
 _VALUE_DECODER = msgspec.json.Decoder()
 
 
-def json_column(values: list[Any]) -> Any:
+def json_column(values: Any) -> Any:
     """Prediction/label cells are JSON text (or already values): numbers -> float64 with NaN, else objects.
 
     Each distinct text is decoded once: predictions and labels repeat (classes, 0/1) far more than they vary.
+    Arrow text is dictionary-encoded and mapped back by its indices, with no Python object per row.
     """
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return _arrow_json_column(values)
     try:
         decoded = {text: _json_value(text) for text in set(values)}
         out, distinct = [decoded[v] for v in values], decoded.values()
@@ -144,6 +178,21 @@ def json_column(values: list[Any]) -> Any:
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in distinct):
         return np.array(out, dtype=np.float64)
     return np.array([np.nan if v is None else v for v in out], dtype=object)
+
+
+def _arrow_json_column(values: Any) -> Any:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
+    encoded = values.cast(pa.string()).dictionary_encode()
+    distinct = [_json_value(text) for text in encoded.dictionary.to_pylist()]
+    index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)  # -1: the null at the end
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in distinct):
+        lookup = np.array([np.nan if v is None else v for v in distinct] + [np.nan], dtype=np.float64)
+    else:
+        lookup = np.full(len(distinct) + 1, np.nan, dtype=object)
+        for i, v in enumerate(distinct):  # one by one: a list value must stay one cell
+            lookup[i] = np.nan if v is None else v
+    return lookup[index]
 
 
 def _json_value(value: Any) -> Any:
@@ -159,6 +208,23 @@ def _pylist(column: Any) -> list[Any]:
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
         return column.to_pylist()
     return list(column)
+
+
+def _texts(column: Any) -> Any:
+    """Ids: many distinct strings, kept in Arrow's buffers (pandas' pyarrow string dtype) rather than as objects."""
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        return pd.arrays.ArrowStringArray(pa.chunked_array([column]) if isinstance(column, pa.Array) else
+                                          column.cast(pa.string()))
+    return _objects(column)
+
+
+def _labels(column: Any) -> Any:
+    """Deployment and model version: a handful of values repeated, as a categorical."""
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        if not pa.types.is_dictionary(column.type):
+            column = column.cast(pa.string()).dictionary_encode()
+        return column.to_pandas()
+    return _objects(column)
 
 
 def _objects(column: Any) -> np.ndarray:
@@ -180,8 +246,11 @@ def _times(column: Any) -> pd.DatetimeIndex:
     """int64 epoch microseconds (local) or ISO text with up to 7 fractional digits (Log Analytics)."""
     if not isinstance(column, (pa.Array, pa.ChunkedArray)):
         column = pa.array(column, type=pa.string())
-    if pa.types.is_integer(column.type):
-        return pd.DatetimeIndex(column.cast(pa.timestamp("us", "UTC")).to_pandas()).as_unit("ns")
+    if pa.types.is_integer(column.type):  # microseconds -> nanoseconds in one multiplication (nulls: NaT)
+        nanos = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.int64) * 1000
+        if column.null_count:
+            nanos[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.iinfo(np.int64).min  # NaT
+        return pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
     try:
         return pd.DatetimeIndex(column.cast(pa.timestamp("ns", "UTC")).to_pandas())
     except pa.ArrowInvalid:  # one unparsable time: parse row by row, that row becomes NaT and is rejected

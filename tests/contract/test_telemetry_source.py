@@ -44,7 +44,8 @@ class LocalHarness:
         self.store.write_labels(labels)
 
     def add_raw_inputs(self, request_id: str, at: datetime, inputs_text: str) -> None:
-        """A row written by a foreign or buggy writer: inputs text is whatever it is."""
+        """A row written by a foreign or buggy writer (or an older version, which kept inputs as JSON text in
+        SQLite): inputs text is whatever it is."""
         with closing(sqlite3.connect(self.store.path)) as db, db:
             db.execute("INSERT INTO requests (time_us, request_id, endpoint, deployment, model_version, inputs, "
                        "prediction, score, latency_ms, status_code) VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -95,3 +95,26 @@ def test_a_partial_summary_is_refused(spec_and_profile):
     fake.fail_next(200, body="partial", kind="rows")
     with pytest.raises(TelemetryUnavailable, match="only partly"):
         source(fake).summarize(EP, HOUR, spec)
+
+
+def test_the_local_store_streams_its_window_into_the_same_summary(spec_and_profile, tmp_path):
+    from core.telemetry_store import SqliteTelemetryStore
+    from monitors.telemetry.local import LocalTelemetrySource
+
+    spec, _ = spec_and_profile
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    rows = traffic(1200)
+    for i in range(0, len(rows), 100):
+        store.write(rows[i:i + 100])
+    store.write([RequestRecord(time=T0 + timedelta(minutes=5), request_id="bad", endpoint=EP.name,
+                               deployment="blue", model_version="3", inputs={"distance": "far", "dep_delay": 1.0,
+                                                                             "origin": "JFK"},
+                               prediction=1.0, score=0.5, latency_ms=10.0, status_code=200)])
+    local = LocalTelemetrySource(store, FEATURES)
+    streamed = local.summarize(EP, HOUR, spec, batch_rows=128)  # many chunks, one in memory at a time
+    here = add_frame(spec, spec.empty(), local.fetch(EP, HOUR).frame)
+    assert streamed.rows == here.rows == 1200 and streamed.rejected == {"wrong_type": 1}
+    for name in ("distance", "dep_delay"):
+        assert (streamed.columns[name].counts == here.columns[name].counts).all()
+        assert streamed.columns[name].missing == here.columns[name].missing
+    assert streamed.columns["origin"].counts == here.columns["origin"].counts

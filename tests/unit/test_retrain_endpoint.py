@@ -74,7 +74,7 @@ def test_routes_by_traffic_scores_and_logs_every_row(served):
     table = store.read_window(EP.name, START, START + timedelta(days=1)).to_pylist()
     assert len(table) == 1000  # the replayed request ids are stored once
     first = next(r for r in table if r["request_id"] == "req-0")
-    assert json.loads(first["inputs"])["origin"] == rows.iloc[0]["origin"]
+    assert first["s:origin"] == rows.iloc[0]["origin"]
     assert first["score"] == pytest.approx(out["scores"][0])
 
 

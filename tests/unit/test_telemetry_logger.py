@@ -34,7 +34,7 @@ def test_records_are_written_in_batches_and_close_writes_the_rest(tmp_path):
     logger.close()
     table = store.read_window("flights", T0, T0 + timedelta(hours=1)).to_pydict()
     assert table["request_id"] == [f"r{i}" for i in range(7)]
-    assert json.loads(table["inputs"][4]) == {"distance": 4.0}
+    assert table["f:distance"][4] == 4.0  # inputs are typed columns, one per key and type
     assert table["label"][1] == "1" and table["label"][0] is None
 
 
@@ -150,8 +150,8 @@ def test_numpy_values_from_a_model_are_stored_as_numbers(tmp_path):
                prediction=np.array([0.1, 0.9]), score=np.float64(0.9), latency_ms=1.0, request_id="r", time=T0)
     logger.flush()
     row = store.read_window("flights", T0, T0 + timedelta(seconds=1)).to_pylist()[0]
-    assert json.loads(row["inputs"]) == {"distance": 2.5, "hour": 7, "origin": "JFK"}
-    assert json.loads(row["prediction"]) == [0.1, 0.9]
+    assert (row["f:distance"], row["i:hour"], row["s:origin"]) == (2.5, 7, "JFK")  # numbers kept as numbers
+    assert json.loads(row["prediction_json"]) == [0.1, 0.9]  # not a number: its JSON text
 
 
 def test_generation_fields_are_validated_and_stored_with_the_request(tmp_path):
