@@ -33,6 +33,8 @@ def write_outputs(world: Any, box: Any, outcome: dict[str, Any], strategies: dic
         "checks": len(box.store.list(CHECK)), "incidents": len(box.store.list(INCIDENT)), "alerts": len(alerts),
         "retrains": sum(1 for _, d in box.store.list(RUN) if d.data.get("submitted_at")),
         **{name: sum(1 for e in events if e.type == kind) for name, kind in OUTCOMES.items()},
+        "canaries": sum(1 for e in events if e.type == "mlops.canary.started.v1"),
+        "drifted_windows": drifted_windows(timeline.checks),
         "strategies": strategies, "replay": vars(outcome["replay"]) | {"per_day": None},
         "faults_injected": outcome["faults"], "most_drifted_window": timeline.most_drifted(),
         "wall_s": round(wall_s, 1),
@@ -47,6 +49,15 @@ def write_outputs(world: Any, box: Any, outcome: dict[str, Any], strategies: dic
     print(table(summary))
     print(f"\nwrote {out / 'summary.json'}, {out / 'report.html'}, {png}" + (f", {evidently}" if evidently else ""))
     return summary
+
+
+def drifted_windows(checks: list[dict[str, Any]]) -> dict[str, int]:
+    """Per feature: how many checked windows found it drifted."""
+    counts: dict[str, int] = {}
+    for check in checks:
+        for feature in (check.get("summary") or {}).get("features") or []:
+            counts[feature["name"]] = counts.get(feature["name"], 0) + bool(feature.get("drifted"))
+    return counts
 
 
 def table(summary: dict[str, Any]) -> str:

@@ -39,7 +39,8 @@ class OnnxTextClassifier(mlflow.pyfunc.PythonModel):
                                             providers=["CPUExecutionProvider"])
         self.last_bad_inputs = 0
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
+    # model_input unannotated: MLflow reads a type hint as an input schema and warns on anything but list[...]
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> np.ndarray:
         column = model_input[self.text_column] if hasattr(model_input, "columns") else model_input
         texts, bad = [], 0
         for value in list(column):

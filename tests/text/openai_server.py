@@ -1,19 +1,21 @@
 """A local OpenAI-compatible (Azure OpenAI) chat completions server for the judge tests.
 
 It records every request (path, headers, body) and answers from a script: "ok" (a judge JSON answer with
-a score), "429" (rate limited), "500", "garbage" (an answer that is not JSON). Loopback only.
+a score), "429" (rate limited), "500", "garbage" (an answer that is not JSON); `delay` seconds before every
+answer (a judge that times out). Loopback only.
 """
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class JudgeServer:
-    def __init__(self, script: list[str] | None = None, score: int = 4) -> None:
-        self.script, self.score, self.requests = list(script or []), score, []
+    def __init__(self, script: list[str] | None = None, score: int = 4, delay: float = 0.0) -> None:
+        self.script, self.score, self.requests, self.delay = list(script or []), score, [], delay
         self._lock = threading.Lock()
         outer = self
 
@@ -23,6 +25,7 @@ class JudgeServer:
                 with outer._lock:
                     outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     mode = outer.script.pop(0) if outer.script else "ok"
+                time.sleep(outer.delay)
                 if mode in ("429", "500"):
                     return self._send(int(mode), {"error": {"code": mode, "message": "try later"}},
                                       {"Retry-After": "0"})

@@ -76,6 +76,36 @@ def test_a_rate_limited_judge_is_retried_with_backoff_then_not_evaluated():
     assert waits == [1.0]  # our backoff between the two attempts
 
 
+def test_a_judge_that_times_out_is_retried_then_not_evaluated():
+    from openai_server import JudgeServer
+
+    waits: list[float] = []
+    with JudgeServer(delay=1.5) as server:  # answers, but after the per-call deadline
+        judge = JudgeSettings(server.url, "judge", api_key="k", sample=1.0, attempts=3, timeout_s=0.3)
+        scored = score_answers(RECORDED.iloc[:1], ("coherence",), judge=judge, sleep=waits.append)
+    assert scored.not_evaluated["coherence"] == {"judge unavailable (retried)": 1}
+    assert math.isnan(scored.scores["coherence"][0]) and scored.judge_calls == 3 and len(waits) == 2
+
+
+def test_an_unavailable_judge_never_fails_the_check_its_window_is_not_evaluated():
+    from openai_server import JudgeServer
+
+    from core.types import EndpointRef, TelemetryBatch, Window
+    from monitors.signals.generative import AnswerQualityEvaluator
+
+    window = Window(pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime(),
+                    pd.Timestamp("2026-01-02", tz="UTC").to_pydatetime())
+    frame = pd.concat([RECORDED.iloc[:2]] * 2, ignore_index=True)
+    with JudgeServer(delay=1.5) as server:
+        judge = JudgeSettings(server.url, "judge", api_key="k", sample=1.0, attempts=2, timeout_s=0.2,
+                              calls_per_minute=6000)
+        fitted = AnswerQualityEvaluator(metrics=("fluency",), judge=judge, min_rows=4).fit(None)
+        (finding,) = fitted.evaluate(TelemetryBatch(EndpointRef("chat"), window, frame))
+    assert finding.signal == "answer_quality" and finding.name == "fluency" and not finding.breached
+    assert finding.details["insufficient"] is True
+    assert finding.details["not_evaluated"] == {"judge unavailable (retried)": 4}
+
+
 def test_sampling_and_the_cost_cap_bound_the_judge_calls():
     from openai_server import JudgeServer
 

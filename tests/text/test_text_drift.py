@@ -50,10 +50,13 @@ def test_the_presidency_drifts_from_the_campaign_and_names_the_topics(embedder, 
     assert "text.chars" in found  # descriptors are checked as numeric features beside the embeddings
 
 
-def test_mmd_is_the_alternative(embedder, tweets, text_cache):
-    found = _check(embedder, _period(tweets, "2015-07-01", "2015-11-01"), _period(tweets, "2017-05-01", "2017-06-01"),
+def test_mmd_is_the_alternative_and_overlong_texts_are_truncated_and_counted(embedder, tweets, text_cache):
+    window = _period(tweets, "2017-05-01", "2017-06-01")
+    overlong = pd.DataFrame({"text": [" ".join(window["text"].iloc[:40]), "word " * 2000]})  # over 256 tokens
+    found = _check(embedder, _period(tweets, "2015-07-01", "2015-11-01"), pd.concat([window, overlong]),
                    text_cache, text_settings={"text": TextSettings(method="mmd", resamples=20, max_reference_rows=800)})
     assert found["text"].method == "mmd" and found["text"].breached
+    assert found["text"].details["truncated"] == 2
 
 
 def test_cli_check_on_parquet_reports_text_drift_and_topics(embedder, tweets, tmp_path, capsys):

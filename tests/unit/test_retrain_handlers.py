@@ -183,6 +183,21 @@ def test_too_few_new_labelled_rows_skips_the_request_with_its_reason(deps):
     assert deps.runner.submitted == {}
 
 
+def test_class_name_labels_are_exported_counted_and_trained_on(deps):
+    """A multiclass endpoint labelled with class names (the text demo's 'android', 'iphone', 'web')."""
+    from dataclasses import replace
+
+    frame = deps.labelled.frame
+    frame["label"] = frame["label"].map({0: "on time", 1: "late"})
+    deps.targets[EP.name] = replace(deps.targets[EP.name], task="multiclass")
+    run = request_retrain(EP.name, "try", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    assert get_run(run["run_id"], deps)["state"] != "skipped"
+    (request,) = deps.runner.submitted.values()
+    recent = pd.read_parquet(request["recent"])
+    assert len(recent) == frame["label"].notna().sum() and set(recent[LABEL]) == {"on time", "late"}
+
+
 def test_unknown_endpoint_and_unknown_run_are_clear_errors(deps):
     with pytest.raises(ValidationFailed) as exc:
         request_retrain("nope", "x", trigger={}, idempotency_key="k", deps=deps)
