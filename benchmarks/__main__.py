@@ -9,6 +9,10 @@ COMMANDS: list[list[str]] = [
     [sys.executable, "-m", "benchmarks.drift", "--rows", "100000"],
     [sys.executable, "-m", "benchmarks.drift", "--rows", "1000000"],
     [sys.executable, "-m", "benchmarks.telemetry", "--rows", "1000000"],
+    [sys.executable, "-m", "benchmarks.telemetry", "--local", "--rows", "1000000"],
+    [sys.executable, "-m", "benchmarks.service", "--rows", "1000000"],  # request event -> completed event
+    [sys.executable, "-m", "benchmarks.summaries", "--rows", "20000000"],  # Spark local mode needs Java
+    [sys.executable, "-m", "benchmarks.calibration", "--checks", "1000"],  # false alarms, detection power
     [sys.executable, "-m", "benchmarks.datacollector", "--rows", "200000"],  # needs Azurite (npm ci)
     [sys.executable, "-m", "benchmarks.serving", "--rows", "200", "--requests", "40"],  # needs .venv-serve
 ]

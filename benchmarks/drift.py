@@ -128,7 +128,7 @@ def summary(rows: int, runs: dict[str, list[tuple[float, float]]], ours: dict[st
                             "evidently_peak_mb": peak("evidently"), "speedup_cold": None, "speedup_warm": None,
                             "max_abs_diff": None, "dataset_drift": ours.get("dataset_drift")}
     if theirs:
-        stats = {f["name"]: f["statistic"] for f in ours["features"]}
+        stats = {f["name"]: f["evidently"]["statistic"] for f in ours["features"]}
         if set(stats) != set(theirs):
             raise RuntimeError(f"columns tested by only one side: {sorted(set(stats) ^ set(theirs))}")
         line["max_abs_diff"] = max(abs(stats[name] - value) for name, value in theirs.items())

@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(dice.uniform(1.0, 4.0))  # time to get some work done, and to get into trouble
             want = next(targets)
             if want is not None and (hits[want] == 0 or dice.random() < 0.7):
-                _wait_for(world, want, since, timeout_s=4.0)
+                # A moment not hit yet may need a run to get through training first (kills every few seconds
+                # would stop every one): wait longer for it, as long as a retrain takes on a busy machine.
+                _wait_for(world, want, since, timeout_s=90.0 if hits[want] == 0 and not args.any_moment else 4.0)
             moments = probe.moments(world.data, since)
             host.kill()
             kills += 1

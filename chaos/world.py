@@ -39,13 +39,14 @@ signals:
 alert: {{consecutive: 1, resolve_after: 1}}
 retrain: {{on_drift: {retrain}}}
 """
+# The retrained endpoint trains with the flights example's script, as a team's own command (docs/training.md).
 RETRAIN_CONFIG = """\
-policy: {cooldown: 30m, max_per_day: 1000, min_new_labelled_rows: 20, require_performance_at_risk: false}
-gate: {min_improvement: -1, max_slice_regression: 1, min_holdout_rows: 10, min_slice_rows: 100000}
-canary: {percent: 20, bake: 40m, max_error_rate: 0.2, max_p95_latency_ms: 100000, min_requests: 8}
-deadlines: {requested: 3h, running: 3h, trained: 2h, accepted: 2h, canary: 4h, promoting: 2h, rolling_back: 2h}
+policy: {{cooldown: 30m, max_per_day: 1000, min_new_labelled_rows: 20, require_performance_at_risk: false}}
+gate: {{min_improvement: -1, max_slice_regression: 1, min_holdout_rows: 10, min_slice_rows: 100000}}
+canary: {{percent: 20, bake: 40m, max_error_rate: 0.2, max_p95_latency_ms: 100000, min_requests: 8}}
+deadlines: {{requested: 3h, running: 3h, trained: 2h, accepted: 2h, canary: 4h, promoting: 2h, rolling_back: 2h}}
 endpoints:
-  chaos: {holdout_days: 1, rule: "reference+recent"}
+  chaos: {{holdout_days: 1, rule: "reference+recent", train: "python train.py", code: "{code}"}}
 """
 
 
@@ -91,7 +92,8 @@ def build(root: Path, seed: int) -> World:
         reference = labelled(rng, 600)
         reference["time"] = pd.date_range(START - timedelta(days=3), periods=len(reference), freq="5min", tz="UTC")
         reference.to_parquet(root / "monitors" / f"{endpoint}.parquet")
-    (root / "retrain.yaml").write_text(RETRAIN_CONFIG)
+    code = Path(__file__).resolve().parents[1] / "examples" / "flights"
+    (root / "retrain.yaml").write_text(RETRAIN_CONFIG.format(code=code.as_posix()))
     host = json.loads((Path(__file__).parents[1] / "host.json").read_text())
     # A lock as long as a simulated handler may take at this speed; a lease longer than any check.
     host["extensions"]["serviceBus"]["lockDuration"] = "00:10:00"

@@ -63,12 +63,13 @@ def record_event(store: StateStore, envelope: Envelope) -> str:
     return key
 
 
-def audited_events(store: StateStore) -> list[Envelope]:
-    """The audit trail as events, oldest first (by event time, then id)."""
+def audited_events(store: StateStore, prefix: str = "") -> list[Envelope]:
+    """The audit trail as events, oldest first (by event time, then id); `prefix` of the event time (e.g. a day,
+    "2013-04-10") reads only those."""
     return [Envelope(id=d.data["id"], type=d.data["type"], source=d.data["source"], subject=d.data["subject"],
                      time=d.data["time"], data=d.data["data"], correlationid=d.data.get("correlationid"),
                      causationid=d.data.get("causationid"), extensions=d.data.get("extensions") or {})
-            for _, d in store.list(AUDIT)]
+            for _, d in store.list(AUDIT, prefix)]
 
 
 def put(store: StateStore, kind: str, key: str, data: Mapping[str, Any]) -> str:

@@ -156,7 +156,7 @@ def _loop(world: World, box: Any, clock: Any) -> dict[str, Any]:
     from retrain.endpoint import LocalEndpoint
 
     deps = box.retrain_deps
-    feed = AuditFeed(box.store)
+    feed = AuditFeed(box.store, clock)
     endpoint = LocalEndpoint(world.endpoint, box.data_dir / "endpoints.json", deps.registry, box.telemetry_store,
                              clock)
     host = DevHost(function_app.app, bus=box.bus, clock=clock)
@@ -171,6 +171,7 @@ def _loop(world: World, box: Any, clock: Any) -> dict[str, Any]:
         replay.settle()
         faults.poll()
         replay.close()
+    feed.poll(full=True)  # anything recorded with an event time before the days the last polls read
     return {"replay": replay.stats, "events": feed.events, "faults": faults.injected}
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from core.clock import ManualClock
-from core.errors import NotFound, ValidationFailed
+from core.errors import NotFound, RetryableError, ValidationFailed
 from core.events import event_id, new_event
 from core.records import RUN
 from core.state_sqlite import SqliteStateStore
@@ -369,6 +369,26 @@ def test_a_canary_that_never_gets_enough_traffic_is_rolled_back_at_its_deadline_
                                             "to judge its health"]
     (event,) = deps.publisher.of("mlops.model.rolled_back.v1")
     assert event.data["health"]["requests"] == 25 and "fewer than the 30 needed" in event.data["reason"]
+    assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
+
+
+class DownHealth:
+    def deployment_health(self, endpoint, deployment, since, until):
+        raise RetryableError("telemetry store unreachable")
+
+
+def test_a_canary_whose_health_cannot_be_read_waits_then_is_rolled_back_at_its_deadline(deps):
+    run = request_retrain(EP.name, "x", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    accept_and_start_canary(deps, run["run_id"])
+    deps.health = DownHealth()
+    deps.clock.advance(timedelta(hours=12))
+    assert track_runs(deps)["rolled_back"] == 0  # an outage delays the decision
+    assert get_run(run["run_id"], deps)["state"] == "canary"
+    deps.clock.advance(timedelta(hours=12))
+    assert track_runs(deps)["rolled_back"] == 1
+    record = get_run(run["run_id"], deps)
+    assert record["outcome"]["reasons"] == ["no health numbers by its deadline: telemetry store unreachable"]
     assert deps.deployer.current(EP) == TrafficSplit({"blue": 100})
 
 
