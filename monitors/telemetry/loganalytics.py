@@ -94,14 +94,18 @@ class QueryColumns:
     error: Mapping[str, Any] | None
 
 
+def _decode(decoder: Any, body: bytes, what: str) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise PermanentError(f"Log Analytics answered {what} of an unexpected shape: {exc}",
+                             reason="TelemetrySchemaMismatch") from exc
+
+
 def columns_from_response(body: bytes) -> QueryColumns:
     """The Log Analytics query response JSON -> columns, without a Python object per row beyond the cells."""
     with gc_paused():
-        try:
-            doc = _DECODER.decode(body)
-        except msgspec.ValidationError as exc:
-            raise PermanentError(f"Log Analytics answered rows of an unexpected shape: {exc}",
-                                 reason="TelemetrySchemaMismatch") from exc
+        doc = _decode(_DECODER, body, "rows")
         if not doc.tables:
             return QueryColumns({raw: [] for raw in _RAW_NAMES.values()}, 0, doc.error)
         table = doc.tables[0]
@@ -216,11 +220,7 @@ class LogAnalyticsTelemetrySource:
         body = self._post(kql.summary_query(self.table, endpoint, window.start, window.end, spec),
                           window.start, window.end)
         with gc_paused():
-            try:
-                doc = _SUMMARY_DECODER.decode(body)
-            except msgspec.ValidationError as exc:
-                raise PermanentError(f"Log Analytics answered a summary of an unexpected shape: {exc}",
-                                     reason="TelemetrySchemaMismatch") from exc
+            doc = _decode(_SUMMARY_DECODER, body, "a summary")
         if doc.error:  # a summary missing some rows would understate the window
             raise TelemetryUnavailable(f"Log Analytics answered {window.key()} only partly: {doc.error}")
         table = doc.tables[0] if doc.tables else None

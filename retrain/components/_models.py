@@ -75,8 +75,8 @@ def load(path: str | Path) -> Any:
 def classes_of(model: Any) -> list[Any] | None:
     try:
         raw = model.get_raw_model()
-    except (AttributeError, NotImplementedError):
-        raw = None
+    except (AttributeError, NotImplementedError):  # pyfunc models of custom flavours have no raw model
+        raw = None  # their classes come from the metadata the training step logged
     if raw is not None and getattr(raw, "classes_", None) is not None:
         return [_plain(c) for c in raw.classes_]
     extra = getattr(getattr(model, "metadata", None), "metadata", None) or {}
