@@ -174,6 +174,18 @@ def test_drift_alone_warns_and_retrains_only_when_performance_is_at_risk(deps):
     assert len(deps.runner.submitted) == 1
 
 
+def test_performance_at_risk_counts_its_own_noise_allowance_not_the_pages():
+    """The monitor pages at alpha 0.001 (its margin 3.09 standard errors); the retrain policy allows noise_z
+    (2) of the same standard errors: the gate still judges the challenger, so a retrain may start sooner."""
+    from retrain.policy import performance_at_risk
+
+    window = {"realized": {"metric": "auc", "value": 0.64, "baseline": 0.70, "standard_error": 0.015,
+                           "margin": 0.046}}
+    assert performance_at_risk(window, RetrainPolicy()).allowed  # 0.06 > 2 x 0.015 + 0.02
+    refused = performance_at_risk(window, RetrainPolicy(noise_z=3.09))  # 0.06 < 0.046 + 0.02
+    assert not refused.allowed and "noise 0.046 + margin 0.02" in refused.reasons[0]
+
+
 def test_drift_retrains_a_stale_champion_only_past_max_model_age(deps, models, tmp_path):
     """Performance holds, yet the champion's training data ended 62 days ago: drift alone warns by default;
     with max_model_age 60d it starts a retrain (the gate decides), with 90d it does not."""
