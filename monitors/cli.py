@@ -226,7 +226,9 @@ def compare_frames(reference, current, spec=None, *, cache=None) -> tuple[dict[s
         raise UsageError(f"the current data has none of the monitored columns ({', '.join(list(kinds)[:5])}...)")
     batch = TelemetryBatch(EndpointRef("cli"), _NOMINAL, current)
     fitted = drift.fit(reference)
-    checked = quality.fit(frame_of(reference))  # calibrated rates are judged against the reference's own rows
+    # calibrated rates are judged against the reference's own rows (read again only when runs need them)
+    checked = (cache.quality(reference.fingerprint, quality, lambda: quality.fit(frame_of(reference))) if cache
+               else quality.fit(frame_of(reference)))
     findings = fitted.evaluate(batch) + checked.evaluate(batch)
     for evaluator in _generative(spec):  # language-model endpoints: silent on frames without generation columns
         findings += evaluator.fit(frame_of(reference)).evaluate(batch)
