@@ -1,6 +1,7 @@
 """The local store's typed segments: compaction, readers during compaction, rows of an older version."""
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from contextlib import closing
@@ -79,3 +80,14 @@ def test_rows_of_an_older_version_are_read_beside_typed_ones(tmp_path):
     frame = LocalTelemetrySource(store, FEATURES).fetch(EndpointRef("ep"), Window(T0, T0 + timedelta(hours=1))).frame
     assert list(frame.request_id) == ["r0", "old-1", "r1", "r2"]  # in time order, the retry stored once
     assert list(frame.distance) == [0.0, 7.5, 1.0, 2.0] and list(frame.origin) == ["JFK", "LGA", "JFK", "JFK"]
+
+
+def test_without_features_text_keys_keep_their_gaps_across_segments(tmp_path):
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    first = records(0, 3, T0)
+    first[1] = dataclasses.replace(first[1], inputs={"distance": 1.0, "origin": None})
+    store.write(first)
+    store.write(records(3, 2, T0 + timedelta(hours=1), origin="LGA"))  # another file, another dictionary
+    frame = LocalTelemetrySource(store).fetch(EndpointRef("ep"), Window(T0, T0 + timedelta(hours=2))).frame
+    assert list(frame.origin) == ["JFK", None, "JFK", "LGA", "LGA"]
+    assert list(frame.distance) == [0.0, 1.0, 2.0, 3.0, 4.0]
