@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 
@@ -35,16 +36,30 @@ def join_labels(table: "pa.Table", labels: "pa.Table") -> "pa.Array":
         return pa.nulls(table.num_rows, pa.string())
     ids, label_ids = table["request_id"], labels["request_id"].cast(pa.string())
     times = table["time_us"].to_numpy()
-    at = np.minimum(np.searchsorted(times, labels["request_us"].to_numpy(zero_copy_only=False)), times.size - 1)
+    label_times = labels["request_us"].to_numpy(zero_copy_only=False)
+    at = np.minimum(np.searchsorted(times, label_times), times.size - 1)
     found = pc.equal(ids.take(pa.array(at)), label_ids).fill_null(False).to_numpy(zero_copy_only=False)
     which = np.full(times.size, -1, dtype=np.int64)
     which[at[found]] = np.flatnonzero(found)
     if not found.all():  # several requests at one instant, or a label of a row outside this deployment
         rest = np.flatnonzero(~found)
-        rows = pc.index_in(ids, value_set=label_ids.take(pa.array(rest))).to_numpy(zero_copy_only=False)
-        hit = ~np.isnan(rows) if rows.dtype.kind == "f" else rows >= 0
-        which[np.flatnonzero(hit)] = rest[rows[hit].astype(np.int64)]
+        rows = _same_time(times, label_times[rest])  # the only rows these labels can belong to
+        if rows.size:
+            index = pc.index_in(ids.take(pa.array(rows)), value_set=label_ids.take(pa.array(rest)))
+            index = index.to_numpy(zero_copy_only=False)
+            hit = ~np.isnan(index) if index.dtype.kind == "f" else index >= 0
+            which[rows[hit]] = rest[index[hit].astype(np.int64)]
     return labels["label"].cast(pa.string()).take(pa.array(which, mask=which < 0))
+
+
+def _same_time(times: "np.ndarray", wanted: "np.ndarray") -> "np.ndarray":
+    """Positions in sorted `times` of the values equal to one of `wanted`."""
+    import numpy as np
+
+    low, high = np.searchsorted(times, wanted, "left"), np.searchsorted(times, wanted, "right")
+    counts = high - low
+    starts = np.repeat(low - (np.cumsum(counts) - counts), counts)  # each run's offset, per position
+    return np.unique(starts + np.arange(counts.sum()))
 
 
 def labels_table(rows: list[tuple]) -> "pa.Table":

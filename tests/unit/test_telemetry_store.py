@@ -1,6 +1,7 @@
 """The local store's typed segments: compaction, readers during compaction, rows of an older version."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
 import threading
@@ -122,3 +123,27 @@ def test_a_failed_label_write_leaves_no_label_and_no_file_behind(tmp_path):
     assert LocalTelemetrySource(store, FEATURES).fetch(EndpointRef("ep"), window).frame.label.tolist()[0] == 0
     store.write_labels([LabelRecord("r3", 1, day)])  # the store works on
     assert LocalTelemetrySource(store, FEATURES).fetch(EndpointRef("ep"), window).frame.label.tolist()[3] == 1
+
+
+def test_labels_find_their_rows_among_requests_of_one_instant_and_one_deployment(tmp_path):
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    at = T0 + timedelta(minutes=30)
+    same = [dataclasses.replace(r, time=at, deployment=d) for r, d in zip(records(0, 4, T0), "gbgb", strict=True)]
+    store.write(records(10, 3, T0) + same)
+    store.write_labels([LabelRecord(f"r{i}", i, T0 + timedelta(days=1)) for i in (0, 1, 3, 11)])
+    source = LocalTelemetrySource(store, FEATURES)
+    labels = source.fetch(EndpointRef("ep"), Window(T0, T0 + timedelta(hours=1))).frame.set_index("request_id").label
+    assert [labels[f"r{i}"] for i in (0, 1, 3, 11)] == [0, 1, 3, 11] and labels.isna().sum() == 3
+    green = source.fetch(EndpointRef("ep", "g"), Window(T0, T0 + timedelta(hours=1))).frame
+    assert green.request_id.tolist() == ["r0", "r2"] and green.label[0] == 0 and math.isnan(green.label[1])
+
+
+def test_without_features_text_keys_keep_their_gaps_across_segments(tmp_path):
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    first = records(0, 3, T0)
+    first[1] = dataclasses.replace(first[1], inputs={"distance": 1.0, "origin": None})
+    store.write(first)
+    store.write(records(3, 2, T0 + timedelta(hours=1), origin="LGA"))  # another file, another dictionary
+    frame = LocalTelemetrySource(store).fetch(EndpointRef("ep"), Window(T0, T0 + timedelta(hours=2))).frame
+    assert list(frame.origin) == ["JFK", None, "JFK", "LGA", "LGA"]
+    assert list(frame.distance) == [0.0, 1.0, 2.0, 3.0, 4.0]
