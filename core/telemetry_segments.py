@@ -3,7 +3,7 @@ window and typed; the labels' segments read and joined to their requests. No SQL
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,6 +108,16 @@ def read_segments(paths: list[str]) -> "pa.Table":
     schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in text else f
                         for f in schema])
     return ds.dataset(paths, schema=schema, format=fmt).to_table()
+
+
+def sample_segments(paths: list[str], keep: Any) -> "pa.Table":
+    """The rows `keep` (a function of a table) keeps of each segment, read a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = [keep(pa.Table.from_batches([batch])) for path in paths for batch in
+             pq.ParquetFile(path).iter_batches(batch_size=1 << 16)]
+    return pa.concat_tables(parts, promote_options="permissive") if parts else empty()
 
 
 _FEW_VALUES = frozenset({"deployment", "model_version"})

@@ -22,7 +22,7 @@ import threading
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from core import telemetry_segments as seg
 from core.errors import TelemetryUnavailable
@@ -269,27 +269,37 @@ class SqliteTelemetryStore:
             self._local.db = None  # e.g. the file was moved away: reconnect on the next write
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be {what}: {exc}") from exc
 
-    def read_window(self, endpoint: str, start: datetime, end: datetime,
-                    deployment: str | None = None) -> "pa.Table":
+    def read_window(self, endpoint: str, start: datetime, end: datetime, deployment: str | None = None, *,
+                    fraction: float = 1.0, seed: int = 0) -> "pa.Table":
         """Rows of [start, end) in time order with the latest label joined (null until it arrives): the fixed
         columns (time_us, request_id, deployment, model_version, score, latency_ms, status_code, prediction,
         prediction_json, label), the typed input columns, and `inputs` (JSON text) for rows of older versions.
+        With `fraction` < 1, a uniform sample: each row kept with that probability (seeded), read a chunk at a
+        time, so memory holds the sample, not the window.
 
         A store that cannot be opened, or a segment merged away while being read, is retried for
         `busy_timeout_s`, then raises TelemetryUnavailable.
         """
         span = (endpoint, micros(start), micros(end), deployment)
+        sample = None if fraction >= 1 else (fraction, seed)
         try:
-            return retry_transient(lambda: self._read(*span), on=(sqlite3.OperationalError, FileNotFoundError),
+            return retry_transient(lambda: self._read(*span, sample), on=(sqlite3.OperationalError, FileNotFoundError),
                                    within=self.busy_timeout_s, base=0.05, cap=0.05, what=f"reading {self.path}")
         except (sqlite3.OperationalError, FileNotFoundError) as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
 
-    def _read(self, endpoint: str, start_us: int, end_us: int, deployment: str | None) -> "pa.Table":
+    def _read(self, endpoint: str, start_us: int, end_us: int, deployment: str | None,
+              sample: tuple[float, int] | None) -> "pa.Table":
         import pyarrow as pa
 
+        keep = _sampler(*sample) if sample else None  # afresh on a retry: the same rows
         paths, legacy, label_paths = self._catalog(endpoint, start_us, end_us, deployment, with_labels=True)
-        parts = [seg.read_segments([str(self.segments / path) for path in paths])] if paths else []
+        files = [str(self.segments / path) for path in paths]
+        if keep is None:
+            parts = [seg.read_segments(files)] if paths else []
+        else:
+            parts = [seg.sample_segments(files, keep)] if paths else []
+            legacy = keep(legacy)
         if legacy.num_rows:  # rows of an older version: plain text columns, so the segments' become plain too
             fields = seg.fixed_fields()
             parts = [seg.plain_text(part) for part in parts]
@@ -297,7 +307,7 @@ class SqliteTelemetryStore:
                                                 for f in legacy.schema])))
         table = seg.in_window(pa.concat_tables(parts, promote_options="permissive") if parts else seg.empty(),
                           start_us, end_us, deployment)
-        if len(parts) > 1 and not seg.ascending(table["time_us"]):
+        if (len(parts) > 1 or keep is not None) and not seg.ascending(table["time_us"]):
             table = table.sort_by("time_us")
         labels = seg.latest_labels([str(self.labels / path) for path in label_paths], start_us, end_us)
         return seg.with_fixed_columns(table.append_column("label", seg.join_labels(table, labels)))
@@ -343,6 +353,12 @@ class SqliteTelemetryStore:
                 if with_labels else []
             db.execute("COMMIT")
         return paths, legacy, labels
+
+    def count_window(self, endpoint: str, start: datetime, end: datetime, deployment: str | None = None) -> int:
+        """How many requests [start, end) holds: one range of an index, no segment read."""
+        return self._query("SELECT COUNT(*) FROM requests WHERE endpoint = ? AND time_us >= ? AND time_us < ? "
+                           "AND (? IS NULL OR deployment = ?)",
+                           (endpoint, micros(start), micros(end), deployment, deployment))[0][0]
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
         rows = self._query("SELECT latency_ms, status_code FROM requests WHERE endpoint = ? AND deployment = ? "
@@ -393,6 +409,14 @@ def _fresh(db: sqlite3.Connection, records: Sequence[RequestRecord]) -> list[tup
             stored.add(record.request_id)
             fresh.append((micros(record.time), record))
     return fresh
+
+
+def _sampler(fraction: float, seed: int) -> Callable[["pa.Table"], "pa.Table"]:
+    """Keeps each row of the tables it is given with probability `fraction`, the same rows for the same seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return lambda table: table.filter(rng.random(table.num_rows) < fraction)
 
 
 @contextmanager

@@ -147,3 +147,20 @@ def test_without_features_text_keys_keep_their_gaps_across_segments(tmp_path):
     frame = LocalTelemetrySource(store).fetch(EndpointRef("ep"), Window(T0, T0 + timedelta(hours=2))).frame
     assert list(frame.origin) == ["JFK", None, "JFK", "LGA", "LGA"]
     assert list(frame.distance) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_sample_of_a_window_is_uniform_seeded_in_time_order_and_labelled(tmp_path):
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    for k in range(4):  # several segments over two hours
+        store.write(records(500 * k, 500, T0 + timedelta(minutes=30 * k)))
+    store.write_labels([LabelRecord(f"r{i}", i % 3, T0 + timedelta(days=1)) for i in range(0, 2000, 2)])
+    window = Window(T0, T0 + timedelta(hours=2))
+    whole = store.read_window("ep", window.start, window.end)
+    sample = store.read_window("ep", window.start, window.end, fraction=0.25, seed=7)
+    assert 400 < sample.num_rows < 600 and sample.schema.names == whole.schema.names
+    assert sample.to_pylist() == store.read_window("ep", window.start, window.end, fraction=0.25, seed=7).to_pylist()
+    ids = sample["request_id"].to_pylist()
+    assert sample["time_us"].to_pylist() == sorted(sample["time_us"].to_pylist())
+    assert {int(i[1:]) // 1000 for i in ids} == {0, 1}  # both hours drawn from
+    labels = dict(zip(ids, sample["label"].to_pylist(), strict=True))
+    assert all(labels[i] == (str(int(i[1:]) % 3) if int(i[1:]) % 2 == 0 else None) for i in ids)
