@@ -1,4 +1,5 @@
-"""The check command's cache: reference profiles, no-drift nulls and inferred kinds, keyed by content.
+"""The check command's cache: reference profiles, no-drift nulls, inferred kinds and the quality digest,
+keyed by content.
 
 A CI job checks new data against the same reference again and again; everything derived from the
 reference alone is kept under one folder (default: the platform's user cache folder, e.g.
@@ -11,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from core.files import cached
 from core.plain import dumps
@@ -42,6 +43,35 @@ class CheckCache:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{fingerprint}-{variant}" if variant else fingerprint)[:90]
         return cached(self.root / "kinds" / f"{safe}.json", _load_kinds, infer,
                       lambda kinds, out: out.write(dumps({"fingerprint": fingerprint, "kinds": kinds}).encode()))
+
+
+    def quality(self, fingerprint: str, evaluator: Any, fit: Callable[[], Any]) -> Any:
+        """The data-quality fit of the reference with this fingerprint: from its digest (ranges, categories,
+        base rates) when cached, so a window too big for run-based nulls never reads the reference again."""
+        import hashlib
+
+        kinds = hashlib.sha256(dumps(dict(evaluator.kinds), sort_keys=True).encode()).hexdigest()[:16]
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", fingerprint)[:80]
+        built: list[Any] = []
+
+        def build() -> dict[str, Any]:
+            built.append(fit())
+            return built[0].digest()
+
+        digest = cached(self.root / "quality" / f"{safe}-{kinds}.json", _load_digest, build,
+                        lambda doc, out: out.write(dumps(doc).encode()))
+        return built[0] if built else evaluator.fit_digest(digest, fit)
+
+
+def _load_digest(path: Path) -> dict[str, Any]:
+    doc = json.loads(path.read_text())
+    if not isinstance(doc, dict) or not {"rows", "ranges", "categories", "base_rates"} <= set(doc):
+        raise ValueError(f"{path.name}: not a quality digest")
+    pairs = all(isinstance(v, list) and len(v) == 2 for v in doc["ranges"].values())
+    rates = all(isinstance(v, (int, float)) for v in doc["base_rates"].values())
+    if not (pairs and rates and all(isinstance(v, list) for v in doc["categories"].values())):
+        raise ValueError(f"{path.name}: a damaged quality digest")
+    return doc
 
 
 def _load_kinds(path: Path) -> dict[str, str]:

@@ -226,10 +226,16 @@ def compare_frames(reference, current, spec=None, *, cache=None) -> tuple[dict[s
         raise UsageError(f"the current data has none of the monitored columns ({', '.join(list(kinds)[:5])}...)")
     batch = TelemetryBatch(EndpointRef("cli"), _NOMINAL, current)
     fitted = drift.fit(reference)
-    checked = quality.fit(frame_of(reference))  # calibrated rates are judged against the reference's own rows
+    # calibrated rates are judged against the reference's own rows (read again only when runs need them)
+    checked = (cache.quality(reference.fingerprint, quality, lambda: quality.fit(frame_of(reference))) if cache
+               else quality.fit(frame_of(reference)))
     findings = fitted.evaluate(batch) + checked.evaluate(batch)
-    for evaluator in _generative(spec):  # language-model endpoints: silent on frames without generation columns
-        findings += evaluator.fit(frame_of(reference)).evaluate(batch)
+    # language-model endpoints: silent on frames without generation columns, so such a reference is not read
+    from monitors.signals.generative import GENERATION_COLUMNS
+
+    generation = not set(GENERATION_COLUMNS).isdisjoint(str(c) for c in reference.columns)
+    for evaluator in _generative(spec):
+        findings += evaluator.fit(frame_of(reference) if generation else None).evaluate(batch)
     return result_document(findings, rows=len(current), reference_rows=fitted.profile.rows), kinds, findings
 
 
