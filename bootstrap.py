@@ -173,7 +173,8 @@ class Container:
                          references=self.references,
                          base_dir=Path(self.settings.monitors_dir), instance=self.settings.instance,
                          lease=self.settings.check_lease, max_attempts=self.settings.check_max_attempts,
-                         request_ttl=self.settings.check_request_ttl, snapshots=self.data_dir / "references")
+                         request_ttl=self.settings.check_request_ttl, snapshots=self.data_dir / "references",
+                         summary_above=self.settings.summary_above_rows or None)
 
     @cached_property
     def channels(self) -> list:

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
                                   description="How long a running check holds its window (functionTimeout).")
     check_request_ttl: Duration = Field(timedelta(minutes=15), alias="MLOPS_CHECK_REQUEST_TTL",
                                         description="After this, an unanswered check request is sent again.")
+    summary_above_rows: int = Field(5_000_000, ge=0, alias="MLOPS_SUMMARY_ABOVE_ROWS", description=(
+        "Windows with more requests are checked from mergeable summaries (drift, with error bounds) and a "
+        "uniform sample (other signals) instead of all their rows; 0: always all rows. A spec's "
+        "window.summary_above wins."))
     max_windows_per_tick: int = Field(24, ge=1, alias="MLOPS_MAX_WINDOWS_PER_TICK",
                                       description="Catch-up bound: windows one monitor requests per timer tick.")
     duplicate_window_s: int = Field(600, alias="MLOPS_DUPLICATE_WINDOW_S")

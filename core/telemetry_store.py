@@ -4,9 +4,12 @@ Requests are kept as typed columns (core.telemetry_columns) in Parquet segments:
 merged into one file per hour as they accumulate, so a window of a million requests reads at close to the
 speed of one Parquet file. SQLite (WAL) holds what must be transactional: one row per request (its id is
 unique, so a retried write is stored once; latency and status answer health queries), the catalog of
-segments, and the labels, which arrive later and are joined when a window is read. A segment is written
-inside the transaction that catalogs it, so a reader sees it whole or not at all; rows written by older
-versions (inputs as JSON text in SQLite) are still read.
+segments, and the labels, which arrive later (even before their request) and where the latest one wins.
+Each write of labels also writes the winners whose request is known to a Parquet segment per endpoint and
+request hour (a label that came first joins one when its request is written), so a window's labels are read
+as columns and joined (core.telemetry_segments), never fetched row by row. A segment is written inside the
+transaction that catalogs it, so a reader sees it whole or not at all; rows written by older versions
+(inputs as JSON text in SQLite) are still read, and their labels are copied to segments once, on opening.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ import threading
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from core import telemetry_segments as seg
 from core.errors import TelemetryUnavailable
 from core.files import write_atomic
 from core.retry import retry_transient
@@ -52,10 +56,16 @@ WHERE typed IS NULL AND endpoint = ? AND time_us >= ? AND time_us < ? AND (? IS 
 _LABEL_COLUMNS = (("endpoint", "TEXT"), ("request_us", "INTEGER"))
 _LABELS_INDEX = "CREATE INDEX IF NOT EXISTS labels_request ON labels (endpoint, request_us)"
 _LABELS_ORPHANS = "CREATE INDEX IF NOT EXISTS labels_orphans ON labels (request_id) WHERE request_us IS NULL"
-_LABELS_SQL = "SELECT request_id, label, request_us FROM labels WHERE endpoint = ? AND request_us >= ? AND " \
-              "request_us < ? ORDER BY request_us"
 _LABELS_ADOPT = """UPDATE labels SET endpoint = r.endpoint, request_us = r.time_us FROM requests r
-WHERE labels.request_us IS NULL AND r.request_id = labels.request_id"""
+WHERE labels.request_us IS NULL AND r.request_id = labels.request_id
+RETURNING labels.request_id, labels.label, labels.time_us, labels.endpoint, labels.request_us"""
+_LABEL_ROWS = "SELECT request_id, label, time_us, endpoint, request_us FROM labels WHERE request_us IS NOT NULL"
+# Label segments hold, per endpoint and request hour, the labels current when each was written: a later
+# segment (higher id) supersedes an earlier one's label of the same request.
+_LABEL_SEGMENTS = """CREATE TABLE label_segments (id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL,
+    hour INTEGER NOT NULL, path TEXT NOT NULL, rows INTEGER NOT NULL);
+CREATE INDEX label_segments_endpoint_hour ON label_segments (endpoint, hour)"""
+_LABEL_SEGMENTS_SQL = "SELECT path FROM label_segments WHERE endpoint = ? AND hour >= ? AND hour <= ? ORDER BY id"
 _SEGMENTS_SQL = "SELECT path FROM segments WHERE endpoint = ? AND hour >= ? AND hour <= ? AND last_us >= ? " \
                 "AND first_us < ? ORDER BY hour, id"
 HOUR_US = 3_600_000_000
@@ -76,13 +86,15 @@ class SqliteTelemetryStore:
     one connection per thread and process, kept open: closing a WAL connection checkpoints, ~6 ms a write).
 
     A request logged twice (a retried flush) is stored once; a label written again replaces an older one.
-    Segments live in a folder beside the database file (telemetry.sqlite -> telemetry.segments/).
+    Segments live in folders beside the database file (telemetry.sqlite -> telemetry.segments/ and, for
+    labels, telemetry.labels/).
     """
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.segments = self.path.with_name(self.path.stem + ".segments")
+        self.labels = self.path.with_name(self.path.stem + ".labels")
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         with closing(self._connect()) as db:
@@ -95,8 +107,20 @@ class SqliteTelemetryStore:
             if "request_us" not in {row[1] for row in db.execute("PRAGMA table_info(labels)")}:
                 for name, kind in _LABEL_COLUMNS:
                     _add_column(db, "labels", name, kind)
-            for statement in (_LEGACY_INDEX, _LABELS_INDEX, _LABELS_ORPHANS, _LABELS_ADOPT):
+            for statement in (_LEGACY_INDEX, _LABELS_INDEX, _LABELS_ORPHANS):
                 db.execute(statement)
+        self._upgrade_labels()
+
+    def _upgrade_labels(self) -> None:
+        """A store of an older version: labels of its requests adopted, and its labels copied to segments
+        once, by whoever opens it first."""
+        with self._transaction("upgraded") as db, _uncommitted() as files:
+            adopted = db.execute(_LABELS_ADOPT).fetchall()
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'label_segments'").fetchone():
+                for statement in _LABEL_SEGMENTS.split(";"):
+                    db.execute(statement)
+                adopted = db.execute(_LABEL_ROWS).fetchall()
+            self._add_label_segments(db, adopted, files)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
@@ -106,27 +130,70 @@ class SqliteTelemetryStore:
     def write(self, records: Sequence[RequestRecord]) -> None:
         """Stores the records not stored yet, one segment per endpoint and hour, atomically with their ids."""
         written: dict[tuple[str, int], Path] = {}
-        with self._transaction("written") as db:
-            try:
-                for (endpoint, hour), part in _partitions(_fresh(db, records)):
-                    written[(endpoint, hour)] = self._add_segment(db, endpoint, hour, part)
-                db.execute(_LABELS_ADOPT)  # labels that arrived before their requests
-            except BaseException:
-                for path in written.values():  # never cataloged: nothing will read them
-                    path.unlink(missing_ok=True)
-                raise
+        with self._transaction("written") as db, _uncommitted() as files:
+            for (endpoint, hour), part in _partitions(_fresh(db, records)):
+                files.append(self._add_segment(db, endpoint, hour, part))
+                written[(endpoint, hour)] = files[-1]
+            labelled = self._add_label_segments(db, db.execute(_LABELS_ADOPT).fetchall(), files)  # came first
         for endpoint, hour in written:
             self._compact_if_due(endpoint, hour)
+        for endpoint, hour in labelled:
+            self._compact_labels_if_due(endpoint, hour)
         for endpoint in {e for e, _ in written}:  # requests come in time order: earlier hours are done
             self._seal(endpoint, min(h for e, h in written if e == endpoint))
 
     def write_labels(self, labels: Sequence[LabelRecord]) -> None:
+        """Stores each label unless a later one of its request is stored; the winners whose request is known
+        go to label segments in the same transaction."""
         rows = [(x.request_id, to_json_text(x.label), micros(x.time)) for x in labels]
-        with self._transaction("written") as db:
+        with self._transaction("written") as db, _uncommitted() as files:
             db.executemany("INSERT INTO labels (request_id, label, time_us) VALUES (?,?,?) ON CONFLICT (request_id) "
                            "DO UPDATE SET label = excluded.label, time_us = excluded.time_us "
                            "WHERE excluded.time_us >= labels.time_us", rows)
-            db.execute(_LABELS_ADOPT)  # the labels' requests, where already written
+            db.execute(_LABELS_ADOPT).fetchall()  # the labels' requests, where already written
+            written = self._add_label_segments(db, _current_labels(db, [row[0] for row in rows]), files)
+        for endpoint, hour in written:
+            self._compact_labels_if_due(endpoint, hour)
+
+    def _add_label_segments(self, db: sqlite3.Connection, rows: list[tuple], files: list[Path]) -> set:
+        """(request_id, label, time_us, endpoint, request_us) rows -> one segment per endpoint and request hour
+        (each file added to `files` once written); returns those (endpoint, hour)."""
+        import pyarrow.parquet as pq
+
+        hours: dict[tuple[str, int], list[tuple]] = {}
+        for row in rows:
+            hours.setdefault((row[3], row[4] // HOUR_US), []).append(row)
+        for (endpoint, hour), part in hours.items():
+            segment = db.execute("INSERT INTO label_segments (endpoint, hour, path, rows) VALUES (?, ?, '', ?)",
+                                 (endpoint, hour, len(part))).lastrowid
+            relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+            db.execute("UPDATE label_segments SET path = ? WHERE id = ?", (relative, segment))
+            table = seg.labels_table(part)
+            files.append(write_atomic(self.labels / relative,
+                                      lambda out, table=table: pq.write_table(table, out, compression="lz4")))
+        return set(hours)
+
+    def _compact_labels_if_due(self, endpoint: str, hour: int) -> None:
+        """One request hour's label segments merged into one (the latest label of each request) once there
+        are COMPACT_AT of them: a logger writing labels a few at a time leaves many small files."""
+        import pyarrow.parquet as pq
+
+        gone: list[str] = []
+        with self._transaction("compacted") as db:
+            rows = db.execute("SELECT id, path FROM label_segments WHERE endpoint = ? AND hour = ? ORDER BY id",
+                              (endpoint, hour)).fetchall()
+            if len(rows) < COMPACT_AT:
+                return
+            table = seg.latest_labels([str(self.labels / path) for _, path in rows])
+            segment = db.execute("INSERT INTO label_segments (endpoint, hour, path, rows) VALUES (?, ?, '', ?)",
+                                 (endpoint, hour, table.num_rows)).lastrowid
+            relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+            db.execute("UPDATE label_segments SET path = ? WHERE id = ?", (relative, segment))
+            write_atomic(self.labels / relative, lambda out: pq.write_table(table, out, compression="lz4"))
+            db.executemany("DELETE FROM label_segments WHERE id = ?", [(i,) for i, _ in rows])
+            gone = [path for _, path in rows]
+        for path in gone:  # after the commit: a reader holding the old catalog retries (see read_window)
+            (self.labels / path).unlink(missing_ok=True)
 
     def _add_segment(self, db: sqlite3.Connection, endpoint: str, hour: int,
                      part: list[tuple[int, RequestRecord]]) -> Path:
@@ -202,37 +269,48 @@ class SqliteTelemetryStore:
             self._local.db = None  # e.g. the file was moved away: reconnect on the next write
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be {what}: {exc}") from exc
 
-    def read_window(self, endpoint: str, start: datetime, end: datetime,
-                    deployment: str | None = None) -> "pa.Table":
+    def read_window(self, endpoint: str, start: datetime, end: datetime, deployment: str | None = None, *,
+                    fraction: float = 1.0, seed: int = 0) -> "pa.Table":
         """Rows of [start, end) in time order with the latest label joined (null until it arrives): the fixed
         columns (time_us, request_id, deployment, model_version, score, latency_ms, status_code, prediction,
         prediction_json, label), the typed input columns, and `inputs` (JSON text) for rows of older versions.
+        With `fraction` < 1, a uniform sample: each row kept with that probability (seeded), read a chunk at a
+        time, so memory holds the sample, not the window.
 
         A store that cannot be opened, or a segment merged away while being read, is retried for
         `busy_timeout_s`, then raises TelemetryUnavailable.
         """
         span = (endpoint, micros(start), micros(end), deployment)
+        sample = None if fraction >= 1 else (fraction, seed)
         try:
-            return retry_transient(lambda: self._read(*span), on=(sqlite3.OperationalError, FileNotFoundError),
+            return retry_transient(lambda: self._read(*span, sample), on=(sqlite3.OperationalError, FileNotFoundError),
                                    within=self.busy_timeout_s, base=0.05, cap=0.05, what=f"reading {self.path}")
         except (sqlite3.OperationalError, FileNotFoundError) as exc:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
 
-    def _read(self, endpoint: str, start_us: int, end_us: int, deployment: str | None) -> "pa.Table":
+    def _read(self, endpoint: str, start_us: int, end_us: int, deployment: str | None,
+              sample: tuple[float, int] | None) -> "pa.Table":
         import pyarrow as pa
 
-        paths, legacy, labels = self._catalog(endpoint, start_us, end_us, deployment, with_labels=True)
-        parts = [_read_segments([str(self.segments / path) for path in paths])] if paths else []
+        keep = _sampler(*sample) if sample else None  # afresh on a retry: the same rows
+        paths, legacy, label_paths = self._catalog(endpoint, start_us, end_us, deployment, with_labels=True)
+        files = [str(self.segments / path) for path in paths]
+        if keep is None:
+            parts = [seg.read_segments(files)] if paths else []
+        else:
+            parts = [seg.sample_segments(files, keep)] if paths else []
+            legacy = keep(legacy)
         if legacy.num_rows:  # rows of an older version: plain text columns, so the segments' become plain too
-            fields = _fixed()
-            parts = [_plain_text(part) for part in parts]
+            fields = seg.fixed_fields()
+            parts = [seg.plain_text(part) for part in parts]
             parts.append(legacy.cast(pa.schema([fields.get(f.name, pa.field(f.name, pa.string()))
                                                 for f in legacy.schema])))
-        table = _in_window(pa.concat_tables(parts, promote_options="permissive") if parts else _empty(),
-                           start_us, end_us, deployment)
-        if len(parts) > 1 and not _ascending(table["time_us"]):
+        table = seg.in_window(pa.concat_tables(parts, promote_options="permissive") if parts else seg.empty(),
+                          start_us, end_us, deployment)
+        if (len(parts) > 1 or keep is not None) and not seg.ascending(table["time_us"]):
             table = table.sort_by("time_us")
-        return _with_fixed_columns(table.append_column("label", _join_labels(table, labels)))
+        labels = seg.latest_labels([str(self.labels / path) for path in label_paths], start_us, end_us)
+        return seg.with_fixed_columns(table.append_column("label", seg.join_labels(table, labels)))
 
     def iter_window(self, endpoint: str, start: datetime, end: datetime, deployment: str | None = None,
                     batch_rows: int = 1 << 20) -> Iterator["pa.Table"]:
@@ -254,8 +332,8 @@ class SqliteTelemetryStore:
             yield legacy
 
     def _catalog(self, endpoint: str, start_us: int, end_us: int, deployment: str | None,
-                 with_labels: bool) -> tuple[list[str], "pa.Table", "pa.Table | None"]:
-        """The window's segment paths, rows of older versions and labels, from one snapshot of the database.
+                 with_labels: bool) -> tuple[list[str], "pa.Table", list[str]]:
+        """The window's segment paths, rows of older versions and label segment paths, from one snapshot.
 
         Read with the same SQLite library the writers use: a second copy of SQLite in the process (an ADBC
         driver) drops the writers' POSIX locks when it closes the file, and readers then crash (SIGBUS) on a
@@ -270,10 +348,17 @@ class SqliteTelemetryStore:
             legacy = _arrow(db.execute(_LEGACY_SQL, (endpoint, start_us, end_us, deployment, deployment)),
                             {**dict.fromkeys(("time_us", "status_code"), pa.int64()),
                              **dict.fromkeys(("score", "latency_ms"), pa.float64())})
-            labels = _arrow(db.execute(_LABELS_SQL, (endpoint, start_us, end_us)),
-                            {"request_us": pa.int64()}) if with_labels else None
+            labels = [row[0] for row in db.execute(_LABEL_SEGMENTS_SQL, (endpoint, start_us // HOUR_US,
+                                                                         (end_us - 1) // HOUR_US))] \
+                if with_labels else []
             db.execute("COMMIT")
         return paths, legacy, labels
+
+    def count_window(self, endpoint: str, start: datetime, end: datetime, deployment: str | None = None) -> int:
+        """How many requests [start, end) holds: one range of an index, no segment read."""
+        return self._query("SELECT COUNT(*) FROM requests WHERE endpoint = ? AND time_us >= ? AND time_us < ? "
+                           "AND (? IS NULL OR deployment = ?)",
+                           (endpoint, micros(start), micros(end), deployment, deployment))[0][0]
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
         rows = self._query("SELECT latency_ms, status_code FROM requests WHERE endpoint = ? AND deployment = ? "
@@ -310,72 +395,6 @@ def _arrow(cursor: sqlite3.Cursor, types: dict) -> "pa.Table":
                      for name, column in zip(names, columns, strict=True)})
 
 
-def _in_window(table: "pa.Table", start_us: int, end_us: int, deployment: str | None) -> "pa.Table":
-    """The rows of [start, end) (and of the deployment): segments on the window's edges hold more."""
-    import pyarrow.compute as pc
-
-    times = table["time_us"]
-    bounds = pc.min_max(times)
-    if not table.num_rows or (bounds["min"].as_py() >= start_us and bounds["max"].as_py() < end_us
-                              and deployment is None):
-        return table
-    keep = pc.and_(pc.greater_equal(times, start_us), pc.less(times, end_us))
-    if deployment is not None:
-        keep = pc.and_(keep, pc.equal(table["deployment"], deployment))
-    return table.filter(keep)
-
-
-def _join_labels(table: "pa.Table", labels: "pa.Table") -> "pa.Array":
-    """Each row's label (null until it arrives). Rows are in time order and labels carry their request's
-    time, so a label finds its row by binary search; only ties in time compare more than one id."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not labels.num_rows or not table.num_rows:
-        return pa.nulls(table.num_rows, pa.string())
-    ids, label_ids = table["request_id"], labels.column(0).cast(pa.string())
-    times = table["time_us"].to_numpy()
-    at = np.minimum(np.searchsorted(times, labels.column(2).to_numpy(zero_copy_only=False)), times.size - 1)
-    found = pc.equal(ids.take(pa.array(at)), label_ids).fill_null(False).to_numpy(zero_copy_only=False)
-    which = np.full(times.size, -1, dtype=np.int64)
-    which[at[found]] = np.flatnonzero(found)
-    if not found.all():  # several requests at one instant, or a label of a row outside this deployment
-        rest = np.flatnonzero(~found)
-        rows = pc.index_in(ids, value_set=label_ids.take(pa.array(rest))).to_numpy(zero_copy_only=False)
-        hit = ~np.isnan(rows) if rows.dtype.kind == "f" else rows >= 0
-        which[np.flatnonzero(hit)] = rest[rows[hit].astype(np.int64)]
-    return labels.column(1).cast(pa.string()).take(pa.array(which, mask=which < 0))
-
-
-def _read_segments(paths: list[str]) -> "pa.Table":
-    """Every segment in one read on pyarrow's threads, schemas unified (a key can be typed differently in
-    different segments, and each segment holds only the keys it saw). Text columns of few values (deployment,
-    model version, text inputs) come dictionary-encoded: a categorical later, with no string per row."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
-    schema = pa.unify_schemas([pq.read_schema(path) for path in paths], promote_options="permissive")
-    text = [f.name for f in schema if pa.types.is_string(f.type) and f.name in _FEW_VALUES or f.name[:2] == "s:"]
-    if len(paths) == 1:
-        return pq.read_table(paths[0], read_dictionary=text)
-    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=text))
-    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in text else f
-                        for f in schema])
-    return ds.dataset(paths, schema=schema, format=fmt).to_table()
-
-
-_FEW_VALUES = frozenset({"deployment", "model_version"})
-
-
-def _plain_text(table: "pa.Table") -> "pa.Table":
-    import pyarrow as pa
-
-    return table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
-                                 for f in table.schema]))
-
-
 def _fresh(db: sqlite3.Connection, records: Sequence[RequestRecord]) -> list[tuple[int, RequestRecord]]:
     """(time in microseconds, record) of the records whose id is not stored yet, first of any repeats."""
     ids = list(dict.fromkeys(r.request_id for r in records))
@@ -392,6 +411,36 @@ def _fresh(db: sqlite3.Connection, records: Sequence[RequestRecord]) -> list[tup
     return fresh
 
 
+def _sampler(fraction: float, seed: int) -> Callable[["pa.Table"], "pa.Table"]:
+    """Keeps each row of the tables it is given with probability `fraction`, the same rows for the same seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return lambda table: table.filter(rng.random(table.num_rows) < fraction)
+
+
+@contextmanager
+def _uncommitted() -> Iterator[list[Path]]:
+    """Files written for a transaction, removed if it fails: never cataloged, nothing would read them."""
+    files: list[Path] = []
+    try:
+        yield files
+    except BaseException:
+        for path in files:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _current_labels(db: sqlite3.Connection, ids: list[str]) -> list[tuple]:
+    """The stored (winning) labels of these requests whose request is known."""
+    ids = list(dict.fromkeys(ids))
+    rows: list[tuple] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows += db.execute(f"{_LABEL_ROWS} AND request_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+    return rows
+
+
 def _partitions(rows: list[tuple[int, RequestRecord]]) -> list[tuple[tuple[str, int], list]]:
     parts: dict[tuple[str, int], list] = {}
     for t, record in rows:
@@ -403,44 +452,6 @@ def _folder(endpoint: str) -> str:
     """A folder name per endpoint: readable, and distinct even when two names clean up the same."""
     digest = hashlib.sha256(endpoint.encode()).hexdigest()[:12]
     return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', endpoint)[:40]}-{digest}"
-
-
-def _ascending(times: "pa.ChunkedArray") -> bool:
-    values = times.to_numpy()
-    return bool((values[1:] >= values[:-1]).all())
-
-
-def _fixed() -> dict:
-    import pyarrow as pa
-
-    return {"time_us": pa.field("time_us", pa.int64()), "score": pa.field("score", pa.float64()),
-            "latency_ms": pa.field("latency_ms", pa.float64()), "status_code": pa.field("status_code", pa.int64()),
-            "prediction": pa.field("prediction", pa.float64())}
-
-
-FIXED_COLUMNS = ("time_us", "request_id", "deployment", "model_version", "score", "latency_ms", "status_code",
-                 "prediction", "prediction_json", "generation", "label")
-
-
-def _with_fixed_columns(table: "pa.Table") -> "pa.Table":
-    """Every fixed column present and typed (an empty window, or one with no number predictions, lacks some)."""
-    import pyarrow as pa
-
-    fields = {**{name: pa.field(name, pa.string()) for name in FIXED_COLUMNS}, **_fixed()}
-    for name in FIXED_COLUMNS:
-        if name not in table.column_names:
-            table = table.append_column(fields[name], pa.nulls(table.num_rows, fields[name].type))
-        elif table.schema.field(name).type != fields[name].type and not (  # dictionary-encoded text is text
-                pa.types.is_dictionary(table.schema.field(name).type) and fields[name].type == pa.string()):
-            table = table.set_column(table.column_names.index(name), fields[name],
-                                     table[name].cast(fields[name].type))
-    return table
-
-
-def _empty() -> "pa.Table":
-    import pyarrow as pa
-
-    return pa.table({"time_us": pa.array([], pa.int64()), "request_id": pa.array([], pa.string())})
 
 
 @contextmanager

@@ -63,6 +63,9 @@ param checkRequestTtl string = '15m'
 @description('MLOPS_MAX_WINDOWS_PER_TICK: catch-up bound, windows one monitor asks for per timer tick.')
 param maxWindowsPerTick int = 24
 
+@description('MLOPS_SUMMARY_ABOVE_ROWS: windows with more requests are checked from summaries (0: always all rows).')
+param summaryAboveRows int = 5000000
+
 @description('Object ids of the scoring endpoints\' identities that send telemetry through the data collection rule.')
 param telemetryWriterPrincipalIds array = []
 
@@ -174,6 +177,7 @@ var appSettings = {
   MLOPS_CHECK_LEASE: checkLease
   MLOPS_CHECK_REQUEST_TTL: checkRequestTtl
   MLOPS_MAX_WINDOWS_PER_TICK: string(maxWindowsPerTick)
+  MLOPS_SUMMARY_ABOVE_ROWS: string(summaryAboveRows)
   MLOPS_DUPLICATE_WINDOW_S: string(bus.topic.duplicateDetectionSeconds)
   MLOPS_OTEL_EXPORT: otelExport
   MLOPS_METRICS_REGION: publishCheckMetrics ? azuremlWorkspace.location : ''

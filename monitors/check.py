@@ -29,6 +29,7 @@ from core.records import CHECK, put, require
 from core.types import EndpointRef, TelemetryBatch, Window, iso, parse_time
 from monitors import windows
 from monitors.alerts import AlertPolicy, check_failed, check_recovered, open_incident
+from monitors.big_windows import DEFAULT_ABOVE, evaluate_window
 from monitors.check_events import check_events, incident_ref
 from monitors.late import LATE_RECHECK, late_telemetry
 from monitors.rebaseline import active_reference, not_ready
@@ -81,6 +82,7 @@ class CheckDeps:
     request_ttl: timedelta = REQUEST_TTL  # MLOPS_CHECK_REQUEST_TTL
     references: Any = None  # monitors.reference.ReferenceLoader; None: file references only
     snapshots: Path | None = None  # where reference frames are kept per fingerprint, for reports rebuilt later
+    summary_above: int | None = DEFAULT_ABOVE  # MLOPS_SUMMARY_ABOVE_ROWS; a spec's window.summary_above wins
 
 
 def run_check(envelope: Envelope, deps: CheckDeps) -> dict | None:
@@ -164,10 +166,12 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
            recheck: bool) -> tuple[dict, list, str | None]:
     """Compute and store the check record; returns it, the events it announces, and the late re-check state."""
     endpoint = EndpointRef(spec.endpoint.name, spec.endpoint.deployment)
-    batch = deps.telemetry.fetch(endpoint, window)  # TelemetryUnavailable propagates: retryable
     active = active_reference(spec, deps.store, deps.base_dir)
     suite = fitted_suite(spec, deps, active)
-    findings = [f for evaluator in suite.current for f in evaluator.evaluate(batch)]
+    above = spec.window.summary_above if spec.window.summary_above is not None else deps.summary_above
+    # exact, or from summaries for a big window; TelemetryUnavailable propagates: retryable
+    current = evaluate_window(deps.telemetry, spec, endpoint, window, suite.current, above=above)
+    batch, findings = current.batch, current.findings
     performance_window = None
     if suite.performance is not None and spec.label is not None:
         performance_window = shifted(window, spec.label.lag)
@@ -185,10 +189,11 @@ def _check(envelope: Envelope, spec: MonitorSpec, window: Window, deps: CheckDep
                                             model_version=model_version) if on_grid else []
     recovered = check_recovered(deps.store, spec.name, window, check_id=check_id)  # a re-run of a given-up window
     changes += [recovered] if recovered else []
-    status = "empty" if batch.rows == 0 else ("breached" if any(f.breached for f in findings) else "ok")
-    late = late_telemetry(deps.store, spec, window, batch.rows, now, recheck=recheck)
-    doc = check_document(check_id=check_id, spec=spec, window=window, findings=findings, rows=batch.rows,
-                         rejected=batch.rejected, status=status, extra={
+    status = "empty" if current.rows == 0 else ("breached" if any(f.breached for f in findings) else "ok")
+    late = late_telemetry(deps.store, spec, window, current.rows, now, recheck=recheck)
+    doc = check_document(check_id=check_id, spec=spec, window=window, findings=findings, rows=current.rows,
+                         rejected=current.rejected, status=status, extra={
+                             "path": current.record["path"], "window_read": current.record,
                              "reason": envelope.data.get("reason"), "requested_by": envelope.id,
                              "generation": rec.generation, "completed_at": iso(now),
                              "reference_fingerprint": suite.fingerprint,

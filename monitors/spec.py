@@ -94,6 +94,8 @@ class WindowSpec(_Strict):
     lateness: Duration = timedelta(0)  # how long after a window's end its telemetry is complete
     min_rows: int = Field(30, ge=1)  # a window with fewer rows is "insufficient data" for every signal, not a verdict
     origin: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    # above this many rows, drift is computed from summaries (monitors.big_windows); None: the app's setting
+    summary_above: int | None = Field(None, ge=1)
 
     @field_validator("size")
     @classmethod

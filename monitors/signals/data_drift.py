@@ -6,7 +6,7 @@ feature set); the calibrator caches its resampled null distributions beside it. 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -141,8 +141,7 @@ class FittedDataDrift:
             verdict = evidently_verdict(features, share=cfg.share)
         drifted = set(verdict.drifted_features)
         details = plain(verdict.details, default=str)
-        per_feature = details.pop("features", {}) if isinstance(details.get("features"), dict) else {}
-        found = [_feature_finding(f, f.name in drifted, cfg.severity, per_feature.get(f.name)) for f in features]
+        found = self._feature_findings(features, drifted, details)
         if texts:
             text_found = self.text.evaluate(frame, text_fwer, cfg.severity, cfg.policy)
             found += text_found
@@ -161,6 +160,49 @@ class FittedDataDrift:
                                       # no feature had a value to test: no data, not a clean window
                                       "insufficient": not tested}))
         return found
+
+
+    def _feature_findings(self, features: list, drifted: set[str], details: dict) -> list[Finding]:
+        per_feature = details.pop("features", {}) if isinstance(details.get("features"), dict) else {}
+        return [_feature_finding(f, f.name in drifted, self.config.severity, per_feature.get(f.name))
+                for f in features]
+
+    def summary_spec(self) -> Any:
+        """What a window's summary must hold for `evaluate_summary` (monitors.drift.summary.SummarySpec)."""
+        from monitors.drift.summary import SummarySpec
+
+        return SummarySpec.of(self.profile)
+
+    def evaluate_summary(self, summary: Any, spec: Any) -> tuple[list[Finding], dict[str, float | None]]:
+        """As `evaluate`, from the window's summary (monitors.drift.summary) instead of its rows; also each
+        feature's bound on its statistic's difference from the exact engine (None: the method needs rows)."""
+        from monitors.drift.summary import drift
+        from monitors.drift.verdict import evidently_verdict
+
+        cfg = self.config
+        if self.text is not None:
+            raise ValueError("text features need the window's rows: a summary cannot judge them")
+        if summary.rows < cfg.min_rows:
+            why = f"insufficient data: {summary.rows} rows in the window, at least {cfg.min_rows} needed to judge"
+            return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})], {}
+        thresholds = {c: t for c, t in cfg.thresholds.items() if c in self.profile.columns} or None
+        features, bounds = drift(self.profile, spec, summary, thresholds=thresholds)
+        if self.calibrator is not None:
+            verdict = self.calibrator.verdict(features, summary.rows, fwer=cfg.fwer, effect_floors=cfg.effect_floors)
+        else:
+            verdict = evidently_verdict(features, share=cfg.share)
+        details = plain(verdict.details, default=str)
+        found = [replace(f, details={**f.details, "error_bound": bounds.get(f.name)})
+                 for f in self._feature_findings(features, set(verdict.drifted_features), details)]
+        drift_found = bool(verdict.drift)
+        found.append(Finding(SIGNAL, DATASET, float(verdict.drift_share),
+                             cfg.share if verdict.policy == "evidently" else None, drift_found,
+                             cfg.severity if drift_found else Severity.INFO, method=verdict.policy,
+                             details={"policy": verdict.policy, "drifted_features": sorted(verdict.drifted_features),
+                                      "features": len(features), "rows": summary.rows, "verdict": details,
+                                      "path": "summary",
+                                      "insufficient": not any(f.statistic is not None for f in found)}))
+        return found, bounds
 
 
 def _feature_finding(fd: Any, breached: bool, severity: Severity, calibrated: Any = None) -> Finding:

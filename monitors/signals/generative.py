@@ -33,6 +33,9 @@ JUDGE_SCALE = 4.0  # azure-ai-evaluation's judges answer 1-5
 BOOTSTRAP = 400
 
 
+GENERATION_COLUMNS = ("tokens_in", "tokens_out", "finish_reason", "response")  # any one: a generation log
+
+
 @dataclass(frozen=True)
 class Measure:
     name: str
@@ -129,8 +132,7 @@ class GenerationHealthEvaluator:
         return (filtered | opens).astype(float)
 
     def fit(self, reference: Any) -> "FittedGenerationHealth":
-        has = reference is not None and any(c in reference for c in ("tokens_in", "tokens_out", "finish_reason",
-                                                                      "response"))
+        has = reference is not None and any(c in reference for c in GENERATION_COLUMNS)
         return FittedGenerationHealth(self, {m.name: m.values for m in self.measures(reference)} if has else {})
 
 
@@ -141,7 +143,7 @@ class FittedGenerationHealth:
 
     def evaluate(self, current: TelemetryBatch) -> list[Finding]:
         frame, cfg = current.frame, self.config
-        if not any(c in frame for c in ("tokens_in", "tokens_out", "finish_reason", "response")):
+        if not any(c in frame for c in GENERATION_COLUMNS):
             return []  # not a generative endpoint's window: nothing to say
         if len(frame) < cfg.min_rows:
             return [Finding(HEALTH, "requests", float(len(frame)), float(cfg.min_rows), False, details={

@@ -6,7 +6,7 @@ Rows the telemetry layer rejected (`batch.rejected`) are counted here too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from core.plain import finite
 from core.types import Finding, Severity, TelemetryBatch
@@ -70,6 +70,13 @@ class DataQualityEvaluator:
                 columns[name] = _Reference(column.isna().to_numpy(), None, None, None)
         return FittedQuality(self, ranges, categories, columns)
 
+    def fit_digest(self, digest: Mapping[str, Any], load: Callable[[], "FittedQuality"]) -> "FittedQuality":
+        """The fit from a digest (FittedQuality.digest of the same reference and kinds): the reference's rows
+        are read only when a window is small enough for run-based nulls (`load` fits them then)."""
+        return FittedQuality(self, {k: (float(lo), float(hi)) for k, (lo, hi) in digest["ranges"].items()},
+                             {k: frozenset(v) for k, v in digest["categories"].items()},
+                             reference_rows=int(digest["rows"]), base_rates=dict(digest["base_rates"]), load=load)
+
     def floor(self, check: str) -> float:
         return self.effect_floor if self.effect_floor is not None else DEFAULT_FLOORS[check]
 
@@ -115,7 +122,23 @@ class FittedQuality:
     ranges: Mapping[str, tuple[float, float]]
     categories: Mapping[str, frozenset[str]] = field(default_factory=dict)
     columns: Mapping[str, _Reference] = field(default_factory=dict)
+    # from a digest: the reference's size and binomial rates, and how to fit its rows when runs need them
+    reference_rows: int | None = None
+    base_rates: Mapping[str, float] = field(default_factory=dict)
+    load: Callable[[], "FittedQuality"] | None = field(default=None, compare=False, repr=False)
     _nulls: dict = field(default_factory=dict, compare=False, repr=False)
+    _loaded: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def digest(self) -> dict[str, Any]:
+        """What a window too big for run-based nulls needs from the reference, as plain JSON: ranges,
+        categories, row count and each rate's binomial base rate."""
+        rows = len(next(iter(self.columns.values())).missing) if self.columns else 0
+        checks = [(c, f) for f, kind in self.config.kinds.items() if f in self.columns
+                  for c in _checks_of(kind, f in self.categories)]
+        return {"rows": rows, "ranges": {k: list(v) for k, v in self.ranges.items()},
+                "categories": {k: sorted(v) for k, v in self.categories.items()},
+                # a window the size of the whole reference never has runs: this is each rate's binomial p
+                "base_rates": {f"{c}:{f}": self._law(c, f, max(rows, 1)).base_rate for c, f in checks}}
 
     def evaluate(self, current: TelemetryBatch) -> list[Finding]:
         cfg, frame = self.config, current.frame
@@ -198,19 +221,30 @@ class FittedQuality:
         rows = grid_size(rows)  # runs about 9% apart in size have the same law; a handful of sizes get cached
         key = (check, feature, rows)
         if key not in self._nulls:
-            ref = self.columns[feature]
-            if check == "missing_rate":
-                law = rates.row_local(ref.missing, rows)
-            elif check == "type_error_rate":
-                law = rates.row_local(ref.type_errors, rows)
-            elif check == "out_of_range_rate":
-                law = rates.out_of_range(ref.values, rows)
+            base = self.base_rates.get(f"{check}:{feature}")
+            if self.load is not None and base is not None and not rates.runs_fit(self.reference_rows or 0, rows):
+                law = rates.RateNull(None, base, rows)  # a digest's binomial: no need to read the reference
             else:
-                law = rates.unseen(ref.codes, rows)
+                law = self._law(check, feature, rows)
             if len(self._nulls) > 256:  # window sizes vary: keep the memory bounded
                 self._nulls.clear()
             self._nulls[key] = law
         return self._nulls[key]
+
+    def _law(self, check: str, feature: str, rows: int):
+        from monitors.signals import rates
+
+        columns = self.columns
+        if self.load is not None:  # fitted from a digest: read the rows once, now that runs need them
+            columns = self._loaded.setdefault("columns", self.load().columns)
+        ref = columns[feature]
+        if check == "missing_rate":
+            return rates.row_local(ref.missing, rows)
+        if check == "type_error_rate":
+            return rates.row_local(ref.type_errors, rows)
+        if check == "out_of_range_rate":
+            return rates.out_of_range(ref.values, rows)
+        return rates.unseen(ref.codes, rows)
 
     def _schema(self, frame) -> list[Finding]:
         cfg = self.config
@@ -236,6 +270,12 @@ class FittedQuality:
                                 "examples": [dict(e) for e in batch.rejected_examples[:_EXAMPLES]],
                                 **({} if total >= cfg.min_rows else {"insufficient": True,
                                                                      "note": _too_few(total, cfg.min_rows)})})
+
+
+def _checks_of(kind: str, has_categories: bool) -> tuple[str, ...]:
+    if kind == "numeric":
+        return ("missing_rate", "type_error_rate", "out_of_range_rate")
+    return ("missing_rate", "unseen_rate") if has_categories else ("missing_rate",)
 
 
 def _too_few(rows: int, needed: int) -> str:

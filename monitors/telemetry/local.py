@@ -25,7 +25,19 @@ class LocalTelemetrySource:
         self.features = check_features(features)
 
     def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
-        table = self.store.read_window(endpoint.name, window.start, window.end, endpoint.deployment)
+        return self._batch(endpoint, window, self.store.read_window(endpoint.name, window.start, window.end,
+                                                                    endpoint.deployment))
+
+    def count(self, endpoint: EndpointRef, window: Window) -> int:
+        return self.store.count_window(endpoint.name, window.start, window.end, endpoint.deployment)
+
+    def sample(self, endpoint: EndpointRef, window: Window, fraction: float, seed: int = 0) -> TelemetryBatch:
+        """A uniform sample of the window (each request kept with probability `fraction`, seeded), as a fetch
+        would give it; memory holds the sample, not the window."""
+        return self._batch(endpoint, window, self.store.read_window(
+            endpoint.name, window.start, window.end, endpoint.deployment, fraction=fraction, seed=seed))
+
+    def _batch(self, endpoint: EndpointRef, window: Window, table: pa.Table) -> TelemetryBatch:
         raw = {name: table[name] for name in ("request_id", "deployment", "model_version", "latency_ms",
                                               "status_code", "score", "label", "generation")}
         raw["time"] = table["time_us"]

@@ -24,10 +24,12 @@ class SpecTelemetrySource:
         self._lock = threading.Lock()
 
     def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
+        return self.source_for(endpoint).fetch(endpoint, window)
+
+    def source_for(self, endpoint: EndpointRef) -> TelemetrySource:
+        """The source that holds this endpoint's telemetry (what it can do beyond fetch: monitors.big_windows)."""
         spec = self._spec_for(endpoint)
-        if spec is None:
-            return self.default.fetch(endpoint, window)
-        return self._source(spec).fetch(endpoint, window)
+        return self.default if spec is None else self._source(spec)
 
     def _spec_for(self, endpoint: EndpointRef) -> MonitorSpec | None:
         """The monitor spec that names a non-default source for this endpoint (None: the app's source)."""

@@ -187,8 +187,12 @@ def _untyped(table: pa.Table, key: str) -> Any:
         return out
     out = np.full(n, None, dtype=object)
     for kind in present:
-        for i, value in _cells(typed[kind]):
-            out[i] = json.loads(value) if kind == "j" else value
+        if kind == "j":  # nested values and the like: rare, decoded one by one
+            for i, value in _cells(typed[kind]):
+                out[i] = json.loads(value)
+            continue
+        valid = _valid(typed[kind], n)  # only valid cells: to_numpy fills a dictionary's nulls with any value
+        out[valid] = typed[kind].to_numpy(zero_copy_only=False)[valid]  # strings made in C, not one by one
     return out
 
 

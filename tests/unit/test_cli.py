@@ -170,7 +170,7 @@ def test_profiles_nulls_and_kinds_are_cached_by_the_reference_content(data, tmp_
     cold = cli(*args)
     files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     kinds = {p.parent.name for p in files}
-    assert {"profiles", "calibration", "kinds"} <= kinds, sorted(files)
+    assert {"profiles", "calibration", "kinds", "quality"} <= kinds, sorted(files)
     warm = cli(*args)
     assert warm.returncode == cold.returncode == 0 and warm.stdout == cold.stdout
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == files  # read, none rebuilt
@@ -179,12 +179,53 @@ def test_profiles_nulls_and_kinds_are_cached_by_the_reference_content(data, tmp_
     copy.write_bytes((data / "ref.parquet").read_bytes())
     assert cli("check", "--reference", copy, "--current", data / "shifted.parquet", "--cache-dir", cache).stdout \
         == cold.stdout
-    assert len([p for p in cache.rglob("*") if p.is_file()]) == len(files)  # same bytes, same entries
+    derived = [p for p in cache.rglob("*") if p.is_file() and p.parent.name != "digests"]  # one memo per path
+    assert len(derived) == len([p for p in files if p.parent.name != "digests"])  # same bytes, same entries
 
     profile = next(p for p in files if p.parent.name == "profiles")
     profile.write_bytes(profile.read_bytes()[:100])  # a crash left half a file
     damaged = cli(*args)
     assert damaged.stdout == cold.stdout and "rebuilding" in damaged.stderr
+
+
+def test_quality_from_the_cached_digest_decides_as_from_the_reference_rows(tmp_path):
+    """Warm checks read the reference's rows for data quality only when a window is small enough for
+    run-based nulls; either way the rates, nulls and verdicts are those of a check without a cache."""
+    rng = np.random.default_rng(5)
+    reference = frame(rng, 3000)
+    reference.loc[rng.random(3000) < 0.05, "distance"] = np.nan
+    reference.to_parquet(tmp_path / "ref.parquet")
+    for rows in (300, 2500):  # runs of the reference fit 300-row windows, not 2500-row ones
+        current = frame(rng, rows)
+        current.loc[: rows // 5, "distance"] = np.nan
+        current.loc[: rows // 4, "carrier"] = "WN"  # never seen in the reference
+        current.loc[: rows // 10, "duration"] = 1e6  # out of range
+        current.to_parquet(tmp_path / f"cur{rows}.parquet")
+        args = ("check", "--reference", tmp_path / "ref.parquet", "--current", tmp_path / f"cur{rows}.parquet",
+                "--format", "json")
+        plain = cli(*args, "--no-cache")
+        cold, warm = (cli(*args, "--cache-dir", tmp_path / "cache") for _ in range(2))
+        assert plain.stdout == cold.stdout == warm.stdout, (rows, warm.stderr)
+        decisions = {d["name"]: d for d in json.loads(warm.stdout)["quality"]["decisions"]}
+        assert {"missing_rate:distance", "unseen_rate:carrier", "out_of_range_rate:duration"} <= set(decisions)
+        assert all(decisions[n]["breached"] for n in ("missing_rate:distance", "unseen_rate:carrier"))
+    digest = next((tmp_path / "cache" / "quality").glob("*.json"))
+    digest.write_text('{"rows": 3000, "ranges": {"distance": [1]}, "categories": {}, "base_rates": {}}')
+    damaged = cli(*args, "--cache-dir", tmp_path / "cache")
+    assert damaged.stdout == plain.stdout and "rebuilding" in damaged.stderr
+
+
+def test_a_reference_rewritten_in_place_is_hashed_again(data, tmp_path):
+    """The cache remembers a reference's hash by size, mtime and inode: a rewrite is a new reference."""
+    reference, cache = tmp_path / "ref.parquet", tmp_path / "cache"
+    reference.write_bytes((data / "ref.parquet").read_bytes())
+    args = ("check", "--reference", reference, "--current", data / "shifted.parquet", "--format", "json")
+    first = cli(*args, "--cache-dir", cache)
+    assert first.stdout == cli(*args, "--cache-dir", cache).stdout  # remembered
+    frame(np.random.default_rng(9), 2000, shift=400).to_parquet(reference)  # now the shifted data is normal
+    rewritten = cli(*args, "--cache-dir", cache)
+    assert rewritten.stdout == cli(*args, "--no-cache").stdout != first.stdout
+    assert json.loads(rewritten.stdout)["dataset_drift"] is False and "rebuilding" not in rewritten.stderr
 
 
 def test_no_cache_keeps_nothing(data, tmp_path):

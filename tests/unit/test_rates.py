@@ -1,4 +1,6 @@
 """The rate nulls count every contiguous run of the reference exactly as a window would be judged."""
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -61,3 +63,17 @@ def test_a_reference_shorter_than_two_windows_falls_back_to_the_binomial_law():
     null = rates.row_local(np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 10)
     assert null.mode == "binomial" and null.base_rate == 0.1
     assert null.p_value(0.5, 10) < 0.01 < null.p_value(0.2, 10)
+
+
+def test_the_binomial_law_matches_scipy_without_importing_it():
+    from scipy import stats
+
+    from monitors.signals.rates import binom_ppf, binom_sf
+
+    for n in (1, 7, 31, 1000, 12345, 1_000_000):
+        for p in (0.0, 1e-6, 0.01, 0.095, 0.5, 0.99, 1.0):
+            for q in (0.9, 0.99, 0.999):
+                assert binom_ppf(q, n, p) == stats.binom.ppf(q, n, p), (q, n, p)
+            sd = (n * p * (1 - p)) ** 0.5
+            for k in (-1, 0, 1, 3, int(n * p), int(n * p + 3 * sd) + 1, n - 1, n):
+                assert math.isclose(binom_sf(k, n, p), stats.binom.sf(k, n, p), rel_tol=1e-7, abs_tol=1e-300)
