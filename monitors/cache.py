@@ -4,7 +4,9 @@ keyed by content.
 A CI job checks new data against the same reference again and again; everything derived from the
 reference alone is kept under one folder (default: the platform's user cache folder, e.g.
 ~/.cache/mlops-monitors), keyed by the SHA-256 of the reference file's bytes, so a changed file is a new
-key and an unchanged one is never read again, only hashed. Damaged files are rebuilt (core.files.cached).
+key and an unchanged one is never read again. Its hash is remembered with the file's size, modification
+time and inode (as git's index and make do), so an untouched reference is not even hashed again.
+Damaged files are rebuilt (core.files.cached).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from core.files import cached
+from core.files import cached, write_atomic
 from core.plain import dumps
 from monitors.drift.profile import ProfileCache
 
@@ -45,6 +47,24 @@ class CheckCache:
                       lambda kinds, out: out.write(dumps({"fingerprint": fingerprint, "kinds": kinds}).encode()))
 
 
+    def fingerprint(self, path: Path) -> str:
+        """"sha256:<hex>" of the file's bytes, hashed again only when its size, mtime or inode changed."""
+        import hashlib
+
+        from monitors.reference import file_digest
+
+        path = Path(path).resolve()
+        stat = path.stat()
+        seen = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        memo = self.root / "digests" / f"{hashlib.sha256(str(path).encode()).hexdigest()[:32]}.json"
+
+        doc = _memo(memo)
+        if doc.get("stat") == seen and re.fullmatch(r"[0-9a-f]{64}", str(doc.get("sha256"))):
+            return "sha256:" + doc["sha256"]
+        sha = file_digest(path)  # new, changed or touched: hash it (a changed file is not damage: no warning)
+        write_atomic(memo, dumps({"stat": seen, "sha256": sha}))
+        return "sha256:" + sha
+
     def quality(self, fingerprint: str, evaluator: Any, fit: Callable[[], Any]) -> Any:
         """The data-quality fit of the reference with this fingerprint: from its digest (ranges, categories,
         base rates) when cached, so a window too big for run-based nulls never reads the reference again."""
@@ -61,6 +81,15 @@ class CheckCache:
         digest = cached(self.root / "quality" / f"{safe}-{kinds}.json", _load_digest, build,
                         lambda doc, out: out.write(dumps(doc).encode()))
         return built[0] if built else evaluator.fit_digest(digest, fit)
+
+
+def _memo(path: Path) -> dict[str, Any]:
+    """A remembered hash, or {} when there is none to trust (missing, half-written, not ours)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):  # the memo only saves time: without it the file is hashed
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _load_digest(path: Path) -> dict[str, Any]:
@@ -85,11 +114,9 @@ class LazyReference:
     """A reference table whose rows are read only when something needs them: its column names come from
     the file's schema and its fingerprint from its bytes."""
 
-    def __init__(self, path: Path, read: Callable[[Path], pd.DataFrame]) -> None:
-        from monitors.reference import file_digest
-
+    def __init__(self, path: Path, read: Callable[[Path], pd.DataFrame], cache: CheckCache) -> None:
         self.path, self._read = Path(path), read
-        self.fingerprint = "sha256:" + file_digest(self.path)  # the bytes alone: a renamed copy is a cache hit
+        self.fingerprint = cache.fingerprint(self.path)  # the bytes alone: a renamed copy is a cache hit
         self._frame: pd.DataFrame | None = None
 
     @property

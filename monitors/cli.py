@@ -117,7 +117,7 @@ def run_check_command(args: argparse.Namespace) -> int:
     if not Path(args.reference).is_file():
         raise UsageError(f"cannot read {args.reference}: no such file")
     cache = None if args.no_cache else CheckCache(args.cache_dir or default_cache_dir())
-    reference = LazyReference(Path(args.reference), read_table) if cache else read_table(args.reference)
+    reference = LazyReference(Path(args.reference), read_table, cache) if cache else read_table(args.reference)
     current = read_table(args.current)
     if len(current) == 0:
         raise UsageError(f"{args.current}: no rows; there is nothing to judge (not 'no drift')")

@@ -79,19 +79,67 @@ class ReferenceProfile:
 
     @classmethod
     def load(cls, path: Path) -> ReferenceProfile:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{path}: profile format {meta.get('format')!r}, expected {FORMAT}")
-            columns = {}
-            for i, doc in enumerate(meta["columns"]):
-                columns[doc["name"]] = ColumnProfile(
-                    name=doc["name"], kind=doc["kind"], method=doc["method"], auto=doc["auto"], rows=doc["rows"],
-                    nunique=doc["nunique"], std=doc["std"], integer=doc["integer"],
-                    categories=tuple(doc["categories"]),
-                    values=data.get(f"values_{i}"),
-                    counts=data.get(f"counts_{i}"))
+        data = mapped_npz(path)
+        meta = json.loads(str(data["meta"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: profile format {meta.get('format')!r}, expected {FORMAT}")
+        columns = {}
+        for i, doc in enumerate(meta["columns"]):
+            columns[doc["name"]] = ColumnProfile(
+                name=doc["name"], kind=doc["kind"], method=doc["method"], auto=doc["auto"], rows=doc["rows"],
+                nunique=doc["nunique"], std=doc["std"], integer=doc["integer"],
+                categories=tuple(doc["categories"]),
+                values=data.get(f"values_{i}"),
+                counts=data.get(f"counts_{i}"))
         return cls(columns=columns, rows=meta["rows"], fingerprint=meta["fingerprint"])
+
+
+def mapped_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an uncompressed .npz (np.savez) as read-only views of the file mapped in memory.
+
+    np.load copies every array out of the zip and checksums it: 160 MB and ~0.3 s for a million-row
+    profile before a check starts. Mapped, the pages come from the page cache as the statistics touch them
+    and are shared by concurrent checks. A truncated file fails here (zip directory or array bounds).
+    """
+    import mmap
+    import struct
+    import zipfile
+
+    with open(path, "rb") as handle:
+        with zipfile.ZipFile(handle) as archive:
+            members = archive.infolist()
+        if not members:
+            raise ValueError(f"{path}: no arrays")
+        buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    arrays = {}
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or not member.filename.endswith(".npy"):
+            raise ValueError(f"{path}: {member.filename} is not a stored .npy array")
+        header = member.header_offset
+        if buffer[header:header + 4] != b"PK\x03\x04":
+            raise ValueError(f"{path}: {member.filename}: no local file header")
+        name_length, extra_length = struct.unpack("<HH", buffer[header + 26:header + 30])
+        start = header + 30 + name_length + extra_length
+        arrays[member.filename[:-4]] = _npy_view(buffer, start, member.file_size)
+    return arrays
+
+
+def _npy_view(buffer: Any, start: int, size: int) -> np.ndarray:
+    import io
+
+    from numpy.lib import format as npy
+
+    head = io.BytesIO(buffer[start:start + min(size, 1 << 16)])
+    version = npy.read_magic(head)
+    read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    shape, fortran, dtype = read_header(head)
+    if dtype.hasobject:
+        raise ValueError("an array of Python objects")
+    count = int(np.prod(shape, dtype=np.int64))
+    if head.tell() + count * dtype.itemsize > size:
+        raise ValueError("an array larger than its member")
+    flat = np.frombuffer(buffer, dtype=dtype, count=count, offset=start + head.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")
 
 
 def _plain_categories(col: ColumnProfile) -> list[Any]:
