@@ -65,10 +65,14 @@ class CheckCache:
         write_atomic(memo, dumps({"stat": seen, "sha256": sha}))
         return "sha256:" + sha
 
-    def quality(self, fingerprint: str, evaluator: Any, fit: Callable[[], Any]) -> Any:
-        """The data-quality fit of the reference with this fingerprint: from its digest (ranges, categories,
-        base rates) when cached, so a window too big for run-based nulls never reads the reference again."""
+    def quality(self, fingerprint: str, evaluator: Any, fit: Callable[[], Any], window_rows: int) -> Any:
+        """The data-quality fit of the reference with this fingerprint, from its digest (ranges, categories,
+        base rates) when cached: a window too big for run-based nulls never reads the reference's rows, and
+        the full fit (a copy of every column) is kept only when this window's runs need it."""
         import hashlib
+
+        from monitors.drift.calibration import grid_size
+        from monitors.signals.rates import runs_fit
 
         kinds = hashlib.sha256(dumps(dict(evaluator.kinds), sort_keys=True).encode()).hexdigest()[:16]
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", fingerprint)[:80]
@@ -80,7 +84,9 @@ class CheckCache:
 
         digest = cached(self.root / "quality" / f"{safe}-{kinds}.json", _load_digest, build,
                         lambda doc, out: out.write(dumps(doc).encode()))
-        return built[0] if built else evaluator.fit_digest(digest, fit)
+        if built and runs_fit(int(digest["rows"]), grid_size(window_rows)):
+            return built[0]
+        return evaluator.fit_digest(digest, fit)
 
 
 def _memo(path: Path) -> dict[str, Any]:
@@ -131,3 +137,7 @@ class LazyReference:
         if self._frame is None:
             self._frame = self._read(self.path)
         return self._frame
+
+    def release(self) -> None:
+        """Forget the rows (read again if asked for): a million-row reference is hundreds of MB."""
+        self._frame = None

@@ -82,7 +82,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _freed_memory_goes_back()
     if argv[:1] == ["backfill"]:
         from monitors.backfill import main as backfill
 
@@ -226,17 +225,23 @@ def compare_frames(reference, current, spec=None, *, cache=None) -> tuple[dict[s
         raise UsageError(f"the current data has none of the monitored columns ({', '.join(list(kinds)[:5])}...)")
     batch = TelemetryBatch(EndpointRef("cli"), _NOMINAL, current)
     fitted = drift.fit(reference)
+    findings = fitted.evaluate(batch)
+    reference_rows = fitted.profile.rows
+    del fitted  # its profile (sorted columns and their CDF integrals) is done with: free it before the next fit
     # calibrated rates are judged against the reference's own rows (read again only when runs need them)
-    checked = (cache.quality(reference.fingerprint, quality, lambda: quality.fit(frame_of(reference))) if cache
-               else quality.fit(frame_of(reference)))
-    findings = fitted.evaluate(batch) + checked.evaluate(batch)
+    checked = (cache.quality(reference.fingerprint, quality, lambda: quality.fit(frame_of(reference)), len(current))
+               if cache else quality.fit(frame_of(reference)))
     # language-model endpoints: silent on frames without generation columns, so such a reference is not read
     from monitors.signals.generative import GENERATION_COLUMNS
 
     generation = not set(GENERATION_COLUMNS).isdisjoint(str(c) for c in reference.columns)
-    for evaluator in _generative(spec):
-        findings += evaluator.fit(frame_of(reference) if generation else None).evaluate(batch)
-    return result_document(findings, rows=len(current), reference_rows=fitted.profile.rows), kinds, findings
+    fits = [e.fit(frame_of(reference) if generation else None) for e in _generative(spec)]
+    if cache:
+        reference.release()  # every fit is made: the reference's rows need not stay beside the window's
+    findings += checked.evaluate(batch)
+    for evaluator in fits:
+        findings += evaluator.evaluate(batch)
+    return result_document(findings, rows=len(current), reference_rows=reference_rows), kinds, findings
 
 
 def _inferred_kinds(reference, cache) -> dict[str, str]:
@@ -251,18 +256,6 @@ def _inferred_kinds(reference, cache) -> dict[str, str]:
     # text columns are checked only with the text stack installed: installing it must not hit the old entry
     return cache.kinds(reference.fingerprint, lambda: infer(reference.frame()),
                        variant="text" if text_stack_installed() else "")
-
-
-def _freed_memory_goes_back() -> None:
-    """glibc keeps freed column-sized blocks for reuse once its mmap threshold has crept up, so a check's
-    peak grows by every column it ever sorted; a fixed 1 MiB threshold maps them and returns them on free."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, from the C library the process runs on
-        except (OSError, AttributeError):  # not glibc (musl): nothing to tune
-            return
 
 
 def _generative(spec) -> list[Any]:
