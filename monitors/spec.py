@@ -150,7 +150,9 @@ class PerformanceSignal(_Strict):
     metric: Literal["auc", "accuracy", "f1", "macro_f1", "log_loss", "mae", "rmse"] | None = None
     min: float | None = None  # floor for higher-is-better metrics (auc, accuracy, f1, macro_f1)
     max: float | None = None  # ceiling for lower-is-better metrics (log_loss, mae, rmse)
-    max_drop: float = Field(0.05, ge=0)  # relative degradation vs the reference's own performance
+    # effect floor of a drop from the reference's own performance (signals/performance.py allowed_drop): in the
+    # metric's units for auc/accuracy/f1/macro_f1, relative for log_loss/mae/rmse; default 0.03 or 5%
+    max_drop: float | None = Field(None, ge=0)
     min_labels: int = Field(30, ge=1)
     # judged on the labelled traffic of this long a period ending with the lagged window (default: the window):
     # a week pools days whose labels are too few or too noisy to judge one by one
@@ -162,7 +164,7 @@ class EstimatedPerformanceSignal(_Strict):
 
     enabled: bool = True
     metric: Literal["auc", "accuracy"] | None = None  # default: auc
-    max_drop: float = Field(0.05, ge=0)  # relative to the reference's realized metric
+    max_drop: float | None = Field(None, ge=0)  # effect floor, as for performance (default 0.03 AUC/accuracy)
     min_rows: int = Field(100, ge=1)
 
 

@@ -1,7 +1,8 @@
 """Retrain settings from an optional YAML file (MLOPS_RETRAIN_CONFIG); every key is optional.
 
     policy:   {cooldown: 7d, max_per_day: 1, min_new_labelled_rows: 1000,
-               require_performance_at_risk: true, min_performance_drop: 0.02}
+               require_performance_at_risk: true, min_performance_drop: 0.02, noise_z: 2.0,
+               max_model_age: null}
     gate:     {primary_metric: auc, min_improvement: 0.005, max_slice_regression: 0.02,
                min_holdout_rows: 200, min_slice_rows: 500}
     canary:   {percent: 10, bake: 6h, max_error_rate: 0.02, max_p95_latency_ms: 500, min_requests: 50}
@@ -63,9 +64,12 @@ def parse_config(doc: Mapping[str, Any], base: RetrainConfig, base_dir: Path = P
     if unknown:
         raise ValidationFailed(f"unknown section(s) {', '.join(unknown)}", field=unknown[0])
     policy = _section(doc, "policy", ("cooldown", "max_per_day", "min_new_labelled_rows",
-                                      "require_performance_at_risk", "min_performance_drop"))
+                                      "require_performance_at_risk", "min_performance_drop", "max_model_age",
+                                      "noise_z"))
     if "cooldown" in policy:
         policy["cooldown"] = duration(policy["cooldown"], "policy.cooldown")
+    if policy.get("max_model_age") is not None:  # null: off
+        policy["max_model_age"] = duration(policy["max_model_age"], "policy.max_model_age")
     gate = _section(doc, "gate", [f.name for f in dataclasses.fields(GatePolicy)])
     canary = _section(doc, "canary", _CANARY)
     if "bake" in canary:

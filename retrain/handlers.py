@@ -24,7 +24,15 @@ from core.types import EndpointRef, ModelVersion, RunRef, RunState, Window, iso,
 from retrain.deploy_watch import deadline, judge_or_reap, on_deploy_event, reap, watch_canary
 from retrain.deps import RetrainDeps, RetrainTarget
 from retrain.export import export_labelled
-from retrain.policy import PolicyDecision, active_run, enough_rows, last_data_end, may_start, performance_at_risk
+from retrain.policy import (
+    PolicyDecision,
+    active_run,
+    enough_rows,
+    last_data_end,
+    may_start,
+    performance_at_risk,
+    stale_champion,
+)
 from retrain.runs import (
     P,
     RunRecord,
@@ -94,6 +102,9 @@ def _from_drift(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
     run_id = run_id_for(endpoint, f"drift:{envelope.id}")
     # drift alone warns; it retrains only when the window's performance is at risk
     risk = performance_at_risk(data.get("performance"), deps.config.retrain)
+    if not risk.allowed and deps.config.retrain.max_model_age is not None:
+        stale = stale_champion(_trained_until(deps, endpoint), deps.clock.now(), deps.config.retrain)
+        risk = stale if stale.allowed else PolicyDecision(False, risk.reasons + stale.reasons)
     if deps.store.get("run", run_id) is None:  # a redelivery after the run began goes straight to _start
         decision = risk if not risk.allowed else may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(),
                                                            deps.config.retrain)
@@ -106,6 +117,15 @@ def _from_drift(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
               f"{risk.reasons[0]}")
     _ensure_record(deps, run_id, endpoint, reason, trigger, f"drift:{envelope.id}", None)
     return _start(run_id, envelope, deps)
+
+
+def _trained_until(deps: RetrainDeps, endpoint: str):
+    """End of the champion's training window, from its registry lineage (None if unknown)."""
+    champion = champion_of(deps, endpoint)
+    if champion is None:
+        return None
+    window = (deps.registry.get(champion.name, champion.version).get("lineage") or {}).get("training_window") or {}
+    return parse_time(window["end"]) if window.get("end") else None
 
 
 def _from_request(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:

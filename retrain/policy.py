@@ -3,6 +3,9 @@
 Drift alone warns; it does not retrain. A drift event starts a retrain only when the window's performance
 is at risk: realized (labels arrived) or estimated without labels (calibrated scores), it is below the
 model's reference performance by more than `min_performance_drop` beyond the window's own noise.
+With `max_model_age` set, drift may also retrain a stale champion, one whose training data ended longer ago
+than that, though its performance holds: a model that never saw the traffic it now serves may be beaten by
+one that did, and only training a challenger shows it; the gate then decides on the same recent labels.
 
 History is the endpoint's run records (state store kind core.records.RUN), as plain dicts with
 `state`, `run_id`, and `submitted_at` (ISO time) once a pipeline run was submitted. Every submitted
@@ -29,12 +32,17 @@ class RetrainPolicy:
     min_new_labelled_rows: int = 1000
     require_performance_at_risk: bool = True  # False: any drift incident may retrain (within the limits)
     min_performance_drop: float = 0.02  # in the metric's own units (e.g. 0.02 AUC), beyond the window's noise
+    # the window's noise: this many of its standard errors (one-sided, ~2.3% by chance). Looser than a page
+    # (the monitor alerts at alpha 0.001): a retrain is still gated by the challenger's own evaluation.
+    noise_z: float = 2.0
+    max_model_age: timedelta | None = None  # None: off; else drift retrains a champion trained on older data
 
     def to_json(self) -> dict[str, Any]:
         return {"cooldown_s": self.cooldown.total_seconds(), "max_per_day": self.max_per_day,
                 "min_new_labelled_rows": self.min_new_labelled_rows,
                 "require_performance_at_risk": self.require_performance_at_risk,
-                "min_performance_drop": self.min_performance_drop}
+                "min_performance_drop": self.min_performance_drop, "noise_z": self.noise_z,
+                "max_model_age_s": self.max_model_age.total_seconds() if self.max_model_age else None}
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,8 @@ def performance_at_risk(evidence: Mapping[str, Any] | None, policy: RetrainPolic
     """Is the drifting window's performance, realized or estimated, below the reference's beyond noise?
 
     `evidence`: the `performance` object of mlops.drift.detected.v1, {"realized": {...}, "estimated": {...}},
-    each with metric, value, baseline, margin (the window's noise allowance) and higher_is_better; for a
+    each with metric, value, baseline, standard_error (or an older event's margin: the noise allowance) and
+    higher_is_better; for a
     language model also "answers" (answer quality, already decided against the reference's runs).
     """
     if not policy.require_performance_at_risk:
@@ -98,7 +107,8 @@ def performance_at_risk(evidence: Mapping[str, Any] | None, policy: RetrainPolic
         if value is None or baseline is None:
             continue
         drop = (baseline - value) if found.get("higher_is_better", True) else (value - baseline)
-        margin = float(found.get("margin") or 0.0)
+        error = found.get("standard_error")
+        margin = policy.noise_z * float(error) if error is not None else float(found.get("margin") or 0.0)
         line = (f"{kind} {found.get('metric')} {value:.3f} vs reference {baseline:.3f}: drop {drop:+.3f}, "
                 f"noise {margin:.3f} + margin {policy.min_performance_drop}")
         if drop > margin + policy.min_performance_drop:
@@ -115,3 +125,15 @@ def performance_at_risk(evidence: Mapping[str, Any] | None, policy: RetrainPolic
         return PolicyDecision(False, ["drift alone does not retrain: no performance evidence in the window "
                                       "(no labels yet and no score to estimate from)"])
     return PolicyDecision(False, [f"drift alone does not retrain: {'; '.join(seen)}"])
+
+
+def stale_champion(trained_until: datetime | None, now: datetime, policy: RetrainPolicy) -> PolicyDecision:
+    """May drift retrain a champion whose performance holds, because its training data is old?"""
+    if policy.max_model_age is None or trained_until is None:
+        return PolicyDecision(False)
+    age = now - trained_until
+    if age <= policy.max_model_age:
+        return PolicyDecision(False, [f"the champion's training data ended {age.days} days ago, within "
+                                      f"max_model_age {policy.max_model_age.days} days"])
+    return PolicyDecision(True, [f"stale champion: its training data ended {age.days} days ago "
+                                 f"(max_model_age {policy.max_model_age.days} days); the gate decides"])

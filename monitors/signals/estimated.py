@@ -9,7 +9,8 @@ curve and AUC, and an expected accuracy, before any label has arrived.
 The uncertainty is the spread of the realized metric if the calibrated probabilities were true: labels
 are drawn from them and the metric recomputed. The estimate assumes the relation between inputs and
 outcome held (covariate shift only); under concept drift it is wrong and only realized performance
-shows it, which is why both are reported side by side.
+shows it, which is why both are reported side by side. A drop breaches as a realized one does: at least
+the effect floor (`max_drop`, 0.03 by default) and beyond that spread (performance.judge_drop).
 
 Binary classifiers with a score only; other kinds give an "insufficient" finding saying why.
 """
@@ -21,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from core.types import Finding, Severity, TelemetryBatch
+from monitors.signals.performance import NOISE_Z, judge_drop  # one noise rule for both
 
 SIGNAL = "estimated_performance"
 METRICS = ("auc", "accuracy")
-NOISE_Z = 2.0  # as for realized performance: one-sided, about 2.3% of no-drop windows would cross by noise
 _DRAWS, _MAX_ROWS = 60, 20_000
 BINARY_TASKS = ("binary", "classification")  # the spec says binary; "classification" is its older name
 
@@ -36,7 +37,7 @@ class EstimatedPerformanceEvaluator:
     label_column: str
     task: str  # the spec's label task: binary | multiclass | regression ("classification": the older name)
     metric: str | None = None
-    max_drop: float = 0.05  # relative drop from the reference's realized metric that breaches
+    max_drop: float | None = None  # effect floor, as for realized performance (performance.allowed_drop)
     min_rows: int = 100
     min_reference_rows: int = 200
     severity: Severity = Severity.WARNING
@@ -116,8 +117,9 @@ class FittedEstimate:
         values = {m: expected(m, score, probability) for m in METRICS}
         value = values[metric]
         noise = spread(metric, score, probability)
-        threshold = self.baseline * (1 - cfg.max_drop) if self.baseline is not None else None
-        breached = threshold is not None and value + NOISE_Z * noise < threshold
+        threshold, breached = None, False
+        if self.baseline is not None:  # a NaN estimate (one class only) compares false: never breaches
+            threshold, _, breached = judge_drop(metric, value, self.baseline, cfg.max_drop, NOISE_Z * noise)
         matrix = expected_confusion(score, probability)
         return [Finding(SIGNAL, metric, value, threshold, breached, cfg.severity if breached else Severity.INFO,
                         method="cbpe", details={**base, "rows": int(score.size), "metrics": values,

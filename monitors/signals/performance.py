@@ -5,10 +5,17 @@ accuracy, F1), multiclass (macro F1, accuracy; primary macro F1; log loss would 
 probability, which the telemetry's one score does not carry), regression (MAE, RMSE; primary MAE).
 The primary metric is compared with a floor/ceiling from the spec and with the model's own performance
 on the reference set. With fewer labelled rows than `min_labels` the finding says so instead of alarming.
+
+A drop from the reference decides the calibrated way, as drift does: it breaches when it is large enough
+(at least `max_drop`, the effect floor) AND beyond the window's own sampling noise (bootstrap). The floor is
+in the metric's own units for bounded metrics (0.03 = three points of AUC: the drop an on-call engineer
+acts on) and relative for unbounded ones (0.05 = a 5% higher MAE), the convention of the gate's
+`min_improvement`: one setting then means the same on any scale of target.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 from core.types import Finding, Severity, TelemetryBatch
@@ -16,6 +23,26 @@ from core.types import Finding, Severity, TelemetryBatch
 SIGNAL = "performance"
 HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "f1": True, "macro_f1": True, "log_loss": False, "mae": False,
                     "rmse": False}
+BOUNDED = frozenset({"auc", "accuracy", "f1", "macro_f1"})  # in [0, 1]: drops compared in the metric's units
+DEFAULT_MAX_DROP = {True: 0.03, False: 0.05}  # bounded: absolute; unbounded: relative to the baseline
+
+
+def allowed_drop(metric: str, baseline: float, max_drop: float | None) -> float:
+    """The effect floor in the metric's units: `max_drop` itself for bounded metrics, a share of the baseline
+    for unbounded ones (None: 0.03 absolute, or 5% of the baseline)."""
+    bounded = metric in BOUNDED
+    floor = DEFAULT_MAX_DROP[bounded] if max_drop is None else max_drop
+    return floor if bounded else abs(baseline) * floor
+
+
+def judge_drop(metric: str, value: float, baseline: float, max_drop: float | None, margin: float
+               ) -> tuple[float, float, bool]:
+    """(threshold, drop, breached): the drop breaches when it reaches the floor and exceeds the noise margin."""
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    allowed = allowed_drop(metric, baseline, max_drop)
+    drop = baseline - value if higher else value - baseline
+    threshold = baseline - allowed if higher else baseline + allowed
+    return threshold, drop, drop >= allowed and drop > margin
 
 
 @dataclass(frozen=True)
@@ -27,7 +54,7 @@ class PerformanceEvaluator:
     metric: str | None = None
     floor: float | None = None  # spec `min`, for higher-is-better metrics
     ceiling: float | None = None  # spec `max`, for lower-is-better metrics
-    max_drop: float = 0.05
+    max_drop: float | None = None  # the effect floor (allowed_drop); None: 0.03 (bounded) or 5% (unbounded)
     min_labels: int = 30
     severity: Severity = Severity.CRITICAL
     name: str = SIGNAL
@@ -95,7 +122,11 @@ def _classification(truth, pred, kind: str, only: str | None = None) -> dict[str
     return {name: float(fn()) for name, fn in compute.items() if only in (None, name)}
 
 
-NOISE_Z = 2.0  # one-sided, about 2.3% of clean windows would cross a bound by noise alone
+# One-sided alpha 0.001, the health signal's: a performance finding pages (critical), so a window without a
+# real drop crosses the noise margin about once in a thousand checks (z 2 was 2.3%: on the synthetic stable
+# histories of benchmarks/alerts.py, once the floor no longer added to the margin, 3-9 of 270 days breached).
+NOISE_ALPHA = 0.001
+NOISE_Z = NormalDist().inv_cdf(1 - NOISE_ALPHA)  # 3.09
 _BOOTSTRAP, _BOOTSTRAP_MAX_ROWS = 40, 20_000
 
 
@@ -178,27 +209,33 @@ class FittedPerformance:
                 "note": f"{metric} is undefined on this window (e.g. only one class labelled)"})]
         noise = standard_error(cfg, frame, metric)
         threshold, breached, reasons = self._judge(metric, value, NOISE_Z * noise)
+        floor = None if self.baseline is None else allowed_drop(metric, self.baseline, cfg.max_drop)
         return [Finding(SIGNAL, metric, value, threshold, breached, cfg.severity if breached else Severity.INFO,
                         method=metric, details={**base, "metrics": values, "reasons": reasons,
-                                                "standard_error": noise, "margin": NOISE_Z * noise})]
+                                                "standard_error": noise, "margin": NOISE_Z * noise,
+                                                "effect_floor": floor})]
 
     def _judge(self, metric: str, value: float, margin: float) -> tuple[float | None, bool, list[str]]:
         """The tightest bound from the spec limit and the allowed drop from the baseline.
 
-        A window breaches a bound only when it is worse by more than `margin` (its sampling noise), so a
-        small window's unlucky draw does not page anyone.
+        The spec limit breaches only when the window is worse by more than `margin` (its sampling noise), so
+        a small window's unlucky draw does not page anyone; the drop from the reference breaches when it
+        reaches the effect floor and is beyond that noise (judge_drop).
         """
         cfg, higher = self.config, HIGHER_IS_BETTER[metric]
         bounds: list[tuple[float, str]] = []
+        reasons: list[str] = []
         limit = cfg.floor if higher else cfg.ceiling
         if limit is not None:
             bounds.append((limit, "spec limit"))
+            if value + margin < limit if higher else value - margin > limit:
+                reasons.append("spec limit")
         if self.baseline is not None:
-            allowed = abs(self.baseline) * cfg.max_drop
-            bounds.append((self.baseline - allowed if higher else self.baseline + allowed, "reference performance"))
+            threshold, _, breached = judge_drop(metric, value, self.baseline, cfg.max_drop, margin)
+            bounds.append((threshold, "reference performance"))
+            if breached:
+                reasons.append("reference performance")
         if not bounds:
             return None, False, []
         pick: Any = max if higher else min
-        threshold = pick(b for b, _ in bounds)
-        reasons = [why for b, why in bounds if (value + margin < b if higher else value - margin > b)]
-        return threshold, bool(reasons), reasons
+        return pick(b for b, _ in bounds), bool(reasons), reasons

@@ -174,6 +174,49 @@ def test_drift_alone_warns_and_retrains_only_when_performance_is_at_risk(deps):
     assert len(deps.runner.submitted) == 1
 
 
+def test_performance_at_risk_counts_its_own_noise_allowance_not_the_pages():
+    """The monitor pages at alpha 0.001 (its margin 3.09 standard errors); the retrain policy allows noise_z
+    (2) of the same standard errors: the gate still judges the challenger, so a retrain may start sooner."""
+    from retrain.policy import performance_at_risk
+
+    window = {"realized": {"metric": "auc", "value": 0.64, "baseline": 0.70, "standard_error": 0.015,
+                           "margin": 0.046}}
+    assert performance_at_risk(window, RetrainPolicy()).allowed  # 0.06 > 2 x 0.015 + 0.02
+    refused = performance_at_risk(window, RetrainPolicy(noise_z=3.09))  # 0.06 < 0.046 + 0.02
+    assert not refused.allowed and "noise 0.046 + margin 0.02" in refused.reasons[0]
+
+
+def test_drift_retrains_a_stale_champion_only_past_max_model_age(deps, models, tmp_path):
+    """Performance holds, yet the champion's training data ended 62 days ago: drift alone warns by default;
+    with max_model_age 60d it starts a retrain (the gate decides), with 90d it does not."""
+    from dataclasses import replace
+
+    registry, v1, _ = models
+    own = LocalModelRegistry(tmp_path / "registry")
+    stale = own.register("flights", registry.model_path(v1), metrics={}, lineage={
+        "run_id": "old", "task": "binary", "features": FEATURES, "target": LABEL,
+        "training_window": {"start": "2013-01-01T00:00:00Z", "end": "2013-03-31T00:00:00Z"}})
+    deps.registry, deps.deployer = own, LocalDeployer(tmp_path / "stale-endpoints.json", own)
+    deps.deployer.start_canary(EP, stale, 10)  # an empty endpoint: it takes all the traffic
+
+    def aged(days):
+        policy = replace(deps.config.retrain, max_model_age=timedelta(days=days) if days else None)
+        deps.config = replace(deps.config, retrain=policy)
+
+    holds = {"realized": {"metric": "auc", "value": 0.70, "baseline": 0.70, "margin": 0.02}}
+    refused = on_retrain_event(drift_event(deps, performance=holds), deps)
+    assert refused["started"] is False and refused["reasons"][0].startswith("drift alone does not retrain")
+    aged(90)
+    young = on_retrain_event(drift_event(deps, performance=holds, window="2013-06-02"), deps)
+    assert young["started"] is False and "within max_model_age 90 days" in young["reasons"][-1]
+    assert deps.runner.submitted == {}
+    aged(60)
+    on_retrain_event(drift_event(deps, performance=holds, window="2013-06-03"), deps)
+    (record,) = [d.data for _, d in deps.store.list(RUN)]
+    assert "stale champion: its training data ended 62 days ago (max_model_age 60 days)" in record["reason"]
+    assert len(deps.runner.submitted) == 1
+
+
 def test_too_few_new_labelled_rows_skips_the_request_with_its_reason(deps):
     deps.labelled.frame = deps.labelled.frame.iloc[:100]
     run = request_retrain(EP.name, "try", trigger={"kind": "http"}, idempotency_key="k", deps=deps)

@@ -97,7 +97,7 @@ def test_performance_drop_against_the_reference_alarms(reference):
     broken["score"] = np.random.default_rng(1).uniform(size=500)  # the model lost its skill
     (finding,) = fitted.evaluate(batch(broken))
     assert finding.name == "auc" and finding.breached
-    assert finding.statistic < finding.threshold == pytest.approx(fitted.baseline * 0.95)
+    assert finding.statistic < finding.threshold == pytest.approx(fitted.baseline - 0.05)  # AUC: absolute
     assert set(finding.details["metrics"]) == {"auc", "accuracy", "f1", "log_loss"}
     (healthy,) = fitted.evaluate(batch(reference.tail(500)))
     assert not healthy.breached
@@ -118,6 +118,26 @@ def test_performance_with_labels_of_the_wrong_type_is_a_finding_not_a_crash(refe
     garbled = reference.head(100).assign(delayed=["yes", "no"] * 50)
     (finding,) = fitted.evaluate(batch(garbled))
     assert finding.details["insufficient"] and "cannot compute auc" in finding.details["note"]
+
+
+def test_performance_drop_needs_the_effect_floor_and_to_be_beyond_noise(reference):
+    """Default floor: 3 points of AUC. A 4-point drop on a week of labels pages; the same drop on a handful
+    of labels (noise) and a significant 1-point drop on many do not."""
+    from monitors.signals.performance import judge_drop
+
+    fitted = perf().fit(reference)
+    assert fitted.config.max_drop is None
+    threshold, drop, breached = judge_drop("auc", 0.64, 0.68, None, margin=0.02)
+    assert threshold == pytest.approx(0.65) and drop == pytest.approx(0.04) and breached
+    assert not judge_drop("auc", 0.64, 0.68, None, margin=0.05)[2]  # beyond the floor, within the noise
+    assert not judge_drop("auc", 0.67, 0.68, None, margin=0.002)[2]  # significant, too small to act on
+    assert judge_drop("auc", 0.65, 0.68, None, margin=0.01)[2]  # exactly the floor counts
+    # unbounded metrics: the floor is relative (5% of the baseline by default), and lower is better
+    assert judge_drop("mae", 10.6, 10.0, None, margin=0.1)[2]
+    assert not judge_drop("mae", 10.4, 10.0, None, margin=0.1)[2]
+    assert judge_drop("mae", 10.4, 10.0, 0.03, margin=0.1)[0] == pytest.approx(10.3)
+    (finding,) = fitted.evaluate(batch(reference.tail(500)))
+    assert finding.details["effect_floor"] == pytest.approx(0.03) and not finding.breached
 
 
 def test_performance_regression_floor_from_the_spec():

@@ -65,7 +65,7 @@ def test_a_full_spec_loads_with_durations_and_defaults(tmp_path):
     assert spec.alert.cooldown == timedelta(hours=6)
     assert spec.alert.severity_of("data_drift") is Severity.CRITICAL
     assert spec.signals.data_drift.policy == "evidently"
-    assert spec.signals.performance.max_drop == 0.05  # default kept
+    assert spec.signals.performance.max_drop is None  # default kept: 0.03 AUC (performance.allowed_drop)
     assert spec.base_dir == tmp_path.resolve()
 
 
