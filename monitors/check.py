@@ -265,7 +265,7 @@ def fitted_suite(spec: MonitorSpec, deps: CheckDeps, active: dict[str, Any] | No
 
         suite = build_suite(spec, profiles=deps.profiles, fingerprint=reference.fingerprint)
         frame = reference.frame()
-        snapshot = snapshot_reference(deps.snapshots, reference.fingerprint, frame)
+        snapshot = snapshot_reference(deps.snapshots, reference.fingerprint, frame, reference)
         return replace(fit_suite(suite, frame, reference.fingerprint), snapshot=snapshot)
 
     return deps.evaluators.get_or_fit(key, fit)

@@ -11,6 +11,7 @@ mlops.report.requested.v1 and answers 202 with where to look; the `reports` cons
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -30,14 +31,22 @@ REPORT_REQUESTED = "mlops.report.requested.v1"
 log = logging.getLogger("mlops.reports")
 
 
-def snapshot_reference(directory: Path | None, fingerprint: str, frame: "pd.DataFrame") -> str | None:
-    """The reference frame saved once per fingerprint, so a report can be drawn against it later."""
+def snapshot_reference(directory: Path | None, fingerprint: str, frame: "pd.DataFrame",
+                       reference: Any = None) -> str | None:
+    """The reference frame saved once per fingerprint, so a report can be drawn against it later. A
+    reference read from one Parquet file (`reference.path`) is copied as is: the same frame, not written again
+    (unless the file changed since it was read: then the frame is written)."""
     if directory is None or not fingerprint:
         return None
     path = Path(directory) / f"{fingerprint.replace(':', '-')}.parquet"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda handle: frame.to_parquet(handle, index=False))
+        source = getattr(reference, "path", None)
+        if isinstance(source, Path) and source.is_file() and source.suffix.lower() in (".parquet", ".pq"):
+            with source.open("rb") as original:
+                write_atomic(path, lambda handle: shutil.copyfileobj(original, handle, 1 << 20))
+        if not path.exists() or reference.fingerprint != fingerprint:
+            write_atomic(path, lambda handle: frame.to_parquet(handle, index=False))
     return str(path)
 
 

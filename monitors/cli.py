@@ -209,6 +209,7 @@ def compare_frames(reference, current, spec=None, *, cache=None) -> tuple[dict[s
 
     place = {"profiles": cache.profiles, "fingerprint": reference.fingerprint,
              "calibration_dir": cache.calibration} if cache else {}
+    place["keep_prefix"] = False  # one check in this process: nothing to keep for a next one
     if spec is not None:
         from monitors.signals.suite import quality_evaluator
 

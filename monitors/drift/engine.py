@@ -63,18 +63,21 @@ class FeatureDrift:
 
 
 def compare(profile: ReferenceProfile, current: pd.DataFrame, *,
-            thresholds: Mapping[str, float] | None = None) -> list[FeatureDrift]:
-    """Drift of every profiled column; `thresholds` overrides a column's method default by column name."""
+            thresholds: Mapping[str, float] | None = None, keep_prefix: bool = True) -> list[FeatureDrift]:
+    """Drift of every profiled column; `thresholds` overrides a column's method default by column name.
+    `keep_prefix=False` (one check per process, e.g. the CLI): each column's CDF integral is computed, used
+    and freed rather than kept on the profile (a million-row reference: 8 MB a column)."""
     thresholds = thresholds or {}
-    work = [(col, current[name] if name in current.columns else None, thresholds.get(name))
+    work = [(col, current[name] if name in current.columns else None, thresholds.get(name), keep_prefix)
             for name, col in profile.columns.items()]
     return per_column(lambda args: compare_column(*args), work)
 
 
-def compare_column(col: ColumnProfile, series: pd.Series | None, threshold: float | None = None) -> FeatureDrift:
+def compare_column(col: ColumnProfile, series: pd.Series | None, threshold: float | None = None,
+                   keep_prefix: bool = True) -> FeatureDrift:
     if series is None:
         return _untested(col, 0, "column missing from the current window")
-    pair = numeric_pair(col, series) if col.kind == NUMERIC else categorical_pair(col, series)
+    pair = numeric_pair(col, series, keep_prefix) if col.kind == NUMERIC else categorical_pair(col, series)
     if pair.cur_rows == 0:
         return _untested(col, 0, "no values in the current window")
     method = METHODS[resolve_method(col, pair)]
@@ -104,11 +107,12 @@ def effect(pair: Pair, method: str, statistic: float) -> float:
     return st.jensenshannon(pair)[0]
 
 
-def numeric_pair(col: ColumnProfile, series: pd.Series) -> Pair:
+def numeric_pair(col: ColumnProfile, series: pd.Series, keep_prefix: bool = True) -> Pair:
     values = numeric_values(series)
     values.sort()
+    prefix = (lambda: col.prefix) if keep_prefix else (lambda: st.cdf_integral(col.values))
     return Pair(NUMERIC, col.rows, values.size, col.nunique, ref_sorted=col.values, cur_sorted=values,
-                ref_std=col.std, ref_prefix=lambda: col.prefix, integer=col.integer and is_integer(series))
+                ref_std=col.std, ref_prefix=prefix, integer=col.integer and is_integer(series))
 
 
 def categorical_pair(col: ColumnProfile, series: pd.Series) -> Pair:

@@ -57,6 +57,7 @@ class DataDriftEvaluator:
     profiles: Any = None  # monitors.drift.profile.ProfileCache, or None to build in memory
     fingerprint: str = ""
     calibration_dir: Path | None = None
+    keep_prefix: bool = True  # False for one check per process (the CLI): see monitors.drift.engine.compare
     severity: Severity = Severity.WARNING
     name: str = SIGNAL
     text_settings: Mapping[str, Any] = field(default_factory=dict)  # text column -> monitors.text.drift.TextSettings
@@ -129,7 +130,7 @@ class FittedDataDrift:
             return [Finding(SIGNAL, DATASET, None, None, False, details={"note": why, "insufficient": True})]
         thresholds = {c: t for c, t in cfg.thresholds.items() if c in present} or None
         # compare reads only the profiled columns: no copy of the window
-        features = compare(self.profile, frame, thresholds=thresholds) if present else []
+        features = compare(self.profile, frame, thresholds=thresholds, keep_prefix=cfg.keep_prefix) if present else []
         fwer, text_fwer = self.text.budget(cfg.fwer, len(features)) if self.text is not None else (cfg.fwer, 0.0)
         if not features:  # a monitor of text features only
             from monitors.drift.verdict import DatasetVerdict

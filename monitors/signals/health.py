@@ -82,7 +82,7 @@ class FittedHealth:
         """(breached, p-value): the raw comparison, or the binomial test of `hits` against the limit."""
         if self.config.policy != "calibrated":
             return over, None
-        from scipy.stats import binom
+        from monitors.signals.rates import binom_sf  # not scipy.stats: 1-2 s of a cold check's imports
 
-        p_value = float(binom.sf(hits - 1, trials, limit)) if hits else 1.0
+        p_value = binom_sf(hits - 1, trials, limit) if hits else 1.0
         return over and p_value < self.config.alpha, p_value

@@ -69,7 +69,7 @@ def build_suite(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str =
 
 
 def data_drift_evaluator(spec: "MonitorSpec", *, profiles: Any = None, fingerprint: str = "",
-                         calibration_dir: Path | None = None) -> DataDriftEvaluator:
+                         calibration_dir: Path | None = None, keep_prefix: bool = True) -> DataDriftEvaluator:
     dd = spec.signals.data_drift
     tabular = [f for f in spec.features if f.kind != "text"]
     floors = {f.name: dd.effect_floor for f in tabular} if dd.effect_floor is not None else {}
@@ -78,7 +78,7 @@ def data_drift_evaluator(spec: "MonitorSpec", *, profiles: Any = None, fingerpri
         spec.kinds, methods={f.name: f.method for f in tabular if f.method},
         thresholds={f.name: f.threshold for f in tabular if f.threshold is not None},
         policy=dd.policy, fwer=dd.fwer, effect_floors=floors or None, share=dd.share, resamples=dd.resamples,
-        profiles=profiles, fingerprint=fingerprint, calibration_dir=calibration_dir,
+        profiles=profiles, fingerprint=fingerprint, calibration_dir=calibration_dir, keep_prefix=keep_prefix,
         severity=spec.alert.severity_of("data_drift"), min_rows=spec.window.min_rows,
         **text_options(spec))
 

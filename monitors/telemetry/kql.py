@@ -32,16 +32,25 @@ def datetime_literal(moment: datetime) -> str:
     return f"datetime({moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}0Z)"
 
 
-def _requests(table: str, endpoint: EndpointRef, start: datetime, end: datetime) -> str:
+SAMPLE_BUCKETS = 1_000_000
+
+
+def _requests(table: str, endpoint: EndpointRef, start: datetime, end: datetime,
+              sample: tuple[float, int] | None = None) -> str:
     where = f"Endpoint == {string_literal(endpoint.name)}"
     if endpoint.deployment:
         where += f" and Deployment == {string_literal(endpoint.deployment)}"
+    if sample is not None:  # a request is in the sample by the hash of its id: the same rows on every query
+        fraction, seed = sample
+        where += (f" and hash(strcat(RequestId, {string_literal(str(int(seed)))}), {SAMPLE_BUCKETS}) < "
+                  f"{round(fraction * SAMPLE_BUCKETS)}")
     return (f"{table}\n| where TimeGenerated >= {datetime_literal(start)} and TimeGenerated < {datetime_literal(end)}"
             f"\n| where {where}")
 
 
-def count_query(table: str, endpoint: EndpointRef, start: datetime, end: datetime) -> str:
-    return _requests(table, endpoint, start, end) + "\n| count"
+def count_query(table: str, endpoint: EndpointRef, start: datetime, end: datetime,
+                sample: tuple[float, int] | None = None) -> str:
+    return _requests(table, endpoint, start, end, sample) + "\n| count"
 
 
 def health_query(table: str, endpoint: EndpointRef, start: datetime, end: datetime) -> str:
@@ -49,10 +58,12 @@ def health_query(table: str, endpoint: EndpointRef, start: datetime, end: dateti
             "Errors = countif(StatusCode >= 500), P95 = percentile(LatencyMs, 95)")
 
 
-def rows_query(table: str, labels_table: str, endpoint: EndpointRef, start: datetime, end: datetime) -> str:
-    """Requests of [start, end) with their latest label; labels arrive later, so the timespan reaches past end."""
+def rows_query(table: str, labels_table: str, endpoint: EndpointRef, start: datetime, end: datetime,
+               sample: tuple[float, int] | None = None) -> str:
+    """Requests of [start, end) with their latest label; labels arrive later, so the timespan reaches past end.
+    `sample` (fraction, seed): only the requests whose id hashes below the fraction."""
     return (
-        f"let requests = {_requests(table, endpoint, start, end)};\n"
+        f"let requests = {_requests(table, endpoint, start, end, sample)};\n"
         f"let labels = {labels_table}\n| where TimeGenerated >= {datetime_literal(start)}\n"
         "| summarize arg_max(TimeGenerated, Label) by RequestId\n| project RequestId, Label;\n"
         "requests\n| join kind=leftouter labels on RequestId\n"

@@ -150,12 +150,20 @@ class LogAnalyticsTelemetrySource:
         self.queries = 0
 
     def fetch(self, endpoint: EndpointRef, window: Window) -> TelemetryBatch:
-        total = self.count(endpoint, window)
+        return self._fetch(endpoint, window, None)
+
+    def sample(self, endpoint: EndpointRef, window: Window, fraction: float, seed: int = 0) -> TelemetryBatch:
+        """A uniform sample of the window chosen in the workspace (a request is in it by the hash of its id and
+        `seed`: the same requests on every read), as a fetch would give it; only the sample travels."""
+        return self._fetch(endpoint, window, (fraction, seed) if fraction < 1 else None)
+
+    def _fetch(self, endpoint: EndpointRef, window: Window, sample: tuple[float, int] | None) -> TelemetryBatch:
+        total = self.count(endpoint, window, sample)
         parts: list[QueryColumns] = []
         if total:
             # Headroom: a slice planned at the cap would come back at the cap and be split again anyway.
             for piece in _slices(window, math.ceil(total / (self.max_rows * 0.8))):
-                parts.extend(self._read(endpoint, piece))
+                parts.extend(self._read(endpoint, piece, sample))
         if len(parts) == 1:
             columns = parts[0].columns
         elif parts:
@@ -164,8 +172,8 @@ class LogAnalyticsTelemetrySource:
             columns = {raw: [] for raw in _RAW_NAMES.values()}
         return build_batch(endpoint, window, columns, self.features)
 
-    def count(self, endpoint: EndpointRef, window: Window) -> int:
-        result = self._small_query(kql.count_query(self.table, endpoint, window.start, window.end), window)
+    def count(self, endpoint: EndpointRef, window: Window, sample: tuple[float, int] | None = None) -> int:
+        result = self._small_query(kql.count_query(self.table, endpoint, window.start, window.end, sample), window)
         return int(result.tables[0].rows[0][0]) if result.tables and result.tables[0].rows else 0
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
@@ -197,8 +205,8 @@ class LogAnalyticsTelemetrySource:
             raise TelemetryUnavailable(f"Log Analytics answered only partly: {result.partial_error}")
         return result
 
-    def _read(self, endpoint: EndpointRef, piece: Window) -> list[QueryColumns]:
-        answer = self._query(kql.rows_query(self.table, self.labels_table, endpoint, piece.start, piece.end),
+    def _read(self, endpoint: EndpointRef, piece: Window, sample: tuple[float, int] | None) -> list[QueryColumns]:
+        answer = self._query(kql.rows_query(self.table, self.labels_table, endpoint, piece.start, piece.end, sample),
                              piece.start, max(piece.end, min(self._now(), piece.end + self.label_horizon)))
         if answer.rows < self.max_rows:
             if answer.error:  # truncation aside, a partial answer is never taken for the whole window
@@ -209,7 +217,7 @@ class LogAnalyticsTelemetrySource:
         if len(halves) < 2:
             raise PermanentError(f"more than {self.max_rows} requests within {piece.key()}: cannot slice further",
                                  reason="TelemetryTooDense")
-        return [part for half in halves for part in self._read(endpoint, half)]
+        return [part for half in halves for part in self._read(endpoint, half, sample)]
 
     def _query(self, query: str, start: datetime, end: datetime) -> QueryColumns:
         return columns_from_response(self._post(query, start, end))

@@ -179,6 +179,12 @@ def _untyped(table: pa.Table, key: str) -> Any:
     n = table.num_rows
     typed = {kind: _column(table, kind, key) for kind in KEY_TYPES if kind != "n"}
     present = [kind for kind, column in typed.items() if column is not None and column.null_count < n]
+    if present == ["f"] and typed["f"].null_count == 0:
+        return typed["f"].to_numpy()  # every row a float: one copy
+    if present == ["s"]:  # every value text: a categorical, as the typed path gives a categorical feature
+        strings = typed["s"]
+        return strings.to_pandas().array if pa.types.is_dictionary(strings.type) else pd.Categorical(
+            strings.to_pandas())
     if set(present) <= {"f", "i"}:
         out = np.full(n, np.nan)
         for kind in present:

@@ -6,6 +6,7 @@ with a partial error like the service does, and plays scripted faults (429 with 
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -24,6 +25,7 @@ from core.types import parse_time
 _RANGE = re.compile(r"TimeGenerated >= datetime\(([^)]+)\) and TimeGenerated < datetime\(([^)]+)\)")
 _ENDPOINT = re.compile(r'Endpoint == "((?:[^"\\]|\\.)*)"')
 _DEPLOYMENT = re.compile(r'Deployment == "((?:[^"\\]|\\.)*)"')
+_SAMPLE = re.compile(r'hash\(strcat\(RequestId, "(\d+)"\), (\d+)\) < (\d+)')
 _PATH = re.compile(r"^https://api\.loganalytics\.io/v1/workspaces/([^/]+)/query$")
 COLUMNS = [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Deployment", "string"),
            ("ModelVersion", "string"), ("Inputs", "string"), ("Prediction", "string"), ("Score", "real"),
@@ -109,6 +111,10 @@ class FakeLogAnalytics(HttpTransport):
         deployment = _DEPLOYMENT.search(query)
         hits = [r for r in self.rows if start <= parse_time(r["TimeGenerated"]) < end and r["Endpoint"] == endpoint
                 and (deployment is None or r["Deployment"] == _unescape(deployment.group(1)))]
+        sample = _SAMPLE.search(query)
+        if sample:  # Kusto's hash is xxhash64; any hash that is stable serves the same purpose here
+            seed, buckets, below = sample.group(1), int(sample.group(2)), int(sample.group(3))
+            hits = [r for r in hits if _stable_hash(r["RequestId"] + seed) % buckets < below]
         if "summarize Requests = count()" in query:
             latencies = sorted(r["LatencyMs"] for r in hits)
             p95 = _quantile(latencies, 0.95) if latencies else "NaN"
@@ -192,6 +198,10 @@ def _summary_answer(query: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
                ("Low", "real"), ("High", "real")]
     return {"tables": [{"name": "PrimaryResult", "columns": [{"name": n, "type": t} for n, t in columns],
                         "rows": rows}]}
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
 def _quantile(ordered: list[float], q: float) -> float:

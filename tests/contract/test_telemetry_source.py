@@ -339,3 +339,18 @@ def test_a_malformed_generation_record_rejects_its_row_with_a_reason():
     details = sorted(e["detail"] for e in batch.rejected_examples)
     assert details == ["generation is not a JSON object", "generation.response must be text",
                        "generation.tokens_out must be a non-negative number"]
+
+
+def test_a_window_is_counted_and_sampled_the_same_rows_each_time_labels_joined(harness):
+    harness.add([record(i, T0 + timedelta(seconds=3 * i)) for i in range(1000)])
+    harness.add_labels([LabelRecord(f"req-{i}", i % 2, T0 + timedelta(days=1)) for i in range(0, 1000, 4)])
+    source = harness.source(max_rows=300)  # Log Analytics: the sample is read in slices under the row cap
+    whole = source.fetch(EP, HOUR).frame.set_index("request_id")
+    assert source.count(EP, HOUR) == len(whole) == 1000
+    sample = source.sample(EP, HOUR, 0.3, seed=5)
+    assert 220 < sample.rows < 380 and sample.frame.time.is_monotonic_increasing
+    assert sample.frame.request_id.tolist() == source.sample(EP, HOUR, 0.3, seed=5).frame.request_id.tolist()
+    assert sample.frame.request_id.tolist() != source.sample(EP, HOUR, 0.3, seed=6).frame.request_id.tolist()
+    rows = sample.frame.set_index("request_id")
+    assert rows.distance.equals(whole.distance[rows.index]) and rows.label.equals(whole.label[rows.index])
+    assert rows.label.notna().sum() > 30

@@ -44,18 +44,22 @@ def frame(rng: np.random.Generator, n: int, shift: float = 0.0) -> pd.DataFrame:
                                                [0.3, 0.3, 0.4])})
 
 
+def requests(day: int) -> list[RequestRecord]:
+    """A day of traffic: day 1 like the reference, day 2 moved."""
+    rows = frame(np.random.default_rng(day), ROWS, 0.4 if day == 2 else 0.0).to_dict("records")
+    return [RequestRecord(time=T0 + day * DAY + timedelta(seconds=20 * i), request_id=f"d{day}-{i}", endpoint="shop",
+                          deployment="blue", model_version="1", inputs=row, prediction=None, score=None,
+                          latency_ms=5.0, status_code=200) for i, row in enumerate(rows)]
+
+
 @pytest.fixture
 def deps(tmp_path):
     frame(np.random.default_rng(0), 4000).to_parquet(tmp_path / "ref.parquet")
     for name, above in (("exact", ROWS), ("summary", ROWS - 1)):  # the same window, either side of the threshold
         (tmp_path / f"{name}.yaml").write_text(SPEC.format(name=name, above=above))
     telemetry = SqliteTelemetryStore(tmp_path / "telemetry.sqlite")
-    for day, shift in ((1, 0.0), (2, 0.4)):
-        rows = frame(np.random.default_rng(day), ROWS, shift).to_dict("records")
-        telemetry.write([RequestRecord(time=T0 + day * DAY + timedelta(seconds=20 * i), request_id=f"d{day}-{i}",
-                                       endpoint="shop", deployment="blue", model_version="1", inputs=row,
-                                       prediction=None, score=None, latency_ms=5.0, status_code=200)
-                         for i, row in enumerate(rows)])
+    for day in (1, 2):
+        telemetry.write(requests(day))
     specs = SpecRepository(tmp_path)
     store = SqliteStateStore(tmp_path / "state.sqlite")
     yield CheckDeps(store=store, publisher=RecordingPublisher(), specs=specs,
@@ -116,3 +120,19 @@ class FetchOnly:
 
     def fetch(self, endpoint, window):
         return self.source.fetch(endpoint, window)
+
+
+def test_on_log_analytics_the_summary_is_computed_in_the_workspace(deps):
+    from monitors.telemetry.loganalytics import LogAnalyticsTelemetrySource
+    from tests.contract.loganalytics_fake import FakeCredential, FakeLogAnalytics
+
+    workspace = FakeLogAnalytics("ws-1")
+    workspace.add(requests(2))
+    source = LogAnalyticsTelemetrySource("ws-1", credential=FakeCredential(), transport=workspace,
+                                         now=lambda: T0 + 10 * DAY)
+    deps = CheckDeps(**{**deps.__dict__, "telemetry": SpecTelemetrySource(deps.specs, source)})
+    exact, summary = check(deps, "exact", 2), check(deps, "summary", 2)
+    assert (exact["path"], summary["path"], summary["rows"]) == ("exact", "summary", ROWS)
+    assert summary["summary"]["dataset_drift"] is exact["summary"]["dataset_drift"] is True
+    assert any("grid_bin(" in q["query"] for q in workspace.data_queries())  # only per-bin counts travelled
+    assert summary["window_read"]["sampled_rows"] == ROWS  # under SAMPLE_ROWS: the sample is the whole window

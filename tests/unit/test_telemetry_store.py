@@ -8,6 +8,7 @@ import threading
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pytest
 
 from core.telemetry import LabelRecord, RequestRecord
@@ -145,7 +146,7 @@ def test_without_features_text_keys_keep_their_gaps_across_segments(tmp_path):
     store.write(first)
     store.write(records(3, 2, T0 + timedelta(hours=1), origin="LGA"))  # another file, another dictionary
     frame = LocalTelemetrySource(store).fetch(EndpointRef("ep"), Window(T0, T0 + timedelta(hours=2))).frame
-    assert list(frame.origin) == ["JFK", None, "JFK", "LGA", "LGA"]
+    assert [None if pd.isna(v) else v for v in frame.origin] == ["JFK", None, "JFK", "LGA", "LGA"]
     assert list(frame.distance) == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
