@@ -81,11 +81,22 @@ def latest_labels(paths: list[str], start_us: int | None = None, end_us: int | N
 
     if not paths:
         return labels_table([])
-    table = pa.concat_tables([pq.read_table(path) for path in paths])
-    if start_us is not None and end_us is not None:
+    if len(paths) > 1:  # one file per request hour: read them on threads (the reads release the GIL), in order
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(paths), 4)) as pool:
+            table = pa.concat_tables(list(pool.map(pq.read_table, paths)))
+    else:
+        table = pq.read_table(paths[0])
+    if start_us is not None and end_us is not None and table.num_rows:
         requests = table["request_us"]
-        table = table.filter(pc.and_(pc.greater_equal(requests, start_us), pc.less(requests, end_us)))
-    if pc.count_distinct(table["request_id"]).as_py() == table.num_rows:
+        bounds = pc.min_max(requests)
+        if bounds["min"].as_py() < start_us or bounds["max"].as_py() >= end_us:  # hour segments: often all inside
+            table = table.filter(pc.and_(pc.greater_equal(requests, start_us), pc.less(requests, end_us)))
+    # a request has one time, so labels of distinct request times are of distinct requests: a sort of the
+    # times (~10 ms for 250k labels) settles it without hashing every id
+    times = np.sort(table["request_us"].to_numpy(zero_copy_only=False))
+    if not (times[1:] == times[:-1]).any():
         return table
     order = pa.array(np.arange(table.num_rows))
     last = table.append_column("order", order).group_by("request_id").aggregate([("order", "max")])
