@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from core.types import Finding, Severity, TelemetryBatch
-from monitors.signals.rates import RateNull, row_local, runs_fit
+from monitors.signals.rates import RateNull, binom_sf, row_local, runs_fit
 
 HEALTH, QUALITY = "generation_health", "answer_quality"
 REFUSALS = (r"i'?m sorry,? (but )?i (can(no|')t|am unable|won'?t)", r"i can(no|')t (help|assist|comply|provide)",
@@ -190,10 +190,8 @@ class FittedGenerationHealth:
             return False
         if m.kind != "rate":
             return True  # a budget or a service level: the window's own value is the fact
-        from scipy.stats import binom
-
         hits = int(values.sum())
-        return bool(binom.sf(hits - 1, values.size, m.limit) < self.config.alpha)
+        return bool(binom_sf(hits - 1, values.size, m.limit) < self.config.alpha)
 
 
 @dataclass(frozen=True)
