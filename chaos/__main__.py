@@ -1,4 +1,4 @@
-"""python -m chaos [--seed 7] [--kills 30] [--speed 300] [--workdir out/chaos]
+"""python -m chaos [--seed 7] [--kills 30] [--min-windows 0] [--speed 300] [--workdir out/chaos]
 
 Runs the service under devhost on a simulated clock with a workload (two monitored endpoints, traffic that
 drifts in episodes, retrains on drift and by HTTP, canaries some of which fail), SIGKILLs the host at seeded
@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--kills", type=int, default=30, help="SIGKILLs at least (every moment is hit at least once)")
+    p.add_argument("--min-windows", type=int, default=0,
+                   help="keep running (and killing) until at least this many windows are due, however fast the "
+                        "machine gets through the kills")
     p.add_argument("--speed", type=float, default=300.0, help="simulated seconds per wall second")
     p.add_argument("--workdir", type=Path, default=Path("out/chaos"))
     p.add_argument("--drain-s", type=float, default=300.0, help="wall seconds the drain may take at most")
@@ -45,8 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="do not require a kill in each of mid-check, mid-retrain, mid-deploy, mid-publish")
     p.add_argument("--verbose", action="store_true", help="progress on stderr")
     args = p.parse_args(argv)
-    if args.kills < 1 or args.speed <= 0 or args.drain_s <= 0:
-        p.error("--kills, --speed and --drain-s must be positive")
+    if args.kills < 1 or args.speed <= 0 or args.drain_s <= 0 or args.min_windows < 0:
+        p.error("--kills, --speed and --drain-s must be positive, --min-windows at least 0")
     return args
 
 
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> dict:
         requests = Requests(host)
         targets = itertools.cycle(TARGETS)
         since = clock.now()
-        while kills < args.kills or (not args.any_moment and min(hits.values()) == 0 and kills < 3 * args.kills):
+        while _more(args, kills, hits, clock.now()):
             requests.maybe(clock.now())
             time.sleep(dice.uniform(1.0, 4.0))  # time to get some work done, and to get into trouble
             want = next(targets)
@@ -153,6 +156,13 @@ def _wait_for(world: World, moment: str, since, timeout_s: float) -> bool:
             return True
         time.sleep(0.004)
     return False
+
+
+def _more(args: argparse.Namespace, kills: int, hits: dict[str, int], now) -> bool:
+    """Whether the kill loop goes on: too few kills, a moment not hit yet, or too few windows due so far."""
+    if kills < args.kills or len(invariants.due_windows(MONITORS, now)) < args.min_windows:
+        return True
+    return not args.any_moment and min(hits.values()) == 0 and kills < 3 * args.kills
 
 
 def _drain(world: World, host: Host, clock: SimTime, limit_s: float) -> list[str]:
