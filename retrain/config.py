@@ -65,7 +65,7 @@ def parse_config(doc: Mapping[str, Any], base: RetrainConfig, base_dir: Path = P
         raise ValidationFailed(f"unknown section(s) {', '.join(unknown)}", field=unknown[0])
     policy = _section(doc, "policy", ("cooldown", "max_per_day", "min_new_labelled_rows",
                                       "require_performance_at_risk", "min_performance_drop", "max_model_age",
-                                      "noise_z"))
+                                      "noise_z", "rejection_backoff"))
     if "cooldown" in policy:
         policy["cooldown"] = duration(policy["cooldown"], "policy.cooldown")
     if policy.get("max_model_age") is not None:  # null: off

@@ -107,7 +107,7 @@ def _from_drift(envelope: Envelope, deps: RetrainDeps) -> dict[str, Any] | None:
         risk = stale if stale.allowed else PolicyDecision(False, risk.reasons + stale.reasons)
     if deps.store.get("run", run_id) is None:  # a redelivery after the run began goes straight to _start
         decision = risk if not risk.allowed else may_start(endpoint_runs(deps.store, endpoint), deps.clock.now(),
-                                                           deps.config.retrain)
+                                                           deps.config.retrain, drift=True)
         if not decision.allowed:  # drift repeats every window: a refusal is logged, not recorded as a run
             log.info("drift on %s does not start a retrain: %s", endpoint, "; ".join(decision.reasons))
             return {"started": False, "reasons": decision.reasons, "active_run": decision.active_run}
@@ -153,7 +153,8 @@ def _start(run_id: str, cause: Envelope, deps: RetrainDeps) -> dict[str, Any]:
     endpoint, now = record.endpoint, deps.clock.now()
     target = _target(deps, endpoint)
     history = [r for r in endpoint_runs(deps.store, endpoint) if _counts_before(r, record)]
-    decision = may_start(history, now, deps.config.retrain, run_id=run_id)
+    decision = may_start(history, now, deps.config.retrain, run_id=run_id,
+                         drift=(record.trigger or {}).get("kind") == "drift")
     window = (Window(parse_time(record.window["start"]), parse_time(record.window["end"]))
               if record.window else Window(now - target.lookback, now))
     if decision.allowed:

@@ -11,6 +11,13 @@ History is the endpoint's run records (state store kind core.records.RUN), as pl
 `state`, `run_id`, and `submitted_at` (ISO time) once a pipeline run was submitted. Every submitted
 run counts towards the cooldown and the daily cap, whatever its outcome (a rejected challenger too),
 so a persistent drift cannot make the endpoint retrain over and over.
+
+A rejected challenger is evidence that training on the current data does not beat the champion now, and the
+drift that triggered it is still there: the next drift-triggered retrain of the endpoint waits
+`rejection_backoff` times longer per consecutive rejection since the last promotion (2: 7, 14, 28 days ...),
+back to the plain cooldown once a challenger is promoted. A rejected retrain never changed the served model, so
+waiting costs nothing but the chance of a better challenger sooner. A retrain a person requests is never held
+by the back-off (only by the plain cooldown and cap); its rejection counts like any other.
 """
 from __future__ import annotations
 
@@ -36,13 +43,19 @@ class RetrainPolicy:
     # (the monitor alerts at alpha 0.001): a retrain is still gated by the challenger's own evaluation.
     noise_z: float = 2.0
     max_model_age: timedelta | None = None  # None: off; else drift retrains a champion trained on older data
+    rejection_backoff: float = 2.0  # drift's cooldown x this per consecutive rejected challenger; 1: off
 
     def to_json(self) -> dict[str, Any]:
         return {"cooldown_s": self.cooldown.total_seconds(), "max_per_day": self.max_per_day,
                 "min_new_labelled_rows": self.min_new_labelled_rows,
                 "require_performance_at_risk": self.require_performance_at_risk,
                 "min_performance_drop": self.min_performance_drop, "noise_z": self.noise_z,
-                "max_model_age_s": self.max_model_age.total_seconds() if self.max_model_age else None}
+                "max_model_age_s": self.max_model_age.total_seconds() if self.max_model_age else None,
+                "rejection_backoff": self.rejection_backoff}
+
+    def __post_init__(self) -> None:
+        if self.rejection_backoff < 1:
+            raise ValueError(f"rejection_backoff {self.rejection_backoff}: must be at least 1 (1: off)")
 
 
 @dataclass(frozen=True)
@@ -60,21 +73,38 @@ def active_run(history: Iterable[Mapping[str, Any]], *, exclude: str | None = No
 
 
 def may_start(history: list[Mapping[str, Any]], now: datetime, policy: RetrainPolicy, *,
-              run_id: str | None = None) -> PolicyDecision:
-    """Before any data is read: is another run active, is the endpoint cooling down, is today's cap hit?"""
+              run_id: str | None = None, drift: bool = False) -> PolicyDecision:
+    """Before any data is read: is another run active, is the endpoint cooling down, is today's cap hit?
+    `drift`: the retrain is triggered by drift, so the cooldown backs off after rejected challengers."""
     others = [r for r in history if r["run_id"] != run_id]
     busy = active_run(others)
     if busy:
         return PolicyDecision(False, [f"run {busy} is still active for this endpoint"], busy)
     submitted = sorted(parse_time(r["submitted_at"]) for r in others if r.get("submitted_at"))
     reasons = []
-    if submitted and now - submitted[-1] < policy.cooldown:
+    rejected = rejections_since_promotion(others) if drift else 0
+    cooldown = policy.cooldown * policy.rejection_backoff ** rejected
+    if submitted and now - submitted[-1] < cooldown:
+        why = (f" ({policy.cooldown} x {policy.rejection_backoff:g}^{rejected}: {rejected} challenger(s) "
+               f"rejected since the last promotion)" if cooldown != policy.cooldown else "")
         reasons.append(f"cooldown: last retrain submitted at {submitted[-1].isoformat()}, "
-                       f"less than {policy.cooldown} ago")
+                       f"less than {cooldown} ago{why}")
     today = [t for t in submitted if now - t < timedelta(days=1)]
     if len(today) >= policy.max_per_day:
         reasons.append(f"daily cap: {len(today)} retrain(s) in the last 24 h, at most {policy.max_per_day}")
     return PolicyDecision(not reasons, reasons)
+
+
+def rejections_since_promotion(history: Iterable[Mapping[str, Any]]) -> int:
+    """Rejected challengers after the latest promoted one, in submission order (failed, rolled back and skipped
+    runs say nothing about whether the data can beat the champion: they neither count nor reset)."""
+    count = 0
+    for run in sorted((r for r in history if r.get("submitted_at")), key=lambda r: parse_time(r["submitted_at"])):
+        if run["state"] == "promoted":
+            count = 0
+        elif run["state"] == "rejected":
+            count += 1
+    return count
 
 
 def enough_rows(new_rows: int, policy: RetrainPolicy) -> PolicyDecision:
