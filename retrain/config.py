@@ -70,6 +70,10 @@ def parse_config(doc: Mapping[str, Any], base: RetrainConfig, base_dir: Path = P
         policy["cooldown"] = duration(policy["cooldown"], "policy.cooldown")
     if policy.get("max_model_age") is not None:  # null: off
         policy["max_model_age"] = duration(policy["max_model_age"], "policy.max_model_age")
+    backoff = policy.get("rejection_backoff", 1)
+    if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 1:
+        raise ValidationFailed(f"policy.rejection_backoff {backoff!r}: a number, at least 1 (1: off)",
+                               field="policy.rejection_backoff")
     gate = _section(doc, "gate", [f.name for f in dataclasses.fields(GatePolicy)])
     canary = _section(doc, "canary", _CANARY)
     if "bake" in canary:

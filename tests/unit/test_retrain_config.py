@@ -13,7 +13,7 @@ TARGETS = {"flights": RetrainTarget(endpoint="flights", model_name="m", features
 def test_a_config_file_sets_policy_gate_canary_and_per_endpoint_training(tmp_path):
     path = tmp_path / "retrain.yaml"
     path.write_text("""
-policy: {cooldown: 14d, max_per_day: 2, min_new_labelled_rows: 5000, max_model_age: 60d}
+policy: {cooldown: 14d, max_per_day: 2, min_new_labelled_rows: 5000, max_model_age: 60d, rejection_backoff: 3}
 gate: {min_improvement: 0.01, min_slice_rows: 300}
 canary: {percent: 20, bake: 12h, max_error_rate: 0.05, min_requests: 100}
 endpoints:
@@ -22,6 +22,7 @@ endpoints:
     config, overrides = load_config(path, RetrainConfig())
     assert config.retrain.cooldown == timedelta(days=14) and config.retrain.min_new_labelled_rows == 5000
     assert config.retrain.max_model_age == timedelta(days=60) and RetrainConfig().retrain.max_model_age is None
+    assert config.retrain.rejection_backoff == 3 and RetrainConfig().retrain.rejection_backoff == 2
     assert config.gate.min_improvement == 0.01 and config.gate.max_slice_regression == 0.02
     assert (config.canary_percent, config.bake, config.min_canary_requests) == (20, timedelta(hours=12), 100)
     target = apply_overrides(TARGETS, overrides)["flights"]
@@ -35,6 +36,8 @@ endpoints:
     ("policy: {cooldwn: 1d}", "policy.cooldwn"),
     ("canary: {bake: soon}", "canary.bake"),
     ("policy: {max_model_age: old}", "policy.max_model_age"),
+    ("policy: {rejection_backoff: 0.5}", "policy.rejection_backoff"),
+    ("policy: {rejection_backoff: twice}", "policy.rejection_backoff"),
     ("gate: {primary_metric: recall}", "gate"),
     ("endpoints: {trains: {rule: recent_only}}", "endpoints.trains"),
     ("extras: 1", "extras"),

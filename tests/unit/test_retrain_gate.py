@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from retrain.gate import EvalReport, GatePolicy, decide
-from retrain.policy import RetrainPolicy, enough_rows, last_data_end, may_start
+from retrain.policy import RetrainPolicy, enough_rows, last_data_end, may_start, rejections_since_promotion
 
 
 def report(auc, rows=1000, slices=None, log_loss=0.5):
@@ -93,6 +93,26 @@ def test_policy_cooldown_and_daily_cap():
                        RetrainPolicy(cooldown=timedelta(0), max_per_day=1))
     assert not capped.allowed and "daily cap" in capped.reasons[0]
     assert may_start([run("a", "skipped")], NOW, policy).allowed  # a skipped request never ran
+
+
+def test_drifts_cooldown_backs_off_per_rejected_challenger_since_the_last_promotion():
+    """Rejected challengers say training on today's data does not help: drift waits 7, 14, 28 days; a promotion
+    resets it; failed and rolled-back runs neither count nor reset; a person's request is not held."""
+    policy = RetrainPolicy(cooldown=timedelta(days=7))
+    days = [NOW - timedelta(days=d) for d in (60, 40, 20)]
+    history = [run("a", "promoted", days[0]), run("b", "rejected", days[1]), run("c", "failed", days[1]),
+               run("d", "rejected", days[2]), run("e", "rolled_back", days[2]), run("f", "skipped")]
+    assert rejections_since_promotion(history) == 2
+    held = may_start(history, NOW, policy, drift=True)  # 20 days since the last one, 28 needed
+    assert not held.allowed
+    assert "less than 28 days" in held.reasons[0] and "2 challenger(s) rejected" in held.reasons[0]
+    assert may_start(history, NOW, policy).allowed  # a request by a person: the plain cooldown
+    assert may_start(history, NOW + timedelta(days=8), policy, drift=True).allowed
+    promoted = [*history, run("g", "promoted", NOW - timedelta(days=8))]
+    assert rejections_since_promotion(promoted) == 0 and may_start(promoted, NOW, policy, drift=True).allowed
+    assert may_start(history, NOW, RetrainPolicy(cooldown=timedelta(days=7), rejection_backoff=1), drift=True).allowed
+    with pytest.raises(ValueError, match="at least 1"):
+        RetrainPolicy(rejection_backoff=0.5)
 
 
 def test_policy_needs_enough_new_labelled_rows():

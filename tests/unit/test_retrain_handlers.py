@@ -217,6 +217,37 @@ def test_drift_retrains_a_stale_champion_only_past_max_model_age(deps, models, t
     assert len(deps.runner.submitted) == 1
 
 
+def test_after_rejected_challengers_drift_waits_longer_and_a_persons_request_does_not(deps):
+    """Cooldown 3 days. A drift retrain is rejected: four days on, drift is held (6 days needed), a person's
+    request is not; it is rejected too: drift now waits 12 days from it, and starts on the 13th."""
+    def drift(day):
+        return on_retrain_event(drift_event(deps, window=f"2013-06-{day:02d}"), deps)
+
+    def new_labels():  # the fake serves the same rows: a month later, they are new to the next retrain
+        deps.labelled.frame = deps.labelled.frame.assign(time=deps.labelled.frame["time"] + timedelta(days=31))
+
+    drift(1)
+    (first,) = deps.runner.submitted
+    assert finish_run(deps, first, auc=0.69)["accepted"] is False
+    deps.clock.advance(timedelta(days=4))
+    held = drift(5)
+    assert held["started"] is False
+    assert "less than 6 days" in held["reasons"][0] and "1 challenger(s) rejected" in held["reasons"][0]
+    new_labels()
+    asked = request_retrain(EP.name, "the team asks", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
+    on_retrain_event(deps.publisher.of("mlops.retrain.requested.v1")[0], deps)
+    assert get_run(asked["run_id"], deps)["state"] == "running"
+    assert finish_run(deps, asked["run_id"], auc=0.68)["accepted"] is False
+    deps.clock.advance(timedelta(days=11))
+    held = drift(16)
+    assert held["started"] is False and "less than 12 days" in held["reasons"][0]
+    deps.clock.advance(timedelta(days=2))
+    new_labels()
+    drift(18)
+    assert len(deps.runner.submitted) == 3
+    assert get_run(list(deps.runner.submitted)[-1], deps)["policy"]["rejection_backoff"] == 2
+
+
 def test_too_few_new_labelled_rows_skips_the_request_with_its_reason(deps):
     deps.labelled.frame = deps.labelled.frame.iloc[:100]
     run = request_retrain(EP.name, "try", trigger={"kind": "http"}, idempotency_key="k", deps=deps)
