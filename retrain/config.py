@@ -2,7 +2,7 @@
 
     policy:   {cooldown: 7d, max_per_day: 1, min_new_labelled_rows: 1000,
                require_performance_at_risk: true, min_performance_drop: 0.02, noise_z: 2.0,
-               max_model_age: null}
+               max_model_age: null, rejection_backoff: 2}
     gate:     {primary_metric: auc, min_improvement: 0.005, max_slice_regression: 0.02,
                min_holdout_rows: 200, min_slice_rows: 500}
     canary:   {percent: 10, bake: 6h, max_error_rate: 0.02, max_p95_latency_ms: 500, min_requests: 50}

@@ -12,12 +12,13 @@ History is the endpoint's run records (state store kind core.records.RUN), as pl
 run counts towards the cooldown and the daily cap, whatever its outcome (a rejected challenger too),
 so a persistent drift cannot make the endpoint retrain over and over.
 
-A rejected challenger is evidence that training on the current data does not beat the champion now, and the
-drift that triggered it is still there: the next drift-triggered retrain of the endpoint waits
-`rejection_backoff` times longer per consecutive rejection since the last promotion (2: 7, 14, 28 days ...),
-back to the plain cooldown once a challenger is promoted. A rejected retrain never changed the served model, so
-waiting costs nothing but the chance of a better challenger sooner. A retrain a person requests is never held
-by the back-off (only by the plain cooldown and cap); its rejection counts like any other.
+A challenger that did not replace the champion (rejected by the gate, or rolled back from its canary) is
+evidence that a retrain now does not pay: the data cannot beat the champion yet, or what it trains cannot be
+served healthily (a starved or failing canary). The next drift-triggered retrain of the endpoint waits
+`rejection_backoff` times longer per such challenger in a row since the last promotion (2: 7, 14, 28 days ...),
+back to the plain cooldown once one is promoted. Such a retrain never changed the served model, so waiting
+costs only the chance of a better challenger sooner. A retrain a person requests is never held by the
+back-off (only by the plain cooldown and cap); its outcome counts like any other.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class RetrainPolicy:
     # (the monitor alerts at alpha 0.001): a retrain is still gated by the challenger's own evaluation.
     noise_z: float = 2.0
     max_model_age: timedelta | None = None  # None: off; else drift retrains a champion trained on older data
-    rejection_backoff: float = 2.0  # drift's cooldown x this per consecutive rejected challenger; 1: off
+    rejection_backoff: float = 2.0  # drift's cooldown x this per challenger in a row not promoted; 1: off
 
     def to_json(self) -> dict[str, Any]:
         return {"cooldown_s": self.cooldown.total_seconds(), "max_per_day": self.max_per_day,
@@ -75,7 +76,7 @@ def active_run(history: Iterable[Mapping[str, Any]], *, exclude: str | None = No
 def may_start(history: list[Mapping[str, Any]], now: datetime, policy: RetrainPolicy, *,
               run_id: str | None = None, drift: bool = False) -> PolicyDecision:
     """Before any data is read: is another run active, is the endpoint cooling down, is today's cap hit?
-    `drift`: the retrain is triggered by drift, so the cooldown backs off after rejected challengers."""
+    `drift`: the retrain is triggered by drift, so the cooldown backs off after challengers not promoted."""
     others = [r for r in history if r["run_id"] != run_id]
     busy = active_run(others)
     if busy:
@@ -86,7 +87,7 @@ def may_start(history: list[Mapping[str, Any]], now: datetime, policy: RetrainPo
     cooldown = policy.cooldown * policy.rejection_backoff ** rejected
     if submitted and now - submitted[-1] < cooldown:
         why = (f" ({policy.cooldown} x {policy.rejection_backoff:g}^{rejected}: {rejected} challenger(s) "
-               f"rejected since the last promotion)" if cooldown != policy.cooldown else "")
+               f"rejected or rolled back since the last promotion)" if cooldown != policy.cooldown else "")
         reasons.append(f"cooldown: last retrain submitted at {submitted[-1].isoformat()}, "
                        f"less than {cooldown} ago{why}")
     today = [t for t in submitted if now - t < timedelta(days=1)]
@@ -96,13 +97,13 @@ def may_start(history: list[Mapping[str, Any]], now: datetime, policy: RetrainPo
 
 
 def rejections_since_promotion(history: Iterable[Mapping[str, Any]]) -> int:
-    """Rejected challengers after the latest promoted one, in submission order (failed, rolled back and skipped
-    runs say nothing about whether the data can beat the champion: they neither count nor reset)."""
+    """Challengers rejected or rolled back after the latest promoted one, in submission order (failed and skipped
+    runs never produced a challenger to judge: they neither count nor reset)."""
     count = 0
     for run in sorted((r for r in history if r.get("submitted_at")), key=lambda r: parse_time(r["submitted_at"])):
         if run["state"] == "promoted":
             count = 0
-        elif run["state"] == "rejected":
+        elif run["state"] in ("rejected", "rolled_back"):
             count += 1
     return count
 
