@@ -95,17 +95,17 @@ def test_policy_cooldown_and_daily_cap():
     assert may_start([run("a", "skipped")], NOW, policy).allowed  # a skipped request never ran
 
 
-def test_drifts_cooldown_backs_off_per_rejected_challenger_since_the_last_promotion():
-    """Rejected challengers say training on today's data does not help: drift waits 7, 14, 28 days; a promotion
-    resets it; failed and rolled-back runs neither count nor reset; a person's request is not held."""
+def test_drifts_cooldown_backs_off_per_challenger_not_promoted_since_the_last_promotion():
+    """Rejected and rolled-back challengers say a retrain now does not pay: drift waits 7, 14, 28 days; a
+    promotion resets it; failed and skipped runs neither count nor reset; a person's request is not held."""
     policy = RetrainPolicy(cooldown=timedelta(days=7))
     days = [NOW - timedelta(days=d) for d in (60, 40, 20)]
     history = [run("a", "promoted", days[0]), run("b", "rejected", days[1]), run("c", "failed", days[1]),
-               run("d", "rejected", days[2]), run("e", "rolled_back", days[2]), run("f", "skipped")]
+               run("d", "rolled_back", days[2]), run("e", "skipped")]
     assert rejections_since_promotion(history) == 2
     held = may_start(history, NOW, policy, drift=True)  # 20 days since the last one, 28 needed
     assert not held.allowed
-    assert "less than 28 days" in held.reasons[0] and "2 challenger(s) rejected" in held.reasons[0]
+    assert "less than 28 days" in held.reasons[0] and "2 challenger(s) rejected or rolled back" in held.reasons[0]
     assert may_start(history, NOW, policy).allowed  # a request by a person: the plain cooldown
     assert may_start(history, NOW + timedelta(days=8), policy, drift=True).allowed
     promoted = [*history, run("g", "promoted", NOW - timedelta(days=8))]
