@@ -96,8 +96,8 @@ def test_policy_cooldown_and_daily_cap():
 
 
 def test_drifts_cooldown_backs_off_per_challenger_not_promoted_since_the_last_promotion():
-    """Rejected and rolled-back challengers say a retrain now does not pay: drift waits 7, 14, 28 days; a
-    promotion resets it; failed and skipped runs neither count nor reset; a person's request is not held."""
+    """Rejected and rolled-back challengers say a retrain now does not pay: drift waits 7, 14, 28, at most 56
+    days; a promotion resets it; failed and skipped runs neither count nor reset; a person's request is not held."""
     policy = RetrainPolicy(cooldown=timedelta(days=7))
     days = [NOW - timedelta(days=d) for d in (60, 40, 20)]
     history = [run("a", "promoted", days[0]), run("b", "rejected", days[1]), run("c", "failed", days[1]),
@@ -111,6 +111,10 @@ def test_drifts_cooldown_backs_off_per_challenger_not_promoted_since_the_last_pr
     promoted = [*history, run("g", "promoted", NOW - timedelta(days=8))]
     assert rejections_since_promotion(promoted) == 0 and may_start(promoted, NOW, policy, drift=True).allowed
     assert may_start(history, NOW, RetrainPolicy(cooldown=timedelta(days=7), rejection_backoff=1), drift=True).allowed
+    many = [*history, *(run(f"r{i}", "rejected", days[2] + timedelta(days=i)) for i in range(1, 6))]
+    assert rejections_since_promotion(many) == 7
+    assert not may_start(many, NOW + timedelta(days=40), policy, drift=True).allowed  # 55 days after the last
+    assert may_start(many, NOW + timedelta(days=42), policy, drift=True).allowed  # 57: the cap is 56 days, not 896
     with pytest.raises(ValueError, match="at least 1"):
         RetrainPolicy(rejection_backoff=0.5)
 
