@@ -183,7 +183,8 @@ def json_column(values: Any) -> Any:
 def _arrow_json_column(values: Any) -> Any:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
-    encoded = values.cast(pa.string()).dictionary_encode()
+    # the local store's labels come dictionary-encoded already: their few values decode without a pass per row
+    encoded = values if pa.types.is_dictionary(values.type) else values.cast(pa.string()).dictionary_encode()
     distinct = [_json_value(text) for text in encoded.dictionary.to_pylist()]
     index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)  # -1: the null at the end
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in distinct):

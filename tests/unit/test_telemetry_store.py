@@ -165,3 +165,16 @@ def test_a_sample_of_a_window_is_uniform_seeded_in_time_order_and_labelled(tmp_p
     assert {int(i[1:]) // 1000 for i in ids} == {0, 1}  # both hours drawn from
     labels = dict(zip(ids, sample["label"].to_pylist(), strict=True))
     assert all(labels[i] == (str(int(i[1:]) % 3) if int(i[1:]) % 2 == 0 else None) for i in ids)
+
+
+def test_labels_of_many_hours_join_whether_or_not_an_hour_holds_a_correction(tmp_path):
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    store.write([r for h in range(3) for r in records(10 * h, 2, T0 + timedelta(hours=h))])
+    day = T0 + timedelta(days=1)
+    store.write_labels([LabelRecord(f"r{10 * h + i}", ["late", "on-time"][i], day) for h in range(3) for i in (0, 1)])
+    source, window = LocalTelemetrySource(store, FEATURES), Window(T0, T0 + timedelta(hours=3))
+    expected = ["late", "on-time"] * 3  # one label segment per hour: joined without picking winners
+    assert source.fetch(EndpointRef("ep"), window).frame.label.tolist() == expected
+    store.write_labels([LabelRecord("r1", "late", day + timedelta(hours=1))])  # hour 0 now holds two segments
+    assert len(label_files(store)) == 4
+    assert source.fetch(EndpointRef("ep"), window).frame.label.tolist() == ["late", "late"] + expected[2:]
