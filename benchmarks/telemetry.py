@@ -127,7 +127,7 @@ def _sdk_frame(table):
     return pd.concat([frame, inputs], axis=1)
 
 
-def run_local(rows: int, numeric: int, batch: int = 1000, repeat: int = 5, cold: int = 3) -> dict:
+def run_local(rows: int, numeric: int, batch: int = 1000, repeat: int = 5, cold: int = 5) -> dict:
     """LocalTelemetrySource.fetch of one window of `rows` requests, beside pyarrow reading the same rows
     from one Parquet file (the floor). The store is filled first, untimed, through its own write path in
     batches of `batch` requests (what the local endpoint and the scoring-script logger do); a quarter of
@@ -135,8 +135,8 @@ def run_local(rows: int, numeric: int, batch: int = 1000, repeat: int = 5, cold:
 
     Warm: medians of `repeat` reads in this process, the two sides alternately and in alternating order
     (the first big read of a process also pays for memory it touches for the first time). Cold: medians of
-    `cold` first reads, each in a fresh process that has imported what its side needs, as a check process
-    meets it (our fetch's own lazy imports are in its time)."""
+    `cold` first reads, each in a fresh process that has imported the same libraries (see cold_once).
+    """
     import statistics
     import tempfile
     from pathlib import Path
@@ -207,12 +207,17 @@ def _cold(side: str, folder, numeric: int) -> float:
 
 
 def cold_once(side: str, folder: str, numeric: int) -> float:
-    """The seconds of one read in this (fresh) process, after the imports its side needs."""
+    """The seconds of one read in this (fresh) process. Both sides import the libraries first (pandas and
+    pyarrow's compute, dataset and parquet modules: pq.read_table imports pyarrow.dataset on its first call),
+    so neither pays for loading a library the other has loaded already."""
     from pathlib import Path
 
-    if side == "read":
-        import pyarrow.parquet as pq
+    import pandas  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.dataset  # noqa: F401
+    import pyarrow.parquet as pq
 
+    if side == "read":
         return _timed(lambda: pq.read_table(Path(folder) / "window.parquet"))[1]
     from core.telemetry_store import SqliteTelemetryStore
     from core.types import EndpointRef, Window
