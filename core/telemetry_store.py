@@ -68,6 +68,8 @@ CREATE INDEX label_segments_endpoint_hour ON label_segments (endpoint, hour)"""
 _LABEL_SEGMENTS_SQL = "SELECT path, hour FROM label_segments WHERE endpoint = ? AND hour >= ? AND hour <= ? ORDER BY id"
 _SEGMENTS_SQL = "SELECT path FROM segments WHERE endpoint = ? AND hour >= ? AND hour <= ? AND last_us >= ? " \
                 "AND first_us < ? ORDER BY hour, id"
+_COUNT_HOURS_SQL = """SELECT (SELECT COALESCE(SUM(rows), 0) FROM segments WHERE endpoint = ? AND hour >= ? AND hour < ?)
+    + (SELECT COUNT(*) FROM requests WHERE typed IS NULL AND endpoint = ? AND time_us >= ? AND time_us < ?)"""
 HOUR_US = 3_600_000_000
 COMPACT_AT = 16  # segments of one hour merged into one file once there are this many
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -352,10 +354,17 @@ class SqliteTelemetryStore:
         return paths, legacy, labels
 
     def count_window(self, endpoint: str, start: datetime, end: datetime, deployment: str | None = None) -> int:
-        """How many requests [start, end) holds: one range of an index, no segment read."""
+        """How many requests [start, end) holds, no segment read. A window of whole hours of every deployment
+        (the usual check) is counted from the catalog, each segment holding one hour's rows, plus the rows of
+        older versions (a partial index): a range of the requests index costs 0.07 s per million rows, over a
+        second the first time a process reads it. Any other window counts that range."""
+        start_us, end_us = micros(start), micros(end)
+        if deployment is None and start_us % HOUR_US == 0 and end_us % HOUR_US == 0:
+            return self._query(_COUNT_HOURS_SQL, (endpoint, start_us // HOUR_US, end_us // HOUR_US,
+                                                  endpoint, start_us, end_us))[0][0]
         return self._query("SELECT COUNT(*) FROM requests WHERE endpoint = ? AND time_us >= ? AND time_us < ? "
                            "AND (? IS NULL OR deployment = ?)",
-                           (endpoint, micros(start), micros(end), deployment, deployment))[0][0]
+                           (endpoint, start_us, end_us, deployment, deployment))[0][0]
 
     def deployment_health(self, endpoint: str, deployment: str, since: datetime, until: datetime) -> DeploymentHealth:
         rows = self._query("SELECT latency_ms, status_code FROM requests WHERE endpoint = ? AND deployment = ? "

@@ -87,6 +87,13 @@ def test_rows_of_an_older_version_are_read_beside_typed_ones(tmp_path):
     assert list(frame.request_id) == ["r0", "old-1", "r1", "r2"]  # in time order, the retry stored once
     assert list(frame.distance) == [0.0, 7.5, 1.0, 2.0] and list(frame.origin) == ["JFK", "LGA", "JFK", "JFK"]
     assert frame.label.tolist()[1] == 1  # its label, kept in SQLite by that version, is read too
+    store.write(records(3, 2, T0 + timedelta(minutes=59, seconds=59)))  # r4 falls in the next hour
+    hour, first_hours = Window(T0, T0 + timedelta(hours=1)), Window(T0, T0 + timedelta(hours=2))
+    source = LocalTelemetrySource(store, FEATURES)
+    assert source.count(EndpointRef("ep"), hour) == 5  # from the catalog (whole hours): typed and older rows
+    assert source.count(EndpointRef("ep"), first_hours) == 6
+    assert source.count(EndpointRef("ep"), Window(T0 + timedelta(seconds=1), hour.end)) == 4  # from the index
+    assert source.count(EndpointRef("ep", "blue"), hour) == 5
 
 
 def label_files(store: SqliteTelemetryStore) -> list:
