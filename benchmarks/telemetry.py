@@ -8,7 +8,8 @@ Both sides go through a real LogsQueryClient whose transport serves one recorded
 caller then needs for a frame (DataFrame from the rows, inputs JSON decoded); `columnar_s` is
 `LogAnalyticsTelemetrySource.fetch` until its TelemetryBatch exists (typed, validated feature columns).
 With --local: the local store's fetch of a window (typed columns) beside pyarrow reading the same rows from
-one Parquet file (see run_local). Prints one JSON line.
+one Parquet file, warm (in one process) and cold (the first read of a fresh process); see run_local.
+Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -126,53 +127,106 @@ def _sdk_frame(table):
     return pd.concat([frame, inputs], axis=1)
 
 
-def run_local(rows: int, numeric: int, batch: int = 1000, repeat: int = 3) -> dict:
+def run_local(rows: int, numeric: int, batch: int = 1000, repeat: int = 5, cold: int = 5) -> dict:
     """LocalTelemetrySource.fetch of one window of `rows` requests, beside pyarrow reading the same rows
     from one Parquet file (the floor). The store is filled first, untimed, through its own write path in
     batches of `batch` requests (what the local endpoint and the scoring-script logger do); a quarter of
-    the requests have a label. Medians of `repeat` reads, each side alternately."""
+    the requests have a label.
+
+    Warm: medians of `repeat` reads in this process, the two sides alternately and in alternating order
+    (the first big read of a process also pays for memory it touches for the first time). Cold: medians of
+    `cold` first reads, each in a fresh process that has imported the same libraries (see cold_once).
+    """
     import statistics
     import tempfile
     from pathlib import Path
 
     import pyarrow.parquet as pq
 
-    from core.telemetry import LabelRecord, RequestRecord
     from core.telemetry_store import SqliteTelemetryStore
     from core.types import EndpointRef, Window
     from monitors.telemetry.local import LocalTelemetrySource
 
-    micros, table = generate(rows, numeric)
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteTelemetryStore(Path(folder) / "telemetry.sqlite")
-        started = time.perf_counter()
-        for i in range(0, rows, batch):
-            store.write([RequestRecord(time=_at(micros[j]), request_id=table[j][1], endpoint="flights",
-                                       deployment=table[j][2], model_version=table[j][3],
-                                       inputs=json.loads(table[j][4]), prediction=float(table[j][5]),
-                                       score=table[j][6], latency_ms=table[j][7], status_code=table[j][8])
-                         for j in range(i, min(i + batch, rows))])
-        store.write_labels([LabelRecord(table[j][1], int(table[j][9]), _at(micros[j]) + timedelta(days=1))
-                            for j in range(rows) if table[j][9]])
-        write_s = time.perf_counter() - started
-        del table
-        features = {**{f"x{j}": "numeric" for j in range(numeric)}, "origin": "categorical"}
-        source = LocalTelemetrySource(store, features)
+        write_s = _fill(store, rows, numeric, batch)
+        source = LocalTelemetrySource(store, _features(numeric))
         window = Window(T0, T0 + timedelta(days=1))
         floor = Path(folder) / "window.parquet"
         pq.write_table(store.read_window("flights", window.start, window.end), floor)  # the same rows, one file
-        fetch, read = [], []
-        for _ in range(repeat):
-            batch_, seconds = _timed(lambda: source.fetch(EndpointRef("flights"), window))
-            assert batch_.rows == rows, batch_.rejected
-            fetch.append(seconds)
-            del batch_
-            read.append(_timed(lambda: pq.read_table(floor))[1])
+        sides = {"fetch": lambda: source.fetch(EndpointRef("flights"), window), "read": lambda: pq.read_table(floor)}
+        runs: dict[str, list[float]] = {"fetch": [], "read": [], "fetch_cold": [], "read_cold": []}
+        for i in range(repeat):
+            for side in ("fetch", "read") if i % 2 == 0 else ("read", "fetch"):
+                result, seconds = _timed(sides[side])
+                assert side == "read" or result.rows == rows, result.rejected
+                runs[side].append(seconds)
+                del result
+        for i in range(cold):
+            for side in ("fetch", "read") if i % 2 == 0 else ("read", "fetch"):
+                runs[f"{side}_cold"].append(_cold(side, Path(folder), numeric))
         segments = len(list(store.segments.rglob("*.parquet")))
-    fetch_s, read_s = statistics.median(fetch), statistics.median(read)
+    m = {side: statistics.median(seconds) for side, seconds in runs.items()}
     return {"rows": rows, "features": numeric + 1, "write_batch": batch, "segments": segments,
-            "write_s": round(write_s, 1), "fetch_s": round(fetch_s, 3), "parquet_read_s": round(read_s, 3),
-            "fetch_over_parquet_read": round(fetch_s / read_s, 2), "rows_per_s": int(rows / fetch_s)}
+            "write_s": round(write_s, 1), "fetch_s": round(m["fetch"], 3), "parquet_read_s": round(m["read"], 3),
+            "fetch_over_parquet_read": round(m["fetch"] / m["read"], 2), "rows_per_s": int(rows / m["fetch"]),
+            "fetch_cold_s": round(m["fetch_cold"], 3), "parquet_read_cold_s": round(m["read_cold"], 3),
+            "cold_fetch_over_parquet_read": round(m["fetch_cold"] / m["read_cold"], 2),
+            **{f"{side}_runs_s": [round(x, 3) for x in seconds] for side, seconds in runs.items()}}
+
+
+def _fill(store, rows: int, numeric: int, batch: int) -> float:
+    """The store written through its own write path; returns the seconds it took."""
+    from core.telemetry import LabelRecord, RequestRecord
+
+    micros, table = generate(rows, numeric)
+    started = time.perf_counter()
+    for i in range(0, rows, batch):
+        store.write([RequestRecord(time=_at(micros[j]), request_id=table[j][1], endpoint="flights",
+                                   deployment=table[j][2], model_version=table[j][3],
+                                   inputs=json.loads(table[j][4]), prediction=float(table[j][5]),
+                                   score=table[j][6], latency_ms=table[j][7], status_code=table[j][8])
+                     for j in range(i, min(i + batch, rows))])
+    store.write_labels([LabelRecord(table[j][1], int(table[j][9]), _at(micros[j]) + timedelta(days=1))
+                        for j in range(rows) if table[j][9]])
+    return time.perf_counter() - started
+
+
+def _features(numeric: int) -> dict[str, str]:
+    return {**{f"x{j}": "numeric" for j in range(numeric)}, "origin": "categorical"}
+
+
+def _cold(side: str, folder, numeric: int) -> float:
+    """One side's first read in a fresh process (see cold_once)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.telemetry", "--cold-once", side, "--folder", str(folder),
+                          "--numeric", str(numeric)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def cold_once(side: str, folder: str, numeric: int) -> float:
+    """The seconds of one read in this (fresh) process. Both sides import the libraries first (pandas and
+    pyarrow's compute, dataset and parquet modules: pq.read_table imports pyarrow.dataset on its first call),
+    so neither pays for loading a library the other has loaded already."""
+    from pathlib import Path
+
+    import pandas  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.dataset  # noqa: F401
+    import pyarrow.parquet as pq
+
+    if side == "read":
+        return _timed(lambda: pq.read_table(Path(folder) / "window.parquet"))[1]
+    from core.telemetry_store import SqliteTelemetryStore
+    from core.types import EndpointRef, Window
+    from monitors.telemetry.local import LocalTelemetrySource
+
+    source = LocalTelemetrySource(SqliteTelemetryStore(Path(folder) / "telemetry.sqlite"), _features(numeric))
+    batch, seconds = _timed(lambda: source.fetch(EndpointRef("flights"), Window(T0, T0 + timedelta(days=1))))
+    assert batch.rows and not batch.rejected, batch.rejected
+    return seconds
 
 
 def _at(us: int) -> datetime:
@@ -184,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--rows", type=int, default=1_000_000)
     cli.add_argument("--numeric", type=int, default=10, help="numeric features per request (plus one categorical)")
     cli.add_argument("--local", action="store_true", help="measure the local store's fetch instead")
+    cli.add_argument("--cold-once", choices=("fetch", "read"), help=argparse.SUPPRESS)  # a child of --local
+    cli.add_argument("--folder", help=argparse.SUPPRESS)
     args = cli.parse_args(argv)
+    if args.cold_once:
+        print(cold_once(args.cold_once, args.folder, args.numeric))
+        return 0
     print(json.dumps(run_local(args.rows, args.numeric) if args.local else run(args.rows, args.numeric)))
     return 0
 

@@ -26,14 +26,17 @@ def in_window(table: "pa.Table", start_us: int, end_us: int, deployment: str | N
 
 
 def join_labels(table: "pa.Table", labels: "pa.Table") -> "pa.Array":
-    """Each row's label (null until it arrives). Rows are in time order and labels carry their request's
-    time, so a label finds its row by binary search; only ties in time compare more than one id."""
+    """Each row's label (null until it arrives), dictionary-encoded. Rows are in time order and labels carry
+    their request's time, so a label finds its row by binary search; only ties in time compare more than one id."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not labels.num_rows or not table.num_rows:
         return pa.nulls(table.num_rows, pa.string())
+    label = labels["label"].combine_chunks()  # one dictionary: the join takes indices, not strings
+    if not pa.types.is_dictionary(label.type):
+        label = label.cast(pa.string()).dictionary_encode()
     ids, label_ids = table["request_id"], labels["request_id"].cast(pa.string())
     times = table["time_us"].to_numpy()
     label_times = labels["request_us"].to_numpy(zero_copy_only=False)
@@ -49,7 +52,7 @@ def join_labels(table: "pa.Table", labels: "pa.Table") -> "pa.Array":
             index = index.to_numpy(zero_copy_only=False)
             hit = ~np.isnan(index) if index.dtype.kind == "f" else index >= 0
             which[rows[hit]] = rest[index[hit].astype(np.int64)]
-    return labels["label"].cast(pa.string()).take(pa.array(which, mask=which < 0))
+    return label.take(pa.array(which, mask=which < 0))
 
 
 def _same_time(times: "np.ndarray", wanted: "np.ndarray") -> "np.ndarray":
@@ -71,28 +74,29 @@ def labels_table(rows: list[tuple]) -> "pa.Table":
                      "time_us": pa.array(times, pa.int64()), "request_us": pa.array(requests, pa.int64())})
 
 
-def latest_labels(paths: list[str], start_us: int | None = None, end_us: int | None = None) -> "pa.Table":
+def latest_labels(paths: list[str], start_us: int | None = None, end_us: int | None = None, *,
+                  distinct: bool = False) -> "pa.Table":
     """The labels of these segments (in catalog order) whose request lies in [start, end): per request, the
-    one of the last segment that holds it, which was the stored winner when that segment was written."""
+    one of the last segment that holds it, which was the stored winner when that segment was written.
+
+    `distinct`: the caller knows that no request has a label in two of these segments (a segment holds one
+    label per request, and the catalog has one segment per request hour), so there is no winner to pick; the
+    rows then come in no particular order, without the label time (`time_us`), the label dictionary-encoded.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     if not paths:
         return labels_table([])
-    if len(paths) > 1:  # one file per request hour: read them on threads (the reads release the GIL), in order
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(len(paths), 4)) as pool:
-            table = pa.concat_tables(list(pool.map(pq.read_table, paths)))
-    else:
-        table = pq.read_table(paths[0])
+    table = _read_distinct_labels(paths) if distinct else _read_labels(paths)
     if start_us is not None and end_us is not None and table.num_rows:
         requests = table["request_us"]
         bounds = pc.min_max(requests)
         if bounds["min"].as_py() < start_us or bounds["max"].as_py() >= end_us:  # hour segments: often all inside
             table = table.filter(pc.and_(pc.greater_equal(requests, start_us), pc.less(requests, end_us)))
+    if distinct:
+        return table
     # a request has one time, so labels of distinct request times are of distinct requests: a sort of the
     # times (~10 ms for 250k labels) settles it without hashing every id
     times = np.sort(table["request_us"].to_numpy(zero_copy_only=False))
@@ -101,6 +105,38 @@ def latest_labels(paths: list[str], start_us: int | None = None, end_us: int | N
     order = pa.array(np.arange(table.num_rows))
     last = table.append_column("order", order).group_by("request_id").aggregate([("order", "max")])
     return table.take(last["order_max"])
+
+
+def _read_labels(paths: list[str]) -> "pa.Table":
+    """Every column of the segments, in catalog order (the order decides which label of a request wins)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(paths) == 1:
+        return pq.read_table(paths[0])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(paths), 4)) as pool:  # the reads release the GIL
+        return pa.concat_tables(list(pool.map(pq.read_table, paths)))
+
+
+def _read_distinct_labels(paths: list[str]) -> "pa.Table":
+    """What a join needs, in one multi-threaded scan: labels repeat a few values, so they come as a dictionary."""
+    import pyarrow.dataset as ds
+
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=["label"]))
+    return ds.dataset(paths, format=fmt).to_table(columns=["request_id", "label", "request_us"])
+
+
+def write_parquet(table: "pa.Table", out: Any) -> None:
+    """A segment as written everywhere: LZ4; dictionary pages for text that repeats (deployment, version, text
+    inputs, labels), none for request ids (all distinct) or numbers (plain pages decode fastest)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = [f.name for f in table.schema if f.name != "request_id" and (pa.types.is_string(f.type) or
+                                                                       pa.types.is_dictionary(f.type))]
+    pq.write_table(table, out, compression="lz4", use_dictionary=text)
 
 
 def read_segments(paths: list[str]) -> "pa.Table":

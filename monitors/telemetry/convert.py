@@ -95,10 +95,11 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], featur
         rej.reject(int(i), "missing_field", "request_id is empty", ids[int(i)])
     times = _times(raw["time"])
     latency = _floats(raw["latency_ms"])
-    status = _floats(raw["status_code"])
+    status = _status(raw["status_code"])
     _check_column(rej, "time", pd.isna(times))
     _check_column(rej, "latency_ms", np.isnan(latency))
-    _check_column(rej, "status_code", np.isnan(status))
+    if status.dtype.kind == "f":
+        _check_column(rej, "status_code", np.isnan(status))
     for i in np.flatnonzero(np.isinf(latency)):
         rej.reject(int(i), "non_finite", "latency_ms is not finite", float(latency[i]))
     cells = _generation_cells(raw.get("generation"))
@@ -124,7 +125,8 @@ def _build(endpoint: EndpointRef, window: Window, raw: Mapping[str, Any], featur
                                                else _pylist(raw["label"]))}, copy=False)  # no block copy
     if rej.bad.any():
         frame = frame.loc[~rej.bad].reset_index(drop=True)
-    frame["status_code"] = frame["status_code"].astype("int64")
+    if frame["status_code"].dtype != np.int64:
+        frame["status_code"] = frame["status_code"].astype("int64")
     return TelemetryBatch(endpoint=endpoint, window=window, frame=frame, rejected=dict(rej.counts),
                           rejected_examples=tuple(rej.examples))
 
@@ -183,7 +185,8 @@ def json_column(values: Any) -> Any:
 def _arrow_json_column(values: Any) -> Any:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
-    encoded = values.cast(pa.string()).dictionary_encode()
+    # the local store's labels come dictionary-encoded already: their few values decode without a pass per row
+    encoded = values if pa.types.is_dictionary(values.type) else values.cast(pa.string()).dictionary_encode()
     distinct = [_json_value(text) for text in encoded.dictionary.to_pylist()]
     index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)  # -1: the null at the end
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in distinct):
@@ -238,8 +241,21 @@ def _objects(column: Any) -> np.ndarray:
 
 def _floats(column: Any) -> np.ndarray:
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
-        return column.to_numpy(zero_copy_only=False).astype(np.float64)
+        return _owned(column.to_numpy(zero_copy_only=False), np.float64)
     return np.array(column, dtype=np.float64)
+
+
+def _owned(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """`values` as `dtype`, writable, copied only when it must be: a chunked column's to_numpy is a fresh array
+    already, and fresh memory is slow to touch (a second copy of a million rows costs more than the first)."""
+    return values.astype(dtype, copy=not values.flags.writeable)
+
+
+def _status(column: Any) -> np.ndarray:
+    """Status codes as int64 when none is missing, else as float64 with NaN for the missing ones."""
+    if isinstance(column, (pa.Array, pa.ChunkedArray)) and pa.types.is_integer(column.type) and not column.null_count:
+        return _owned(column.to_numpy(zero_copy_only=False), np.int64)
+    return _floats(column)
 
 
 def _times(column: Any) -> pd.DatetimeIndex:
@@ -247,7 +263,9 @@ def _times(column: Any) -> pd.DatetimeIndex:
     if not isinstance(column, (pa.Array, pa.ChunkedArray)):
         column = pa.array(column, type=pa.string())
     if pa.types.is_integer(column.type):  # microseconds -> nanoseconds in one multiplication (nulls: NaT)
-        nanos = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.int64) * 1000
+        nanos = (pc.fill_null(column, 0) if column.null_count else column).to_numpy(zero_copy_only=False)
+        nanos = _owned(nanos, np.int64)
+        nanos *= 1000
         if column.null_count:
             nanos[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.iinfo(np.int64).min  # NaT
         return pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")

@@ -68,7 +68,8 @@ class LocalTelemetrySource:
 
 def prediction(table: pa.Table) -> Any:
     """Numbers as float64; anything else (class names, probability lists) as decoded JSON objects."""
-    numbers = table["prediction"].to_numpy(zero_copy_only=False).astype(np.float64)
+    numbers = table["prediction"].to_numpy(zero_copy_only=False)
+    numbers = numbers.astype(np.float64, copy=not numbers.flags.writeable)  # a chunked column's is fresh already
     texts = table["prediction_json"]
     if texts.null_count == len(texts):
         return numbers

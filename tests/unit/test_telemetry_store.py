@@ -87,6 +87,13 @@ def test_rows_of_an_older_version_are_read_beside_typed_ones(tmp_path):
     assert list(frame.request_id) == ["r0", "old-1", "r1", "r2"]  # in time order, the retry stored once
     assert list(frame.distance) == [0.0, 7.5, 1.0, 2.0] and list(frame.origin) == ["JFK", "LGA", "JFK", "JFK"]
     assert frame.label.tolist()[1] == 1  # its label, kept in SQLite by that version, is read too
+    store.write(records(3, 2, T0 + timedelta(minutes=59, seconds=59)))  # r4 falls in the next hour
+    hour, first_hours = Window(T0, T0 + timedelta(hours=1)), Window(T0, T0 + timedelta(hours=2))
+    source = LocalTelemetrySource(store, FEATURES)
+    assert source.count(EndpointRef("ep"), hour) == 5  # from the catalog (whole hours): typed and older rows
+    assert source.count(EndpointRef("ep"), first_hours) == 6
+    assert source.count(EndpointRef("ep"), Window(T0 + timedelta(seconds=1), hour.end)) == 4  # from the index
+    assert source.count(EndpointRef("ep", "blue"), hour) == 5
 
 
 def label_files(store: SqliteTelemetryStore) -> list:
@@ -165,3 +172,16 @@ def test_a_sample_of_a_window_is_uniform_seeded_in_time_order_and_labelled(tmp_p
     assert {int(i[1:]) // 1000 for i in ids} == {0, 1}  # both hours drawn from
     labels = dict(zip(ids, sample["label"].to_pylist(), strict=True))
     assert all(labels[i] == (str(int(i[1:]) % 3) if int(i[1:]) % 2 == 0 else None) for i in ids)
+
+
+def test_labels_of_many_hours_join_whether_or_not_an_hour_holds_a_correction(tmp_path):
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
+    store.write([r for h in range(3) for r in records(10 * h, 2, T0 + timedelta(hours=h))])
+    day = T0 + timedelta(days=1)
+    store.write_labels([LabelRecord(f"r{10 * h + i}", ["late", "on-time"][i], day) for h in range(3) for i in (0, 1)])
+    source, window = LocalTelemetrySource(store, FEATURES), Window(T0, T0 + timedelta(hours=3))
+    expected = ["late", "on-time"] * 3  # one label segment per hour: joined without picking winners
+    assert source.fetch(EndpointRef("ep"), window).frame.label.tolist() == expected
+    store.write_labels([LabelRecord("r1", "late", day + timedelta(hours=1))])  # hour 0 now holds two segments
+    assert len(label_files(store)) == 4
+    assert source.fetch(EndpointRef("ep"), window).frame.label.tolist() == ["late", "late"] + expected[2:]
