@@ -15,11 +15,11 @@ so a persistent drift cannot make the endpoint retrain over and over.
 A challenger that did not replace the champion (rejected by the gate, or rolled back from its canary) is
 evidence that a retrain now does not pay: the data cannot beat the champion yet, or what it trains cannot be
 served healthily (a starved or failing canary). The next drift-triggered retrain of the endpoint waits
-`rejection_backoff` times longer per such challenger in a row since the last promotion (2: 7, 14, 28, then at
-most 56 days: three steps, so a performance still at risk is tried again at least every eight cooldowns), back to
-the plain cooldown once one is promoted. Such a retrain never changed the served model, so waiting
-costs only the chance of a better challenger sooner. A retrain a person requests is never held by the
-back-off (only by the plain cooldown and cap); its outcome counts like any other.
+`rejection_backoff` times longer per such challenger in a row since the last promotion (2, with the default 7-day
+cooldown: 7, 14, 28, then at most 56 days; three steps, so a performance still at risk is tried again at least
+every eight cooldowns), back to the plain cooldown once one is promoted. Such a retrain never changed the served
+model, so waiting costs only the chance of a better challenger sooner. A retrain a person requests is never held
+by the back-off (only by the plain cooldown and cap); its outcome counts like any other.
 """
 from __future__ import annotations
 
@@ -89,9 +89,9 @@ def may_start(history: list[Mapping[str, Any]], now: datetime, policy: RetrainPo
     rejected = rejections_since_promotion(others) if drift else 0
     cooldown = policy.cooldown * policy.rejection_backoff ** min(rejected, MAX_BACKOFF_STEPS)
     if submitted and now - submitted[-1] < cooldown:
-        why = (f" ({policy.cooldown} x {policy.rejection_backoff:g}^{min(rejected, MAX_BACKOFF_STEPS)}: "
-               f"{rejected} challenger(s) "
-               f"rejected or rolled back since the last promotion)" if cooldown != policy.cooldown else "")
+        steps = min(rejected, MAX_BACKOFF_STEPS)
+        why = (f" ({policy.cooldown} x {policy.rejection_backoff:g}^{steps}: {rejected} challenger(s) rejected or "
+               f"rolled back since the last promotion)" if cooldown != policy.cooldown else "")
         reasons.append(f"cooldown: last retrain submitted at {submitted[-1].isoformat()}, "
                        f"less than {cooldown} ago{why}")
     today = [t for t in submitted if now - t < timedelta(days=1)]
