@@ -10,77 +10,31 @@ request hour (a label that came first joins one when its request is written), so
 as columns and joined (core.telemetry_segments), never fetched row by row. A segment is written inside the
 transaction that catalogs it, so a reader sees it whole or not at all; rows written by older versions
 (inputs as JSON text in SQLite) are still read, and their labels are copied to segments once, on opening.
+The SQL (schema, upgrades, catalog queries) is in core.telemetry_catalog.
 """
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
-import re
 import sqlite3
 import threading
 from contextlib import closing, contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from core import telemetry_catalog as cat
 from core import telemetry_segments as seg
 from core.errors import TelemetryUnavailable
 from core.files import write_atomic
 from core.retry import retry_transient
 from core.telemetry import DeploymentHealth, LabelRecord, RequestRecord, to_json_text
-from core.types import utc
+from core.telemetry_catalog import micros
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    time_us INTEGER NOT NULL, request_id TEXT NOT NULL, endpoint TEXT NOT NULL, deployment TEXT,
-    model_version TEXT, inputs TEXT, prediction TEXT, score REAL, latency_ms REAL, status_code INTEGER,
-    generation TEXT);
-CREATE INDEX IF NOT EXISTS requests_endpoint_time ON requests (endpoint, time_us);
-CREATE UNIQUE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
-CREATE TABLE IF NOT EXISTS labels (request_id TEXT PRIMARY KEY, label TEXT, time_us INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS segments (id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, hour INTEGER NOT NULL,
-    path TEXT NOT NULL, rows INTEGER NOT NULL, first_us INTEGER NOT NULL, last_us INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS segments_endpoint_hour ON segments (endpoint, hour);
-"""
-# Rows in segments carry typed = 1; rows of older versions (typed NULL) keep their inputs in SQLite.
-_LEGACY_INDEX = "CREATE INDEX IF NOT EXISTS requests_legacy ON requests (endpoint, time_us) WHERE typed IS NULL"
-_LEGACY_SQL = """SELECT time_us, request_id, deployment, model_version, inputs, prediction AS prediction_json,
-    score, latency_ms, status_code, generation FROM requests
-WHERE typed IS NULL AND endpoint = ? AND time_us >= ? AND time_us < ? AND (? IS NULL OR deployment = ?)"""
-# Labels carry their request's endpoint and time (filled when the label or, if later, the request is written),
-# so a window's labels are one index range, not a join over every request of the window.
-_LABEL_COLUMNS = (("endpoint", "TEXT"), ("request_us", "INTEGER"))
-_LABELS_INDEX = "CREATE INDEX IF NOT EXISTS labels_request ON labels (endpoint, request_us)"
-_LABELS_ORPHANS = "CREATE INDEX IF NOT EXISTS labels_orphans ON labels (request_id) WHERE request_us IS NULL"
-_LABELS_ADOPT = """UPDATE labels SET endpoint = r.endpoint, request_us = r.time_us FROM requests r
-WHERE labels.request_us IS NULL AND r.request_id = labels.request_id
-RETURNING labels.request_id, labels.label, labels.time_us, labels.endpoint, labels.request_us"""
-_LABEL_ROWS = "SELECT request_id, label, time_us, endpoint, request_us FROM labels WHERE request_us IS NOT NULL"
-# Label segments hold, per endpoint and request hour, the labels current when each was written: a later
-# segment (higher id) supersedes an earlier one's label of the same request.
-_LABEL_SEGMENTS = """CREATE TABLE label_segments (id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL,
-    hour INTEGER NOT NULL, path TEXT NOT NULL, rows INTEGER NOT NULL);
-CREATE INDEX label_segments_endpoint_hour ON label_segments (endpoint, hour)"""
-_LABEL_SEGMENTS_SQL = "SELECT path, hour FROM label_segments WHERE endpoint = ? AND hour >= ? AND hour <= ? ORDER BY id"
-_SEGMENTS_SQL = "SELECT path FROM segments WHERE endpoint = ? AND hour >= ? AND hour <= ? AND last_us >= ? " \
-                "AND first_us < ? ORDER BY hour, id"
-_COUNT_HOURS_SQL = """SELECT (SELECT COALESCE(SUM(rows), 0) FROM segments WHERE endpoint = ? AND hour >= ? AND hour < ?)
-    + (SELECT COUNT(*) FROM requests WHERE typed IS NULL AND endpoint = ? AND time_us >= ? AND time_us < ?)"""
-HOUR_US = 3_600_000_000
 COMPACT_AT = 16  # segments of one hour merged into one file once there are this many
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def micros(moment: datetime) -> int:
-    """Exact integer microseconds since the epoch (a float timestamp could be off by one)."""
-    if moment.tzinfo is None:
-        utc(moment)  # raises, naming the naive time
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 class SqliteTelemetryStore:
@@ -101,27 +55,18 @@ class SqliteTelemetryStore:
         self._local = threading.local()
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
-            for name, kind in (("typed", "INTEGER"), ("generation", "TEXT")):  # a store of an older version
-                if name not in columns:
-                    _add_column(db, "requests", name, kind)
-            if "request_us" not in {row[1] for row in db.execute("PRAGMA table_info(labels)")}:
-                for name, kind in _LABEL_COLUMNS:
-                    _add_column(db, "labels", name, kind)
-            for statement in (_LEGACY_INDEX, _LABELS_INDEX, _LABELS_ORPHANS):
-                db.execute(statement)
+            cat.create(db)
         self._upgrade_labels()
 
     def _upgrade_labels(self) -> None:
         """A store of an older version: labels of its requests adopted, and its labels copied to segments
         once, by whoever opens it first."""
         with self._transaction("upgraded") as db, _uncommitted() as files:
-            adopted = db.execute(_LABELS_ADOPT).fetchall()
+            adopted = db.execute(cat.LABELS_ADOPT).fetchall()
             if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'label_segments'").fetchone():
-                for statement in _LABEL_SEGMENTS.split(";"):
+                for statement in cat.LABEL_SEGMENTS.split(";"):
                     db.execute(statement)
-                adopted = db.execute(_LABEL_ROWS).fetchall()
+                adopted = db.execute(cat.LABEL_ROWS).fetchall()
             self._add_label_segments(db, adopted, files)
 
     def _connect(self) -> sqlite3.Connection:
@@ -133,10 +78,10 @@ class SqliteTelemetryStore:
         """Stores the records not stored yet, one segment per endpoint and hour, atomically with their ids."""
         written: dict[tuple[str, int], Path] = {}
         with self._transaction("written") as db, _uncommitted() as files:
-            for (endpoint, hour), part in _partitions(_fresh(db, records)):
+            for (endpoint, hour), part in cat.partitions(cat.fresh_records(db, records)):
                 files.append(self._add_segment(db, endpoint, hour, part))
                 written[(endpoint, hour)] = files[-1]
-            labelled = self._add_label_segments(db, db.execute(_LABELS_ADOPT).fetchall(), files)  # came first
+            labelled = self._add_label_segments(db, db.execute(cat.LABELS_ADOPT).fetchall(), files)  # came first
         for endpoint, hour in written:
             self._compact_if_due(endpoint, hour)
         for endpoint, hour in labelled:
@@ -152,8 +97,8 @@ class SqliteTelemetryStore:
             db.executemany("INSERT INTO labels (request_id, label, time_us) VALUES (?,?,?) ON CONFLICT (request_id) "
                            "DO UPDATE SET label = excluded.label, time_us = excluded.time_us "
                            "WHERE excluded.time_us >= labels.time_us", rows)
-            db.execute(_LABELS_ADOPT).fetchall()  # the labels' requests, where already written
-            written = self._add_label_segments(db, _current_labels(db, [row[0] for row in rows]), files)
+            db.execute(cat.LABELS_ADOPT).fetchall()  # the labels' requests, where already written
+            written = self._add_label_segments(db, cat.current_labels(db, [row[0] for row in rows]), files)
         for endpoint, hour in written:
             self._compact_labels_if_due(endpoint, hour)
 
@@ -163,11 +108,11 @@ class SqliteTelemetryStore:
 
         hours: dict[tuple[str, int], list[tuple]] = {}
         for row in rows:
-            hours.setdefault((row[3], row[4] // HOUR_US), []).append(row)
+            hours.setdefault((row[3], row[4] // cat.HOUR_US), []).append(row)
         for (endpoint, hour), part in hours.items():
             segment = db.execute("INSERT INTO label_segments (endpoint, hour, path, rows) VALUES (?, ?, '', ?)",
                                  (endpoint, hour, len(part))).lastrowid
-            relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+            relative = f"{cat.folder(endpoint)}/{hour}/{segment}.parquet"
             db.execute("UPDATE label_segments SET path = ? WHERE id = ?", (relative, segment))
             table = seg.labels_table(part)
             files.append(write_atomic(self.labels / relative,
@@ -186,7 +131,7 @@ class SqliteTelemetryStore:
             table = seg.latest_labels([str(self.labels / path) for _, path in rows])
             segment = db.execute("INSERT INTO label_segments (endpoint, hour, path, rows) VALUES (?, ?, '', ?)",
                                  (endpoint, hour, table.num_rows)).lastrowid
-            relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+            relative = f"{cat.folder(endpoint)}/{hour}/{segment}.parquet"
             db.execute("UPDATE label_segments SET path = ? WHERE id = ?", (relative, segment))
             write_atomic(self.labels / relative, lambda out: seg.write_parquet(table, out))
             db.executemany("DELETE FROM label_segments WHERE id = ?", [(i,) for i, _ in rows])
@@ -203,7 +148,7 @@ class SqliteTelemetryStore:
         records = [r for _, r in part]
         segment = db.execute("INSERT INTO segments (endpoint, hour, path, rows, first_us, last_us) VALUES "
                              "(?, ?, '', ?, ?, ?)", (endpoint, hour, len(part), times[0], times[-1])).lastrowid
-        relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+        relative = f"{cat.folder(endpoint)}/{hour}/{segment}.parquet"
         db.execute("UPDATE segments SET path = ? WHERE id = ?", (relative, segment))
         db.executemany("INSERT INTO requests (time_us, request_id, endpoint, deployment, model_version, score, "
                        "latency_ms, status_code, typed) VALUES (?,?,?,?,?,?,?,?,1)",
@@ -236,7 +181,7 @@ class SqliteTelemetryStore:
             segment = db.execute("INSERT INTO segments (endpoint, hour, path, rows, first_us, last_us) VALUES "
                                  "(?, ?, '', ?, ?, ?)", (endpoint, hour, table.num_rows, times[0].as_py(),
                                                           times[-1].as_py())).lastrowid
-            relative = f"{_folder(endpoint)}/{hour}/{segment}.parquet"
+            relative = f"{cat.folder(endpoint)}/{hour}/{segment}.parquet"
             db.execute("UPDATE segments SET path = ? WHERE id = ?", (relative, segment))
             write_atomic(self.segments / relative, lambda out: seg.write_parquet(table, out))
             db.executemany("DELETE FROM segments WHERE id = ?", [(i,) for i, _, _ in rows])
@@ -343,13 +288,12 @@ class SqliteTelemetryStore:
         uri = f"{self.path.resolve().as_uri()}?mode=rw"  # never creates a missing store
         with closing(sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s, isolation_level=None)) as db:
             db.execute("BEGIN")  # one snapshot: a merge committed between two queries is not half seen
-            paths = [row[0] for row in db.execute(_SEGMENTS_SQL, (endpoint, start_us // HOUR_US,
-                                                                  (end_us - 1) // HOUR_US, start_us, end_us))]
-            legacy = _arrow(db.execute(_LEGACY_SQL, (endpoint, start_us, end_us, deployment, deployment)),
-                            {**dict.fromkeys(("time_us", "status_code"), pa.int64()),
-                             **dict.fromkeys(("score", "latency_ms"), pa.float64())})
-            labels = db.execute(_LABEL_SEGMENTS_SQL, (endpoint, start_us // HOUR_US,
-                                                      (end_us - 1) // HOUR_US)).fetchall() if with_labels else []
+            first, last = start_us // cat.HOUR_US, (end_us - 1) // cat.HOUR_US
+            paths = [row[0] for row in db.execute(cat.SEGMENTS_SQL, (endpoint, first, last, start_us, end_us))]
+            legacy = cat.arrow_rows(db.execute(cat.LEGACY_SQL, (endpoint, start_us, end_us, deployment, deployment)),
+                                    {**dict.fromkeys(("time_us", "status_code"), pa.int64()),
+                                     **dict.fromkeys(("score", "latency_ms"), pa.float64())})
+            labels = db.execute(cat.LABEL_SEGMENTS_SQL, (endpoint, first, last)).fetchall() if with_labels else []
             db.execute("COMMIT")
         return paths, legacy, labels
 
@@ -359,8 +303,8 @@ class SqliteTelemetryStore:
         older versions (a partial index): a range of the requests index costs 0.07 s per million rows, over a
         second the first time a process reads it. Any other window counts that range."""
         start_us, end_us = micros(start), micros(end)
-        if deployment is None and start_us % HOUR_US == 0 and end_us % HOUR_US == 0:
-            return self._query(_COUNT_HOURS_SQL, (endpoint, start_us // HOUR_US, end_us // HOUR_US,
+        if deployment is None and start_us % cat.HOUR_US == 0 and end_us % cat.HOUR_US == 0:
+            return self._query(cat.COUNT_HOURS_SQL, (endpoint, start_us // cat.HOUR_US, end_us // cat.HOUR_US,
                                                   endpoint, start_us, end_us))[0][0]
         return self._query("SELECT COUNT(*) FROM requests WHERE endpoint = ? AND time_us >= ? AND time_us < ? "
                            "AND (? IS NULL OR deployment = ?)",
@@ -382,41 +326,6 @@ class SqliteTelemetryStore:
             raise TelemetryUnavailable(f"telemetry store {self.path} cannot be read: {exc}") from exc
 
 
-def _add_column(db: sqlite3.Connection, table: str, name: str, kind: str) -> None:
-    try:
-        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-    except sqlite3.OperationalError as exc:  # another process added it first
-        if "duplicate column" not in str(exc):
-            raise
-
-
-def _arrow(cursor: sqlite3.Cursor, types: dict) -> "pa.Table":
-    """A query's rows as an Arrow table: the columns named in `types` so typed, the others text."""
-    import pyarrow as pa
-
-    names = [d[0] for d in cursor.description]
-    rows = cursor.fetchall()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-    return pa.table({name: pa.array(column, types.get(name, pa.string()))
-                     for name, column in zip(names, columns, strict=True)})
-
-
-def _fresh(db: sqlite3.Connection, records: Sequence[RequestRecord]) -> list[tuple[int, RequestRecord]]:
-    """(time in microseconds, record) of the records whose id is not stored yet, first of any repeats."""
-    ids = list(dict.fromkeys(r.request_id for r in records))
-    stored: set[str] = set()
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        stored.update(row[0] for row in db.execute(
-            f"SELECT request_id FROM requests WHERE request_id IN ({','.join('?' * len(chunk))})", chunk))
-    fresh = []
-    for record in records:
-        if record.request_id not in stored:
-            stored.add(record.request_id)
-            fresh.append((micros(record.time), record))
-    return fresh
-
-
 def _sampler(fraction: float, seed: int) -> Callable[["pa.Table"], "pa.Table"]:
     """Keeps each row of the tables it is given with probability `fraction`, the same rows for the same seed."""
     import numpy as np
@@ -435,29 +344,6 @@ def _uncommitted() -> Iterator[list[Path]]:
         for path in files:
             path.unlink(missing_ok=True)
         raise
-
-
-def _current_labels(db: sqlite3.Connection, ids: list[str]) -> list[tuple]:
-    """The stored (winning) labels of these requests whose request is known."""
-    ids = list(dict.fromkeys(ids))
-    rows: list[tuple] = []
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        rows += db.execute(f"{_LABEL_ROWS} AND request_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-    return rows
-
-
-def _partitions(rows: list[tuple[int, RequestRecord]]) -> list[tuple[tuple[str, int], list]]:
-    parts: dict[tuple[str, int], list] = {}
-    for t, record in rows:
-        parts.setdefault((record.endpoint, t // HOUR_US), []).append((t, record))
-    return list(parts.items())
-
-
-def _folder(endpoint: str) -> str:
-    """A folder name per endpoint: readable, and distinct even when two names clean up the same."""
-    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:12]
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', endpoint)[:40]}-{digest}"
 
 
 @contextmanager
