@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from core.types import parse_time
-from retrain.runs import ACTIVE
+from retrain.runs import ACTIVE, P
 
 # A run in one of these states still owns the endpoint: no second retrain may start beside it.
 ACTIVE_STATES = ACTIVE
@@ -87,9 +87,9 @@ def may_start(history: list[Mapping[str, Any]], now: datetime, policy: RetrainPo
     submitted = sorted(parse_time(r["submitted_at"]) for r in others if r.get("submitted_at"))
     reasons = []
     rejected = rejections_since_promotion(others) if drift else 0
-    cooldown = policy.cooldown * policy.rejection_backoff ** min(rejected, MAX_BACKOFF_STEPS)
+    steps = min(rejected, MAX_BACKOFF_STEPS)
+    cooldown = policy.cooldown * policy.rejection_backoff ** steps
     if submitted and now - submitted[-1] < cooldown:
-        steps = min(rejected, MAX_BACKOFF_STEPS)
         why = (f" ({policy.cooldown} x {policy.rejection_backoff:g}^{steps}: {rejected} challenger(s) rejected or "
                f"rolled back since the last promotion)" if cooldown != policy.cooldown else "")
         reasons.append(f"cooldown: last retrain submitted at {submitted[-1].isoformat()}, "
@@ -105,9 +105,9 @@ def rejections_since_promotion(history: Iterable[Mapping[str, Any]]) -> int:
     runs never produced a challenger to judge: they neither count nor reset)."""
     count = 0
     for run in sorted((r for r in history if r.get("submitted_at")), key=lambda r: parse_time(r["submitted_at"])):
-        if run["state"] == "promoted":
+        if run["state"] == P.PROMOTED:
             count = 0
-        elif run["state"] in ("rejected", "rolled_back"):
+        elif run["state"] in (P.REJECTED, P.ROLLED_BACK):
             count += 1
     return count
 
