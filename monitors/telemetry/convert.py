@@ -241,11 +241,11 @@ def _objects(column: Any) -> np.ndarray:
 
 def _floats(column: Any) -> np.ndarray:
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
-        return _owned(column.to_numpy(zero_copy_only=False), np.float64)
+        return owned(column.to_numpy(zero_copy_only=False), np.float64)
     return np.array(column, dtype=np.float64)
 
 
-def _owned(values: np.ndarray, dtype: Any) -> np.ndarray:
+def owned(values: np.ndarray, dtype: Any) -> np.ndarray:
     """`values` as `dtype`, writable, copied only when it must be: a chunked column's to_numpy is a fresh array
     already, and fresh memory is slow to touch (a second copy of a million rows costs more than the first)."""
     return values.astype(dtype, copy=not values.flags.writeable)
@@ -254,7 +254,7 @@ def _owned(values: np.ndarray, dtype: Any) -> np.ndarray:
 def _status(column: Any) -> np.ndarray:
     """Status codes as int64 when none is missing, else as float64 with NaN for the missing ones."""
     if isinstance(column, (pa.Array, pa.ChunkedArray)) and pa.types.is_integer(column.type) and not column.null_count:
-        return _owned(column.to_numpy(zero_copy_only=False), np.int64)
+        return owned(column.to_numpy(zero_copy_only=False), np.int64)
     return _floats(column)
 
 
@@ -264,7 +264,7 @@ def _times(column: Any) -> pd.DatetimeIndex:
         column = pa.array(column, type=pa.string())
     if pa.types.is_integer(column.type):  # microseconds -> nanoseconds in one multiplication (nulls: NaT)
         nanos = (pc.fill_null(column, 0) if column.null_count else column).to_numpy(zero_copy_only=False)
-        nanos = _owned(nanos, np.int64)
+        nanos = owned(nanos, np.int64)
         nanos *= 1000
         if column.null_count:
             nanos[pc.is_null(column).to_numpy(zero_copy_only=False)] = np.iinfo(np.int64).min  # NaT

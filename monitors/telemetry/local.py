@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from core.telemetry_store import SqliteTelemetryStore
 from core.types import EndpointRef, TelemetryBatch, Window
-from monitors.telemetry.convert import build_batch, check_features, json_column
+from monitors.telemetry.convert import build_batch, check_features, json_column, owned
 from monitors.telemetry.typed import typed_inputs
 
 
@@ -68,8 +68,7 @@ class LocalTelemetrySource:
 
 def prediction(table: pa.Table) -> Any:
     """Numbers as float64; anything else (class names, probability lists) as decoded JSON objects."""
-    numbers = table["prediction"].to_numpy(zero_copy_only=False)
-    numbers = numbers.astype(np.float64, copy=not numbers.flags.writeable)  # a chunked column's is fresh already
+    numbers = owned(table["prediction"].to_numpy(zero_copy_only=False), np.float64)
     texts = table["prediction_json"]
     if texts.null_count == len(texts):
         return numbers
