@@ -26,7 +26,7 @@ import numpy as np
 T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 COLUMNS = [("TimeGenerated", "datetime"), ("RequestId", "string"), ("Deployment", "string"),
            ("ModelVersion", "string"), ("Inputs", "string"), ("Prediction", "string"), ("Score", "real"),
-           ("LatencyMs", "real"), ("StatusCode", "int"), ("Label", "string")]
+           ("LatencyMs", "real"), ("StatusCode", "int"), ("Generation", "string"), ("Label", "string")]
 
 
 def payload(rows: int, numeric: int, seed: int = 0) -> bytes:
@@ -49,7 +49,7 @@ def generate(rows: int, numeric: int, seed: int = 0) -> tuple[list[int], list[li
     table = []
     for i in range(rows):
         inputs = "{" + ",".join(f'"x{j}":{v}' for j, v in enumerate(values[i])) + f',"origin":"{origins[i]}"}}'
-        table.append([stamps[i] + "0Z", f"req-{i}", "blue", "3", inputs, str(i % 2), 0.5, latency[i], 200,
+        table.append([stamps[i] + "0Z", f"req-{i}", "blue", "3", inputs, str(i % 2), 0.5, latency[i], 200, None,
                       str(i % 2) if i % 4 == 0 else ""])
     return (micros + int(start.astype(np.int64))).tolist(), table
 
@@ -104,8 +104,7 @@ def run(rows: int, numeric: int) -> dict:
     transport = type("Replay", (ReplayTransport, HttpTransport), {})(body, rows)
     window = Window(T0, T0 + timedelta(days=1))
     client = LogsQueryClient(Token(), transport=transport)
-    features = {**{f"x{j}": "numeric" for j in range(numeric)}, "origin": "categorical"}
-    source = LogAnalyticsTelemetrySource("ws", client=client, features=features, max_rows_per_query=rows * 2,
+    source = LogAnalyticsTelemetrySource("ws", client=client, features=_features(numeric), max_rows_per_query=rows * 2,
                                          now=lambda: T0 + timedelta(days=2))
     batch, columnar_s = _timed(lambda: source.fetch(EndpointRef("flights"), window))
     del batch
@@ -187,8 +186,8 @@ def _fill(store, rows: int, numeric: int, batch: int) -> float:
                                    inputs=json.loads(table[j][4]), prediction=float(table[j][5]),
                                    score=table[j][6], latency_ms=table[j][7], status_code=table[j][8])
                      for j in range(i, min(i + batch, rows))])
-    store.write_labels([LabelRecord(table[j][1], int(table[j][9]), _at(micros[j]) + timedelta(days=1))
-                        for j in range(rows) if table[j][9]])
+    store.write_labels([LabelRecord(table[j][1], int(table[j][10]), _at(micros[j]) + timedelta(days=1))
+                        for j in range(rows) if table[j][10]])
     return time.perf_counter() - started
 
 
